@@ -1,0 +1,1 @@
+"""Analysis of bnbench run directories and profiler traces (pandas, no torch)."""

@@ -1,0 +1,1 @@
+"""Launchers: comparison, sweeps, multi-node."""
