@@ -1,0 +1,90 @@
+"""Every option of a training run: one frozen dataclass, its defaults commented, and its flags."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+
+from bench.model import MODELS
+from bench.norms import VARIANTS
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    variant: str = "nn"            # BN implementation: scratch | nn | sync | scratch-sync
+    model: str = "lenet"           # network
+    epochs: int = 10               # the textbook's 10
+    batch_size: int = 256          # GLOBAL batch over all ranks; per-rank batch = batch_size / world size
+    lr: float = 1.0                # SGD, no momentum, as the textbook
+    seed: int = 0                  # model init and the shared per-epoch permutation
+    data_dir: str = "data"         # torchvision layout goes here (laid out from Debian's files if needed)
+    download: bool = False         # let torchvision download when no local copy exists
+    limit_train: int | None = None  # first N training images (quick runs)
+    limit_test: int | None = None   # first N test images
+    device: str = "auto"           # auto | cpu | cuda
+    backend: str = "auto"          # auto (nccl on CUDA, gloo on CPU) | nccl | gloo
+    out: str = "runs"              # parent of run directories
+    run_name: str | None = None    # default: derived from the configuration (bench.rundir.default_run_name)
+    overwrite: bool = False        # replace an existing run directory of the same name
+    profile: bool = True           # profiler window early in training, one trace per rank
+    warmup_steps: int = 5          # steps after the profiler window left out of the timing
+    eval_batch: int = 1000         # test-set batch (evaluation is not timed)
+    bn_group_size: int | None = None  # sync variants: ranks per BN group (None = all ranks)
+    pg_timeout_s: float = 300.0    # collectives fail after this long when a peer rank is gone
+    extra: dict = field(default_factory=dict, compare=False)  # free-form notes recorded in config.json
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _positive_int(text: str) -> int:
+    v = int(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    v = float(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return v
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line and exit code 2 (argparse's own code) without usage spam."""
+
+    def error(self, message: str):
+        self.exit(2, f"bench.train: error: {message} (see --help)\n")
+
+
+def build_parser(prog: str = "bench.train") -> argparse.ArgumentParser:
+    d = TrainConfig()
+    p = _OneLineParser(prog=prog, description="Train LeNet-BN on Fashion-MNIST with one BN variant; "
+                       "run under torchrun for several ranks.")
+    p.add_argument("--variant", choices=VARIANTS, default=d.variant)
+    p.add_argument("--model", choices=MODELS, default=d.model)
+    p.add_argument("--epochs", type=_positive_int, default=d.epochs)
+    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="global batch")
+    p.add_argument("--lr", type=_positive_float, default=d.lr)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--data-dir", default=d.data_dir)
+    p.add_argument("--download", action="store_true")
+    p.add_argument("--limit-train", type=_positive_int, default=None, metavar="N")
+    p.add_argument("--limit-test", type=_positive_int, default=None, metavar="N")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)
+    p.add_argument("--backend", choices=("auto", "nccl", "gloo"), default=d.backend)
+    p.add_argument("--out", default=d.out)
+    p.add_argument("--run-name", default=None)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-profile", dest="profile", action="store_false")
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    p.add_argument("--eval-batch", type=_positive_int, default=d.eval_batch)
+    p.add_argument("--bn-group-size", type=_positive_int, default=None, metavar="K")
+    p.add_argument("--pg-timeout-s", type=_positive_float, default=d.pg_timeout_s)
+    return p
+
+
+def from_argv(argv: list[str] | None = None) -> TrainConfig:
+    ns = build_parser().parse_args(argv)
+    return TrainConfig(**vars(ns))

@@ -1,0 +1,99 @@
+"""All of torch.distributed set-up lives here; nothing else reads torchrun's variables.
+
+torchrun exports RANK, LOCAL_RANK and WORLD_SIZE. Without them this is one process: the single-GPU
+fallback, or CPU.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from bench.errors import UsageError
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+    backend: str | None  # None: one process, no process group
+    is_main: bool
+    launcher: str  # "torchrun" or "single-process"
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def read_env() -> tuple[int, int, int, bool]:
+    """(rank, local_rank, world_size, launched_by_torchrun) from torchrun's variables."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return 0, 0, 1, False
+    return (int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", os.environ["RANK"])),
+            int(os.environ["WORLD_SIZE"]), True)
+
+
+def resolve_device(requested: str, local_rank: int) -> torch.device:
+    if requested not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"--device {requested!r} is not one of auto, cpu, cuda")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda but no CUDA device is visible: use --device cpu (or auto)")
+    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    # More ranks than GPUs happens on purpose when testing with gloo on one GPU: ranks share it.
+    return torch.device("cuda", local_rank % torch.cuda.device_count())
+
+
+def resolve_backend(requested: str, device: torch.device) -> str:
+    if requested not in ("auto", "nccl", "gloo"):
+        raise UsageError(f"--backend {requested!r} is not one of auto, nccl, gloo")
+    if requested == "auto":
+        return "nccl" if device.type == "cuda" else "gloo"
+    if requested == "nccl" and device.type != "cuda":
+        raise UsageError("--backend nccl needs CUDA devices: use --backend gloo on CPU")
+    return requested
+
+
+def setup(device: str = "auto", backend: str = "auto", timeout_s: float = 300.0) -> DistInfo:
+    """Initialise the process group when launched by torchrun; return who and where we are.
+
+    `timeout_s` bounds every collective: when a peer rank dies, the survivors fail with an error
+    after at most this long instead of hanging forever.
+    """
+    rank, local_rank, world_size, torchrun = read_env()
+    dev = resolve_device(device, local_rank)
+    be = resolve_backend(backend, dev)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if world_size > 1 and not dist.is_initialized():
+        kwargs = {"device_id": dev} if be == "nccl" else {}
+        dist.init_process_group(be, rank=rank, world_size=world_size,
+                                timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
+    return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size, device=dev,
+                    backend=be if world_size > 1 else None, is_main=rank == 0,
+                    launcher="torchrun" if torchrun else "single-process")
+
+
+def consecutive_groups(group_size: int, info: DistInfo):
+    """Process group of this rank's block of `group_size` consecutive ranks (every rank makes all).
+
+    new_group is collective over the whole world, so every rank creates every block.
+    """
+    if group_size == info.world_size:
+        return None  # the default (world) group
+    mine = None
+    for start in range(0, info.world_size, group_size):
+        group = dist.new_group(list(range(start, start + group_size)))
+        if start <= info.rank < start + group_size:
+            mine = group
+    return mine
+
+
+def teardown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,60 @@
+"""The PyTorch profiler on every rank, over a short window early in training.
+
+Schedule: `wait` steps, `warmup` steps, `active` recorded steps, once. The trace goes to
+`<run>/traces/` as one gzip'd Chrome trace per rank (worker name `rank<r>`), readable by TensorBoard's
+profiler plugin, Perfetto and analysis.kernels. After the window the profiler is stopped, so the
+measured steps carry no profiler cost, and the `bn/<layer>` labels are switched off with it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
+
+from bench.model import set_bn_labels
+
+WAIT, WARMUP, ACTIVE = 1, 2, 4
+
+
+class StepProfiler:
+    """Call `step()` after every training step; `window_steps` tells which steps it touched."""
+
+    def __init__(self, trace_dir: Path | None, rank: int, model: torch.nn.Module, device: torch.device):
+        self.window_steps = WAIT + WARMUP + ACTIVE if trace_dir is not None else 0
+        self._model = model
+        self._steps = 0
+        self._prof = None
+        if trace_dir is None:
+            return
+        activities = [ProfilerActivity.CPU]
+        if device.type == "cuda":
+            activities.append(ProfilerActivity.CUDA)
+        self._prof = profile(
+            activities=activities,
+            schedule=schedule(wait=WAIT, warmup=WARMUP, active=ACTIVE, repeat=1),
+            on_trace_ready=tensorboard_trace_handler(str(trace_dir), worker_name=f"rank{rank}",
+                                                     use_gzip=True),
+            record_shapes=True,
+        )
+        set_bn_labels(model, True)
+        self._prof.start()
+
+    @property
+    def active(self) -> bool:
+        return self._prof is not None
+
+    def step(self) -> None:
+        if self._prof is None:
+            return
+        self._steps += 1
+        self._prof.step()
+        if self._steps >= self.window_steps:
+            self.stop()
+
+    def stop(self) -> None:
+        """End the window (writes the trace if any step was recorded)."""
+        if self._prof is not None:
+            self._prof.stop()
+            self._prof = None
+            set_bn_labels(self._model, False)

@@ -1,0 +1,91 @@
+"""The run-directory format, shared by bench/ (writer) and analysis/ (reader). Imports no torch.
+
+    <out>/<run>/config.json    every resolved option, variant, world size, batches, launcher
+                env.json       torch / CUDA / cuDNN / NCCL versions, devices, host, python, git commit
+                metrics.csv    one row per epoch (METRICS_COLUMNS)
+                step_times.csv raw measured step times of rank 0 (epoch, step, step_ms)
+                summary.json   final metrics, throughput, step-time percentiles, peak memory, status
+                traces/        one gzip'd kineto Chrome trace per rank (worker name rank<r>)
+
+Every file is written atomically (temp file, fsync, rename): a reader sees the old file or the new
+one, never half of one.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+CONFIG, ENV, METRICS, STEP_TIMES, SUMMARY, TRACES = (
+    "config.json", "env.json", "metrics.csv", "step_times.csv", "summary.json", "traces")
+METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "test_acc", "examples_per_s", "epoch_s")
+STATUSES = ("running", "complete", "diverged", "failed")
+_UMASK = os.umask(0o22); os.umask(_UMASK)  # mkstemp makes 0600 files; runs should be readable
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Mapping[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_csv(path: str | os.PathLike, columns: Iterable[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    with open(path) as f:
+        return json.load(f)
+
+
+def default_run_name(model: str, variant: str, world_size: int, global_batch: int, seed: int,
+                     mode: str = "eager", amp: str = "none", bn_group_size: int | None = None) -> str:
+    """A name that is the same for the same configuration, so sweeps can find finished cells.
+
+    >>> default_run_name("lenet", "nn", 2, 256, 0)
+    'lenet-nn-ws2-b256-s0'
+    """
+    name = f"{model}-{variant}-ws{world_size}-b{global_batch}"
+    if bn_group_size and bn_group_size != world_size:
+        name += f"-g{bn_group_size}"
+    if mode != "eager":
+        name += f"-{mode}"
+    if amp != "none":
+        name += f"-{amp}"
+    return f"{name}-s{seed}"
+
+
+def is_run_dir(path: str | os.PathLike) -> bool:
+    return (Path(path) / CONFIG).is_file()
+
+
+def find_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Run directories among `paths` and their descendants, sorted and without duplicates."""
+    found: set[Path] = set()
+    for p in map(Path, paths):
+        if is_run_dir(p):
+            found.add(p)
+        elif p.is_dir():
+            found.update(c.parent for c in p.rglob(CONFIG))
+    return sorted(found)

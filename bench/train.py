@@ -1,0 +1,259 @@
+"""Train LeNet-BN on Fashion-MNIST with one BN variant; one process or many under torchrun.
+
+    python -m bench.train --variant scratch
+    torchrun --standalone --nproc_per_node=2 -m bench.train --variant sync
+
+Every rank trains on its shard of one seeded permutation per epoch; rank 0 writes the run directory
+(bench.rundir) and prints one line per epoch, then the textbook's two closing lines.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as tdist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from bench import data as fmnist
+from bench import dist, envinfo, rundir
+from bench.config import TrainConfig, from_argv
+from bench.errors import EXIT_USAGE, UsageError
+from bench.model import MODELS, build_model
+from bench.norms import SYNCHRONISING, VARIANTS, make_norm
+from bench.profiling import StepProfiler
+from bench.timing import StepTimer, percentile
+
+N_TRAIN = 60_000
+
+
+def run_name(cfg: TrainConfig, world_size: int) -> str:
+    return cfg.run_name or rundir.default_run_name(cfg.model, cfg.variant, world_size, cfg.batch_size,
+                                                    cfg.seed, bn_group_size=cfg.bn_group_size)
+
+
+def bn_group_size(cfg: TrainConfig, world_size: int) -> int:
+    """Ranks whose samples one BN layer normalises together (1 = local statistics)."""
+    if cfg.variant not in SYNCHRONISING:
+        return 1
+    return cfg.bn_group_size or world_size
+
+
+def describe_bn(cfg: TrainConfig, world_size: int) -> str:
+    impl = {"scratch": "from-scratch BN (textbook)", "nn": "nn.BatchNorm1d/2d",
+            "sync": "nn.SyncBatchNorm", "scratch-sync": "from-scratch cross-rank BN"}[cfg.variant]
+    k = bn_group_size(cfg, world_size)
+    if cfg.variant in SYNCHRONISING and k == 1:
+        return f"{impl}: local statistics only (world size {world_size}), no synchronisation"
+    if k > 1:
+        return f"{impl}: statistics synchronised over {k} of {world_size} ranks"
+    return f"{impl}: local statistics on each rank"
+
+
+def validate(cfg: TrainConfig, world_size: int, device: torch.device) -> Path:
+    """Check everything that can be checked before any process group exists; return the run dir."""
+    if cfg.variant not in VARIANTS:
+        raise UsageError(f"unknown variant {cfg.variant!r}: choose one of {', '.join(VARIANTS)}")
+    if cfg.model not in MODELS:
+        raise UsageError(f"unknown model {cfg.model!r}: choose one of {', '.join(MODELS)}")
+    if cfg.epochs <= 0 or not cfg.lr > 0:
+        raise UsageError(f"--epochs and --lr must be positive (got {cfg.epochs}, {cfg.lr})")
+    if cfg.batch_size % world_size:
+        raise UsageError(f"--batch-size {cfg.batch_size} is not divisible by world size {world_size}: "
+                         f"pick a multiple of {world_size}")
+    per_rank = cfg.batch_size // world_size
+    if cfg.bn_group_size is not None:
+        if cfg.variant not in SYNCHRONISING:
+            raise UsageError(f"--bn-group-size applies to {' and '.join(SYNCHRONISING)}, not {cfg.variant}")
+        if world_size % cfg.bn_group_size:
+            raise UsageError(f"--bn-group-size {cfg.bn_group_size} does not divide world size {world_size}")
+    if per_rank * bn_group_size(cfg, world_size) < 2:
+        raise UsageError(f"per-rank batch {per_rank} with local BN statistics: BN needs more than one value "
+                         f"per channel; use a larger --batch-size or a synchronised variant")
+    n_train = min(cfg.limit_train or N_TRAIN, N_TRAIN)
+    if n_train < cfg.batch_size:
+        raise UsageError(f"--limit-train {n_train} is smaller than one global batch ({cfg.batch_size}): "
+                         f"raise --limit-train or lower --batch-size")
+    if cfg.variant == "sync" and device.type != "cuda" and world_size > 1:
+        raise UsageError("nn.SyncBatchNorm synchronises only CUDA tensors, so --variant sync cannot run on "
+                         "CPU with world size > 1: use --variant scratch-sync (runs on gloo) or GPUs")
+    out = Path(cfg.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create --out {out} ({e.strerror}): pass a writable directory") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out} is not writable: pass a writable directory")
+    run_dir = out / run_name(cfg, world_size)
+    if run_dir.exists() and not cfg.overwrite:
+        raise UsageError(f"run directory {run_dir} exists: pass --overwrite to replace it, or another "
+                         f"--out / --run-name")
+    return run_dir
+
+
+def _reduce(t: torch.Tensor, op=tdist.ReduceOp.SUM) -> torch.Tensor:
+    if tdist.is_initialized():
+        tdist.all_reduce(t, op=op)
+    return t
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, info: dist.DistInfo,
+             batch: int) -> float:
+    """Accuracy over all of (x, y) exactly once: each rank scores a contiguous slice, counts summed."""
+    n = len(x)
+    lo, hi = n * info.rank // info.world_size, n * (info.rank + 1) // info.world_size
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    for i in range(lo, hi, batch):
+        correct += (model(x[i:min(i + batch, hi)]).argmax(1) == y[i:min(i + batch, hi)]).sum()
+    model.train()
+    return _reduce(correct).item() / n
+
+
+def _sync_buffers(model: torch.nn.Module) -> None:
+    """Rank 0's running statistics everywhere, so every rank evaluates the same network."""
+    if tdist.is_initialized():
+        for b in model.buffers():
+            tdist.broadcast(b, src=0)
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run one training job (this rank's part of it); return the summary written to summary.json."""
+    rank, local_rank, world_size, _ = dist.read_env()
+    device = dist.resolve_device(cfg.device, local_rank)
+    run_dir = validate(cfg, world_size, device)
+    fmnist.prepare(cfg.data_dir, cfg.download)  # missing or damaged data fails here, before any rank waits
+    info = dist.setup(cfg.device, cfg.backend, cfg.pg_timeout_s)
+    try:
+        return _train(cfg, info, run_dir)
+    finally:
+        dist.teardown()
+
+
+def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path) -> dict:
+    W, P, G = info.world_size, cfg.batch_size // info.world_size, cfg.batch_size
+    log = print if info.is_main else (lambda *a, **k: None)
+    if info.distributed:
+        tdist.barrier()  # every rank has validated before rank 0 touches the file system
+    if info.is_main:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        (run_dir / rundir.TRACES).mkdir(parents=True)
+    config = {**cfg.as_dict(), "world_size": W, "per_rank_batch": P, "global_batch": G,
+              "launcher": info.launcher, "backend": info.backend, "device_type": info.device.type,
+              "bn_group_size": bn_group_size(cfg, W), "bn_description": describe_bn(cfg, W),
+              "run_name": run_dir.name, "mode": "eager", "amp": "none"}
+    if info.is_main:
+        rundir.write_json(run_dir / rundir.CONFIG, config)
+        rundir.write_json(run_dir / rundir.ENV, envinfo.collect(info.device))
+        rundir.write_json(run_dir / rundir.SUMMARY, {"status": "running", "run_name": run_dir.name})
+    if info.distributed:
+        tdist.barrier()
+
+    data = fmnist.load(cfg.data_dir, info.device, False, cfg.limit_train, cfg.limit_test)
+    group = dist.consecutive_groups(bn_group_size(cfg, W), info) if cfg.variant in SYNCHRONISING and W > 1 else None
+    torch.manual_seed(cfg.seed)
+    net = build_model(cfg.model, lambda c, d: make_norm(cfg.variant, c, d, process_group=group)).to(info.device)
+    model = DDP(net, device_ids=[info.device.index] if info.device.type == "cuda" else None) if W > 1 else net
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    steps = len(data.train_x) // G  # the last incomplete global batch is dropped, as DistributedSampler can
+    prof = StepProfiler(run_dir / rundir.TRACES if cfg.profile else None, info.rank, net, info.device)
+    skip = prof.window_steps + cfg.warmup_steps  # first-epoch steps left out of the timing
+    timer = StepTimer(info.device)
+    losses = torch.empty(steps, device=info.device)
+    preds = torch.empty(steps, P, dtype=torch.int64, device=info.device)
+    metrics, measured_ms, status = [], [], "complete"
+    log(f"{run_dir.name}: {describe_bn(cfg, W)}; {W} rank(s) × batch {P} on {info.device} "
+        f"({info.backend or 'no process group'}); {steps} steps/epoch")
+
+    for epoch in range(cfg.epochs):
+        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        order = torch.randperm(len(data.train_x), generator=gen)[: steps * G].view(steps, W, P)[:, info.rank]
+        order = order.to(info.device)
+        t0 = time.perf_counter()
+        timer.mark()
+        for i in range(steps):
+            idx = order[i]
+            x, y = data.train_x[idx], data.train_y[idx]
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses[i] = loss.detach()
+            torch.argmax(logits.detach(), dim=1, out=preds[i])
+            timer.mark()
+            prof.step()
+        step_ms = timer.read_ms()
+        if info.device.type == "cuda":
+            torch.cuda.synchronize(info.device)
+        epoch_s = time.perf_counter() - t0
+        timed = step_ms[skip:] if epoch == 0 else step_ms
+        timed_s = _reduce(torch.tensor(sum(timed) / 1e3, dtype=torch.float64, device=info.device),
+                          tdist.ReduceOp.MAX).item()  # the slowest rank sets the pace
+        measured_ms += [(epoch, i + (skip if epoch == 0 else 0), t) for i, t in enumerate(timed)]
+        labels = data.train_y[order]
+        sums = _reduce(torch.stack([losses.sum().double(), (preds == labels).sum().double(),
+                                    torch.tensor(float(steps * P), dtype=torch.float64, device=info.device)]))
+        train_loss, train_acc = (sums[0] / (sums[2] / P)).item(), (sums[1] / sums[2]).item()
+        _sync_buffers(net)
+        test_acc = evaluate(net, data.test_x, data.test_y, info, cfg.eval_batch)
+        eps = G * len(timed) / timed_s if timed else float("nan")
+        metrics.append({"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
+                        "test_acc": test_acc, "examples_per_s": eps, "epoch_s": epoch_s})
+        if info.is_main:
+            rundir.write_csv(run_dir / rundir.METRICS, rundir.METRICS_COLUMNS, metrics)
+        log(f"epoch {epoch + 1}/{cfg.epochs}  loss {train_loss:.3f}  train acc {train_acc:.3f}  "
+            f"test acc {test_acc:.3f}  {eps:,.1f} examples/s  {epoch_s:.1f} s", flush=True)
+        if not torch.isfinite(torch.tensor(train_loss)):
+            status = "diverged"
+            break
+    prof.stop()
+
+    times = [t for _, _, t in measured_ms]
+    total_s = _reduce(torch.tensor(sum(times) / 1e3, dtype=torch.float64, device=info.device),
+                      tdist.ReduceOp.MAX).item()
+    eps = G * len(times) / total_s if times else float("nan")
+    peak = None
+    if info.device.type == "cuda":
+        peak = int(_reduce(torch.tensor(torch.cuda.max_memory_allocated(info.device), device=info.device),
+                           tdist.ReduceOp.MAX).item())
+    last = metrics[-1]
+    summary = {
+        "status": status, "run_name": run_dir.name, "variant": cfg.variant, "model": cfg.model,
+        "world_size": W, "per_rank_batch": P, "global_batch": G, "epochs": len(metrics), "seed": cfg.seed,
+        "train_loss": last["train_loss"], "train_acc": last["train_acc"], "test_acc": last["test_acc"],
+        "examples_per_s": eps, "examples_per_s_per_rank": eps / W, "measured_steps": len(times),
+        "step_ms_p50": percentile(times, 50), "step_ms_p90": percentile(times, 90),
+        "peak_mem_bytes": peak, "device": str(info.device),
+        "bn_group_size": bn_group_size(cfg, W), "bn_description": describe_bn(cfg, W),
+    }
+    if info.is_main:
+        rundir.write_csv(run_dir / rundir.STEP_TIMES, ("epoch", "step", "step_ms"),
+                         [{"epoch": e + 1, "step": s, "step_ms": t} for e, s, t in measured_ms])
+        rundir.write_json(run_dir / rundir.SUMMARY, summary)
+    # The textbook's closing lines, exactly.
+    log(f"loss {last['train_loss']:.3f}, train acc {last['train_acc']:.3f}, test acc {last['test_acc']:.3f}")
+    log(f"{eps:.1f} examples/sec on {info.device}")
+    log(f"run directory: {run_dir}", flush=True)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = from_argv(argv)
+    try:
+        summary = train(cfg)
+    except UsageError as e:
+        if dist.read_env()[0] == 0:
+            print(f"bench.train: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0 if summary["status"] == "complete" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
