@@ -64,6 +64,7 @@ def _plot_scaling(scaling: pd.DataFrame, path: Path) -> None:
         _errorbar(ax, line["world_size"], line["examples_per_s_mean"],
                   line["examples_per_s_ci95_low"], line["examples_per_s_ci95_high"],
                   label=_label(line.iloc[0].to_dict(), label_cols))
+    ax.set_xticks(sorted(scaling["world_size"].unique()))
     ax.set_xlabel("world size (ranks)")
     ax.set_ylabel("examples/s (global)")
     ax.set_title("Throughput vs world size (fixed per-rank batch), 95 % CI")
@@ -93,7 +94,7 @@ def _plot_accuracy(acc: pd.DataFrame, path: Path) -> None:
 
 
 def _plot_bars(groups: pd.DataFrame, path: Path) -> None:
-    label_cols = _varying(groups, CONFIG_KEY)
+    label_cols = [c for c in _varying(groups, CONFIG_KEY) if c != "global_batch"]
     labels = [_label(r, label_cols) for r in groups.to_dict("records")]
     variants = list(dict.fromkeys(groups["variant"]))
     colors = [f"C{variants.index(v) % 10}" for v in groups["variant"]]
@@ -146,7 +147,7 @@ def sweep_section(runs_df: pd.DataFrame, out_dir: str | Path) -> str:
     n_excluded = int(groups["n_incomplete"].sum())
     md = ["## Sweep statistics", "", INTERVALS_MD,
           f"{len(groups)} configurations, {int(groups['n_seeds'].sum())} complete runs, "
-          f"{n_excluded} runs excluded (not complete).", ""]
+          f"runs excluded (status not complete): {n_excluded}.", ""]
 
     cols = _varying(groups, CONFIG_KEY)
     view = groups[cols + ["n_seeds", "n_incomplete"]].copy()

@@ -25,7 +25,6 @@ import math
 from dataclasses import dataclass
 from itertools import combinations
 
-import numpy as np
 import pandas as pd
 from scipy import stats as _scipy_stats
 
@@ -223,7 +222,7 @@ def pairwise(runs_df: pd.DataFrame, metrics=None, pairs=None) -> pd.DataFrame:
 
     Example (one configuration, 3 seeds each):
         variant examples_per_s            variant_a variant_b comparison estimate verdict
-        scratch 1000, 1010, 990     ->    scratch   nn        ratio      1.68     nn faster: 1.68× [1.65, 1.71]
+        scratch 1000, 1010, 990     ->    scratch   nn        ratio      1.68     nn faster: 1.68× [1.64, 1.72]
         nn      1680, 1700, 1660
     """
     metrics = _resolve_metrics(runs_df, metrics)
@@ -289,7 +288,10 @@ def scaling_table(group_stats_df: pd.DataFrame) -> pd.DataFrame:
             for s in ("mean", "ci95_low", "ci95_high"):
                 out[f"examples_per_s_{s}"] = r[f"examples_per_s_{s}"]
             note = ""
-            if len(base) == 0:
+            if w == 1:  # the baseline against itself: exactly 1, no interval
+                est, lo, hi = 1.0, math.nan, math.nan
+                note = "baseline"
+            elif len(base) == 0:
                 est = lo = hi = math.nan
                 note = "no world size 1 baseline"
             else:
