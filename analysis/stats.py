@@ -17,7 +17,7 @@ Intervals
   uses the same t machinery as the difference, and reduces to Fieller's interval when the
   coefficients of variation are small (they are: throughput varies by a few percent). Fieller
   can be unbounded and a bootstrap is unreliable at n = 3-5.
-The t quantile comes from scipy.stats (a kept library rather than hand-written numerics).
+The interval arithmetic lives in analysis/intervals.py.
 """
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from itertools import combinations
 
 import pandas as pd
-from scipy import stats as _scipy_stats
+
+from analysis.intervals import diff_ci, mean_ci, ratio_ci
 
 # Columns that define a configuration: everything except seed, run, status and metrics.
 # Columns not listed here (and not metrics) are ignored, so two runs differing only in such a
@@ -40,7 +41,6 @@ DEFAULT_METRICS: tuple[str, ...] = (
     "step_ms_p50", "step_ms_p90", "peak_mem_bytes",
 )
 COMPLETE = "complete"
-CONFIDENCE = 0.95
 VARIANT_ORDER: tuple[str, ...] = ("scratch", "nn", "sync", "scratch-sync")
 LOCAL_VARIANTS = frozenset({"scratch", "nn"})
 SYNC_VARIANTS = frozenset({"sync", "scratch-sync"})
@@ -69,61 +69,6 @@ METRIC_SPECS: dict[str, MetricSpec] = {
     "step_ms_p90": MetricSpec("ratio", False, "faster (p90 step)"),
     "peak_mem_bytes": MetricSpec("ratio", False, "leaner in memory"),
 }
-
-
-def t_quantile(df: float, confidence: float = CONFIDENCE) -> float:
-    """Two-sided Student-t critical value, e.g. t_quantile(2) = 4.302653 for 95 %."""
-    if not df > 0:  # also catches NaN
-        return math.nan
-    return float(_scipy_stats.t.ppf(0.5 + confidence / 2.0, df))
-
-
-def welch_df(var_a: float, n_a: int, var_b: float, n_b: int) -> float:
-    """Welch-Satterthwaite df for the terms var_a/n_a + var_b/n_b (var = sample variance)."""
-    ta, tb = var_a / n_a, var_b / n_b
-    denom = ta**2 / (n_a - 1) + tb**2 / (n_b - 1)
-    return (ta + tb) ** 2 / denom if denom > 0 else math.inf
-
-
-def _mean_ci(values: pd.Series) -> tuple[int, float, float, float, float]:
-    x = values.dropna().astype(float).to_numpy()
-    n = len(x)
-    if n == 0:
-        return 0, math.nan, math.nan, math.nan, math.nan
-    mean = float(x.mean())
-    if n == 1:
-        return 1, mean, math.nan, math.nan, math.nan
-    std = float(x.std(ddof=1))
-    half = t_quantile(n - 1) * std / math.sqrt(n)
-    return n, mean, std, mean - half, mean + half
-
-
-def diff_ci(n_a: int, mean_a: float, std_a: float,
-            n_b: int, mean_b: float, std_b: float) -> tuple[float, float, float, float]:
-    """(mean_b - mean_a, ci_low, ci_high, df) with Welch's t interval; NaN CI if n < 2."""
-    est = mean_b - mean_a
-    if n_a < 2 or n_b < 2:
-        return est, math.nan, math.nan, math.nan
-    se = math.sqrt(std_a**2 / n_a + std_b**2 / n_b)
-    df = welch_df(std_a**2, n_a, std_b**2, n_b)
-    half = t_quantile(df) * se if se > 0 else 0.0
-    return est, est - half, est + half, df
-
-
-def ratio_ci(n_a: int, mean_a: float, std_a: float,
-             n_b: int, mean_b: float, std_b: float) -> tuple[float, float, float, float]:
-    """(mean_b / mean_a, ci_low, ci_high, df): log-scale delta method, Welch-Satterthwaite df."""
-    if not (mean_a > 0 and mean_b > 0):
-        return math.nan, math.nan, math.nan, math.nan
-    est = mean_b / mean_a
-    if n_a < 2 or n_b < 2:
-        return est, math.nan, math.nan, math.nan
-    # Var(log mean) ≈ s² / (n m²); feed the relative variances to Welch-Satterthwaite.
-    rel_a, rel_b = (std_a / mean_a) ** 2, (std_b / mean_b) ** 2
-    se = math.sqrt(rel_a / n_a + rel_b / n_b)
-    df = welch_df(rel_a, n_a, rel_b, n_b)
-    half = t_quantile(df) * se if se > 0 else 0.0
-    return est, est * math.exp(-half), est * math.exp(half), df
 
 
 def _require(df: pd.DataFrame, cols, what: str) -> None:
@@ -180,7 +125,7 @@ def group_stats(runs_df: pd.DataFrame, metrics=None) -> pd.DataFrame:
         row["n_seeds"] = len(complete)
         row["n_incomplete"] = len(group) - len(complete)
         for m in metrics:
-            n, mean, std, lo, hi = _mean_ci(complete[m])
+            n, mean, std, lo, hi = mean_ci(complete[m])
             row.update({f"{m}_n": n, f"{m}_mean": mean, f"{m}_std": std,
                         f"{m}_ci95_low": lo, f"{m}_ci95_high": hi})
         row["note"] = _group_note(group, complete)
@@ -241,6 +186,9 @@ def pairwise(runs_df: pd.DataFrame, metrics=None, pairs=None) -> pd.DataFrame:
                 spec = METRIC_SPECS.get(m, MetricSpec("difference", True, f"higher {m}"))
                 args = (ra[f"{m}_n"], ra[f"{m}_mean"], ra[f"{m}_std"],
                         rb[f"{m}_n"], rb[f"{m}_mean"], rb[f"{m}_std"])
+                if spec.unit == " pts" and max(args[1], args[4]) > 1:
+                    raise ValueError(f"{m} must be a fraction in [0, 1], got mean "
+                                     f"{max(args[1], args[4])} (a percentage?)")
                 est, lo, hi, df = (ratio_ci if spec.compare == "ratio" else diff_ci)(*args)
                 rows.append({**dict(zip(PAIR_KEY, key)), "metric": m, "variant_a": a,
                              "variant_b": b, "n_a": args[0], "n_b": args[3],

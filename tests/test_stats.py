@@ -12,9 +12,10 @@ import pytest
 
 from analysis.mdtable import to_markdown
 from analysis.render_sweep import CSV_NAMES, PNG_NAMES, sweep_section
+from analysis.intervals import t_quantile, welch_df
 from analysis.stats import (
     CONFIG_KEY, ONE_SEED_NOTE, accuracy_vs_per_rank_batch, compare_variants, group_stats,
-    pairwise, scaling_table, t_quantile, welch_df,
+    pairwise, scaling_table,
 )
 
 # Two-sided 95 % critical values t_{0.975, df} from a printed t table.
@@ -234,6 +235,13 @@ def test_pairwise_one_row_per_config_pair_metric_and_no_cross_config_pairs():
     pairs = set(zip(pw["variant_a"], pw["variant_b"]))
     assert pairs == {("scratch", "nn"), ("scratch", "sync"), ("nn", "sync")}
     assert set(pw["comparison"]) == {"difference", "ratio"}
+
+
+def test_accuracy_given_as_percentage_is_rejected():
+    runs = make_runs({"variant": "scratch", "test_acc": [80.0, 82.0]},
+                     {"variant": "nn", "test_acc": [90.0, 92.0]})
+    with pytest.raises(ValueError, match="fraction"):
+        compare_variants(runs, "test_acc", "scratch", "nn")
 
 
 def test_pairwise_one_seed_side_has_no_interval():
