@@ -31,6 +31,9 @@ class TrainConfig:
     eval_batch: int = 1000         # test-set batch (evaluation is not timed)
     bn_group_size: int | None = None  # sync variants: ranks per BN group (None = all ranks)
     pg_timeout_s: float = 300.0    # collectives fail after this long when a peer rank is gone
+    resume: str | None = None      # run directory to continue from its last checkpoint (same flags)
+    deterministic: bool = False    # deterministic algorithms, cuDNN/cuBLAS settings (bench.dist)
+    check_finite_every: int = 0    # steps between non-finite-loss checks; 0 = every step on CPU, 50 on CUDA
     extra: dict = field(default_factory=dict, compare=False)  # free-form notes recorded in config.json
 
     def as_dict(self) -> dict:
@@ -46,8 +49,8 @@ def _positive_int(text: str) -> int:
 
 def _positive_float(text: str) -> float:
     v = float(text)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
     return v
 
 
@@ -82,6 +85,9 @@ def build_parser(prog: str = "bench.train") -> argparse.ArgumentParser:
     p.add_argument("--eval-batch", type=_positive_int, default=d.eval_batch)
     p.add_argument("--bn-group-size", type=_positive_int, default=None, metavar="K")
     p.add_argument("--pg-timeout-s", type=_positive_float, default=d.pg_timeout_s)
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue this run from its checkpoint")
+    p.add_argument("--deterministic", action="store_true")
+    p.add_argument("--check-finite-every", type=_positive_int, default=d.check_finite_every, metavar="N")
     return p
 
 

@@ -24,6 +24,7 @@ class DistInfo:
     backend: str | None  # None: one process, no process group
     is_main: bool
     launcher: str  # "torchrun" or "single-process"
+    restart_count: int = 0  # torchrun --max-restarts: how many times this job was restarted
 
     @property
     def distributed(self) -> bool:
@@ -36,6 +37,25 @@ def read_env() -> tuple[int, int, int, bool]:
         return 0, 0, 1, False
     return (int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", os.environ["RANK"])),
             int(os.environ["WORLD_SIZE"]), True)
+
+
+def restart_count() -> int:
+    """torchrun's TORCHELASTIC_RESTART_COUNT: 0 on the first attempt, k after k restarts."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+
+
+def make_deterministic(seed: int) -> None:
+    """What PyTorch needs for bitwise-repeatable runs; call before the first CUDA kernel.
+
+    cuBLAS reads CUBLAS_WORKSPACE_CONFIG when its handle is created, so it is set here, in the
+    set-up path, before any matmul; use_deterministic_algorithms makes an op without a
+    deterministic implementation raise instead of silently varying.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.manual_seed(seed)
 
 
 def resolve_device(requested: str, local_rank: int) -> torch.device:
@@ -59,7 +79,8 @@ def resolve_backend(requested: str, device: torch.device) -> str:
     return requested
 
 
-def setup(device: str = "auto", backend: str = "auto", timeout_s: float = 300.0) -> DistInfo:
+def setup(device: str = "auto", backend: str = "auto", timeout_s: float = 300.0,
+          deterministic: bool = False, seed: int = 0) -> DistInfo:
     """Initialise the process group when launched by torchrun; return who and where we are.
 
     `timeout_s` bounds every collective: when a peer rank dies, the survivors fail with an error
@@ -68,6 +89,8 @@ def setup(device: str = "auto", backend: str = "auto", timeout_s: float = 300.0)
     rank, local_rank, world_size, torchrun = read_env()
     dev = resolve_device(device, local_rank)
     be = resolve_backend(backend, dev)
+    if deterministic:
+        make_deterministic(seed)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if world_size > 1 and not dist.is_initialized():
@@ -76,7 +99,7 @@ def setup(device: str = "auto", backend: str = "auto", timeout_s: float = 300.0)
                                 timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
     return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size, device=dev,
                     backend=be if world_size > 1 else None, is_main=rank == 0,
-                    launcher="torchrun" if torchrun else "single-process")
+                    launcher="torchrun" if torchrun else "single-process", restart_count=restart_count())
 
 
 def consecutive_groups(group_size: int, info: DistInfo):

@@ -6,6 +6,7 @@
                 step_times.csv raw measured step times of rank 0 (epoch, step, step_ms)
                 summary.json   final metrics, throughput, step-time percentiles, peak memory, status
                 traces/        one gzip'd kineto Chrome trace per rank (worker name rank<r>)
+                checkpoint.pt  state at the last epoch end, for --resume (bench.checkpoint)
 
 Every file is written atomically (temp file, fsync, rename): a reader sees the old file or the new
 one, never half of one.
@@ -20,26 +21,49 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-CONFIG, ENV, METRICS, STEP_TIMES, SUMMARY, TRACES = (
-    "config.json", "env.json", "metrics.csv", "step_times.csv", "summary.json", "traces")
+CONFIG, ENV, METRICS, STEP_TIMES, SUMMARY, TRACES, CHECKPOINT = (
+    "config.json", "env.json", "metrics.csv", "step_times.csv", "summary.json", "traces", "checkpoint.pt")
 METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "test_acc", "examples_per_s", "epoch_s")
 STATUSES = ("running", "complete", "diverged", "failed")
 _UMASK = os.umask(0o22); os.umask(_UMASK)  # mkstemp makes 0600 files; runs should be readable
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` so that a crash at any moment leaves the old file or the new one.
+
+    Temp file in the same directory, fsync, rename over the target, fsync the directory (so the
+    rename itself survives a power cut). A killed writer leaves at most a hidden `.<name>.*.tmp`.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.chmod(tmp, 0o666 & ~_UMASK)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # some platforms cannot open directories; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
 
 
 def write_json(path: str | os.PathLike, obj: Mapping[str, Any]) -> None:

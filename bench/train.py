@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -20,9 +21,10 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from bench import data as fmnist
-from bench import dist, envinfo, rundir
+from bench import checkpoint, dist, envinfo, failure, rundir
 from bench.config import TrainConfig, from_argv
 from bench.errors import EXIT_USAGE, UsageError
+from bench.guard import DivergenceGuard
 from bench.model import MODELS, build_model
 from bench.norms import SYNCHRONISING, VARIANTS, make_norm
 from bench.profiling import StepProfiler
@@ -54,8 +56,10 @@ def describe_bn(cfg: TrainConfig, world_size: int) -> str:
     return f"{impl}: local statistics on each rank"
 
 
-def validate(cfg: TrainConfig, world_size: int, device: torch.device) -> Path:
-    """Check everything that can be checked before any process group exists; return the run dir."""
+def validate(cfg: TrainConfig, world_size: int, device: torch.device,
+             restarted: bool = False) -> tuple[Path, bool]:
+    """Check everything that can be checked before any process group exists; return the run dir
+    and whether to resume it."""
     if cfg.variant not in VARIANTS:
         raise UsageError(f"unknown variant {cfg.variant!r}: choose one of {', '.join(VARIANTS)}")
     if cfg.model not in MODELS:
@@ -88,11 +92,8 @@ def validate(cfg: TrainConfig, world_size: int, device: torch.device) -> Path:
         raise UsageError(f"cannot create --out {out} ({e.strerror}): pass a writable directory") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise UsageError(f"--out {out} is not writable: pass a writable directory")
-    run_dir = out / run_name(cfg, world_size)
-    if run_dir.exists() and not cfg.overwrite:
-        raise UsageError(f"run directory {run_dir} exists: pass --overwrite to replace it, or another "
-                         f"--out / --run-name")
-    return run_dir
+    options = {**cfg.as_dict(), "bn_group_size": bn_group_size(cfg, world_size)}
+    return checkpoint.choose_run_dir(options, out / run_name(cfg, world_size), world_size, restarted)
 
 
 def _reduce(t: torch.Tensor, op=tdist.ReduceOp.SUM) -> torch.Tensor:
@@ -126,32 +127,40 @@ def train(cfg: TrainConfig) -> dict:
     """Run one training job (this rank's part of it); return the summary written to summary.json."""
     rank, local_rank, world_size, _ = dist.read_env()
     device = dist.resolve_device(cfg.device, local_rank)
-    run_dir = validate(cfg, world_size, device)
+    run_dir, resume = validate(cfg, world_size, device, restarted=dist.restart_count() > 0)
     fmnist.prepare(cfg.data_dir, cfg.download)  # missing or damaged data fails here, before any rank waits
-    info = dist.setup(cfg.device, cfg.backend, cfg.pg_timeout_s)
+    info = dist.setup(cfg.device, cfg.backend, cfg.pg_timeout_s, cfg.deterministic, cfg.seed)
+    peers = [("", -1)] * world_size
     try:
-        return _train(cfg, info, run_dir)
+        peers = failure.peer_table()
+        return _train(cfg, info, run_dir, resume)
+    except UsageError:
+        raise
+    except BaseException as e:  # record who failed and why, then let the caller exit non-zero
+        failure.record(run_dir, info.rank, e, peers)
+        raise
     finally:
         dist.teardown()
 
 
-def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path) -> dict:
+def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path, resume: bool = False) -> dict:
     W, P, G = info.world_size, cfg.batch_size // info.world_size, cfg.batch_size
     log = print if info.is_main else (lambda *a, **k: None)
     if info.distributed:
         tdist.barrier()  # every rank has validated before rank 0 touches the file system
-    if info.is_main:
+    if info.is_main and not resume:
         if run_dir.exists():
             shutil.rmtree(run_dir)
         (run_dir / rundir.TRACES).mkdir(parents=True)
     config = {**cfg.as_dict(), "world_size": W, "per_rank_batch": P, "global_batch": G,
               "launcher": info.launcher, "backend": info.backend, "device_type": info.device.type,
               "bn_group_size": bn_group_size(cfg, W), "bn_description": describe_bn(cfg, W),
-              "run_name": run_dir.name, "mode": "eager", "amp": "none"}
+              "run_name": run_dir.name, "mode": "eager", "amp": "none", "restart_count": info.restart_count}
     if info.is_main:
         rundir.write_json(run_dir / rundir.CONFIG, config)
         rundir.write_json(run_dir / rundir.ENV, envinfo.collect(info.device))
-        rundir.write_json(run_dir / rundir.SUMMARY, {"status": "running", "run_name": run_dir.name})
+        rundir.write_json(run_dir / rundir.SUMMARY, {"status": "running", "run_name": run_dir.name,
+                                                     "resumed": resume, "restart_count": info.restart_count})
     if info.distributed:
         tdist.barrier()
 
@@ -162,20 +171,28 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path) -> dict:
     model = DDP(net, device_ids=[info.device.index] if info.device.type == "cuda" else None) if W > 1 else net
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
     steps = len(data.train_x) // G  # the last incomplete global batch is dropped, as DistributedSampler can
-    prof = StepProfiler(run_dir / rundir.TRACES if cfg.profile else None, info.rank, net, info.device)
-    skip = prof.window_steps + cfg.warmup_steps  # first-epoch steps left out of the timing
+    metrics, measured_ms, status, start, bad = [], [], "complete", 0, None
+    if resume:
+        start, metrics, measured_ms = checkpoint.restore(run_dir, net=net, opt=opt, rank=info.rank,
+                                                         device=info.device)
+        log(f"resuming {run_dir} after epoch {start}")
+    # A resumed attempt keeps the first attempt's trace; it leaves out its own cold first steps.
+    prof = StepProfiler(run_dir / rundir.TRACES if cfg.profile and not start else None, info.rank, net,
+                        info.device)
+    skip = prof.window_steps + cfg.warmup_steps  # first steps of this attempt left out of the timing
     timer = StepTimer(info.device)
+    guard = DivergenceGuard(info.device, cfg.check_finite_every)
     losses = torch.empty(steps, device=info.device)
     preds = torch.empty(steps, P, dtype=torch.int64, device=info.device)
-    metrics, measured_ms, status = [], [], "complete"
     log(f"{run_dir.name}: {describe_bn(cfg, W)}; {W} rank(s) × batch {P} on {info.device} "
         f"({info.backend or 'no process group'}); {steps} steps/epoch")
 
-    for epoch in range(cfg.epochs):
+    for epoch in range(start, cfg.epochs):
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         order = torch.randperm(len(data.train_x), generator=gen)[: steps * G].view(steps, W, P)[:, info.rank]
         order = order.to(info.device)
         t0 = time.perf_counter()
+        guard.new_epoch()
         timer.mark()
         for i in range(steps):
             idx = order[i]
@@ -189,14 +206,21 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path) -> dict:
             torch.argmax(logits.detach(), dim=1, out=preds[i])
             timer.mark()
             prof.step()
+            if (bad := guard.first_bad_step(losses, i, steps)) is not None:
+                break
         step_ms = timer.read_ms()
+        if bad is not None:
+            status, bad_loss = "diverged", losses[bad].item()
+            log(f"epoch {epoch + 1}: loss is {bad_loss} at step {bad} on some rank; stopping every rank")
+            break
         if info.device.type == "cuda":
             torch.cuda.synchronize(info.device)
         epoch_s = time.perf_counter() - t0
-        timed = step_ms[skip:] if epoch == 0 else step_ms
+        first = skip if epoch == start else 0
+        timed = step_ms[first:]
         timed_s = _reduce(torch.tensor(sum(timed) / 1e3, dtype=torch.float64, device=info.device),
                           tdist.ReduceOp.MAX).item()  # the slowest rank sets the pace
-        measured_ms += [(epoch, i + (skip if epoch == 0 else 0), t) for i, t in enumerate(timed)]
+        measured_ms += [(epoch, i + first, t) for i, t in enumerate(timed)]
         labels = data.train_y[order]
         sums = _reduce(torch.stack([losses.sum().double(), (preds == labels).sum().double(),
                                     torch.tensor(float(steps * P), dtype=torch.float64, device=info.device)]))
@@ -208,11 +232,10 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path) -> dict:
                         "test_acc": test_acc, "examples_per_s": eps, "epoch_s": epoch_s})
         if info.is_main:
             rundir.write_csv(run_dir / rundir.METRICS, rundir.METRICS_COLUMNS, metrics)
+        checkpoint.save(run_dir, net=net, opt=opt, epochs_done=epoch + 1, metrics=metrics,
+                        measured_ms=measured_ms, rank=info.rank, device=info.device)
         log(f"epoch {epoch + 1}/{cfg.epochs}  loss {train_loss:.3f}  train acc {train_acc:.3f}  "
             f"test acc {test_acc:.3f}  {eps:,.1f} examples/s  {epoch_s:.1f} s", flush=True)
-        if not torch.isfinite(torch.tensor(train_loss)):
-            status = "diverged"
-            break
     prof.stop()
 
     times = [t for _, _, t in measured_ms]
@@ -223,7 +246,8 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path) -> dict:
     if info.device.type == "cuda":
         peak = int(_reduce(torch.tensor(torch.cuda.max_memory_allocated(info.device), device=info.device),
                            tdist.ReduceOp.MAX).item())
-    last = metrics[-1]
+    nan = float("nan")
+    last = metrics[-1] if metrics else {"train_loss": nan, "train_acc": nan, "test_acc": nan}
     summary = {
         "status": status, "run_name": run_dir.name, "variant": cfg.variant, "model": cfg.model,
         "world_size": W, "per_rank_batch": P, "global_batch": G, "epochs": len(metrics), "seed": cfg.seed,
@@ -232,7 +256,10 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path) -> dict:
         "step_ms_p50": percentile(times, 50), "step_ms_p90": percentile(times, 90),
         "peak_mem_bytes": peak, "device": str(info.device),
         "bn_group_size": bn_group_size(cfg, W), "bn_description": describe_bn(cfg, W),
+        "resumed_from_epoch": start if resume else None, "restart_count": info.restart_count,
     }
+    if status == "diverged":  # epoch 1-based as in metrics.csv, step 0-based as in step_times.csv
+        summary.update(diverged_epoch=epoch + 1, diverged_step=bad, diverged_loss=repr(bad_loss))
     if info.is_main:
         rundir.write_csv(run_dir / rundir.STEP_TIMES, ("epoch", "step", "step_ms"),
                          [{"epoch": e + 1, "step": s, "step_ms": t} for e, s, t in measured_ms])
@@ -244,15 +271,28 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path) -> dict:
     return summary
 
 
+EXIT_FAILED, EXIT_DIVERGED = 1, 3
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit code: 0 complete, 1 failed (summary.json names the rank and reason), 2 usage error,
+    3 diverged."""
     cfg = from_argv(argv)
+    failure.install_sigterm_handler()
     try:
         summary = train(cfg)
     except UsageError as e:
         if dist.read_env()[0] == 0:
             print(f"bench.train: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    return 0 if summary["status"] == "complete" else 1
+    except (Exception, failure.Terminated, KeyboardInterrupt) as e:
+        rank = dist.read_env()[0]
+        if failure.is_peer_loss(e):  # the cause is on another rank; its own log has the traceback
+            print(f"bench.train: rank {rank} stopped: {failure.reason(e)}", file=sys.stderr)
+        else:
+            traceback.print_exc()
+        return EXIT_FAILED
+    return {"complete": 0, "diverged": EXIT_DIVERGED}.get(summary["status"], EXIT_FAILED)
 
 
 if __name__ == "__main__":
