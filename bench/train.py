@@ -64,8 +64,9 @@ def validate(cfg: TrainConfig, world_size: int, device: torch.device,
         raise UsageError(f"unknown variant {cfg.variant!r}: choose one of {', '.join(VARIANTS)}")
     if cfg.model not in MODELS:
         raise UsageError(f"unknown model {cfg.model!r}: choose one of {', '.join(MODELS)}")
-    if cfg.epochs <= 0 or not cfg.lr > 0:
-        raise UsageError(f"--epochs and --lr must be positive (got {cfg.epochs}, {cfg.lr})")
+    if cfg.epochs <= 0 or not 0 < cfg.lr <= torch.finfo(torch.float32).max:
+        raise UsageError(f"--epochs and --lr must be positive and --lr a finite float32 (got {cfg.epochs}, "
+                         f"{cfg.lr}): pass e.g. --epochs 10 --lr 0.9")
     if cfg.batch_size % world_size:
         raise UsageError(f"--batch-size {cfg.batch_size} is not divisible by world size {world_size}: "
                          f"pick a multiple of {world_size}")

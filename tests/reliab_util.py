@@ -1,0 +1,101 @@
+"""Helpers shared by the reliability tests: the data directory, runs in-process and as processes."""
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
+TINY = ["--limit-train", "512", "--limit-test", "200", "--batch-size", "64", "--no-profile"]
+OUTCOME_COLUMNS = ("epoch", "train_loss", "train_acc", "test_acc")  # not the timing columns
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    from bench.data import prepare
+    return prepare(tmp_path_factory.getbasetemp() / "fashion-mnist")
+
+
+@pytest.fixture
+def keep_process_state():
+    """In-process runs install a SIGTERM handler and may switch on deterministic algorithms."""
+    import torch
+    handler = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, handler)
+    torch.use_deterministic_algorithms(False)
+
+
+def env(**extra: str) -> dict:
+    e = {k: v for k, v in os.environ.items()
+         if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT",
+                      "TORCHELASTIC_RESTART_COUNT")}
+    e.update(PYTHONPATH=str(ROOT), KINETO_LOG_LEVEL="5", PYTHONUNBUFFERED="1", **extra)
+    return e
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train_cmd(*args: str) -> list[str]:
+    return [PY, "-m", "bench.train", *args]
+
+
+def torchrun_cmd(*args: str, nproc: int = 2, max_restarts: int = 0) -> list[str]:
+    return [TORCHRUN, f"--nproc_per_node={nproc}", f"--max-restarts={max_restarts}", "--rdzv-backend=c10d",
+            f"--rdzv-endpoint=127.0.0.1:{free_port()}", "--monitor-interval=0.5", "-m", "bench.train", *args]
+
+
+def read_rows(path: Path, columns=OUTCOME_COLUMNS) -> list[tuple[str, ...]]:
+    with open(path) as f:
+        return [tuple(row[c] for c in columns) for row in csv.DictReader(f)]
+
+
+def wait_for(predicate, timeout_s: float, proc: subprocess.Popen | None = None, poll_s: float = 0.05):
+    """Poll until predicate() is true; fail on timeout or when `proc` ends first."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process ended (rc {proc.returncode}) before the condition held")
+        time.sleep(poll_s)
+    raise AssertionError(f"condition not met within {timeout_s} s")
+
+
+def worker_pid(launcher_pid: int, rank: int) -> int | None:
+    """PID of the torchrun worker with RANK=rank among the descendants of `launcher_pid`."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    todo, seen = [launcher_pid], []
+    while todo:
+        p = todo.pop()
+        for c in children.get(p, []):
+            seen.append(c)
+            todo.append(c)
+    for pid in seen:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in environ and b"TORCHELASTIC_RUN_ID" in b"\n".join(environ):
+            return pid
+    return None
