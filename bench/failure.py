@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
+import time
 from pathlib import Path
 
 import torch
@@ -60,10 +62,19 @@ def _alive(pid: int) -> bool:
             return True
 
 
-def dead_ranks(peers: list[tuple[str, int]]) -> list[int]:
-    """Ranks on this host whose process no longer runs (ranks on other hosts cannot be checked)."""
+def dead_ranks(peers: list[tuple[str, int]], wait_s: float = 2.0) -> list[int]:
+    """Ranks on this host whose process no longer runs (ranks on other hosts cannot be checked).
+
+    A killed process closes its sockets before it turns into a zombie, so the survivor's error can
+    come first: look again for up to `wait_s` before concluding that nobody here died (a hung peer).
+    """
     host = socket.gethostname()
-    return [r for r, (h, pid) in enumerate(peers) if h == host and pid != os.getpid() and not _alive(pid)]
+    end = time.monotonic() + wait_s
+    while True:
+        dead = [r for r, (h, pid) in enumerate(peers) if h == host and pid != os.getpid() and not _alive(pid)]
+        if dead or time.monotonic() >= end:
+            return dead
+        time.sleep(0.05)
 
 
 def is_peer_loss(exc: BaseException) -> bool:
@@ -87,6 +98,8 @@ def record(run_dir: Path, rank: int, exc: BaseException, peers: list[tuple[str, 
     """Write summary.json with status "failed" for `exc` seen by `rank`; return what was written."""
     if not (run_dir / rundir.CONFIG).is_file():
         return None  # the run directory was never set up: nothing that could look like a run
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # finish this record; the launcher kills later
     lost_peer = is_peer_loss(exc)
     try:
         before = rundir.read_json(run_dir / rundir.SUMMARY)
