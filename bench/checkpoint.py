@@ -22,9 +22,10 @@ from bench.errors import UsageError
 
 FORMAT = 1
 # Options that may differ between the interrupted attempt and the resumed one: where things live,
-# how long to wait, and how many epochs in all (a run may be extended).
+# how long to wait, and how many epochs in all (a run may be extended). config.json stores the
+# resolved backend, so the flag cannot be compared.
 MAY_DIFFER = frozenset({"epochs", "out", "run_name", "overwrite", "resume", "data_dir", "download",
-                        "pg_timeout_s", "extra", "device", "check_finite_every"})
+                        "pg_timeout_s", "extra", "device", "backend", "check_finite_every"})
 ENDED = ("complete", "diverged")
 
 
