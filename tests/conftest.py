@@ -1,0 +1,16 @@
+"""Shared fixtures: real Fashion-MNIST laid out once per session, and the shared trace fixtures."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """torchvision's FashionMNIST/raw layout, built from Debian's dataset-fashion-mnist files."""
+    from bench import data
+
+    return data.prepare(tmp_path_factory.mktemp("fashion-mnist"))
