@@ -147,7 +147,8 @@ def add_skew(steps: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
 def summarize_steps(steps: pd.DataFrame) -> pd.DataFrame:
     """One row per (run, rank): medians over steps of the step table, for the report.
 
-    Columns: run, rank, steps, wall_us_median, wall_us_iqr, kernels_per_step, gpu_busy_pct,
+    Columns: run, rank, steps, wall_us_median, wall_us_iqr, kernels_per_step (runtime launches),
+    all_kernels_per_step (runtime + driver launches), gpu_busy_pct,
     bn_share (BN time / busy time of the time source), comm_share (comm_us / wall_us).
     """
     s = steps if "run" in steps else steps.assign(run="")
@@ -159,7 +160,8 @@ def summarize_steps(steps: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "steps": g.size(), "wall_us_median": g["wall_us"].median(),
         "wall_us_iqr": g["wall_us"].quantile(0.75) - g["wall_us"].quantile(0.25),
-        "kernels_per_step": g["_k"].median(), "gpu_busy_pct": g["_busy"].median(),
+        "kernels_per_step": g["kernels"].median(), "all_kernels_per_step": g["_k"].median(),
+        "gpu_busy_pct": g["_busy"].median(),
         "bn_share": g["_bn"].median(), "comm_share": g["_comm"].median(),
     }).reset_index()
 
