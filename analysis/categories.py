@@ -30,7 +30,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from analysis.traces import CPU_CATS, GPU_CATS, LAUNCH_CATS
+from analysis.traces import CPU_CATS, GPU_CATS, LAUNCH_CATS, map_names
 
 # (category, kernel-name regex, CPU-op-name regex); first match wins.
 RULES: list[tuple[str, str, str]] = [
@@ -77,13 +77,6 @@ def category_of_cpu_name(name: str) -> str | None:
     return next((c for c, rx in _CPU_RULES if rx.search(name)), None)
 
 
-def _map_names(names: pd.Series, fn) -> np.ndarray:
-    """Apply ``fn`` once per distinct name (names are categorical), return an object array."""
-    codes = names.astype("category")
-    lookup = np.array([fn(str(n)) for n in codes.cat.categories] + [None], dtype=object)
-    return lookup[codes.cat.codes.to_numpy()]
-
-
 def inside(rank: np.ndarray, tid: np.ndarray, ts: np.ndarray, ranges: pd.DataFrame) -> np.ndarray:
     """For each point (rank, tid, ts): does a range of ``ranges`` (rank, tid, start_us, end_us) hold it?
 
@@ -114,11 +107,11 @@ def _ranges(events: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
 def classify_cpu(events: pd.DataFrame) -> np.ndarray:
     """Category of each CPU event (object array; None for non-CPU events and unmatched wrappers)."""
     cat = events["cat"].to_numpy()
-    is_cpu = np.isin(cat, CPU_CATS)
+    is_cpu = events["cat"].isin(CPU_CATS).to_numpy()
     names = events["name"]
     out = np.full(len(events), None, dtype=object)
-    out[is_cpu] = _map_names(names[is_cpu], category_of_cpu_name)
-    step_ranges = names.astype(str).str.startswith("ProfilerStep#").to_numpy()
+    out[is_cpu] = map_names(names[is_cpu], category_of_cpu_name)
+    step_ranges = map_names(names, lambda n: n.startswith("ProfilerStep#")).astype(bool)
     out[step_ranges] = None
     unmatched_op = is_cpu & (cat == "cpu_op") & pd.isna(out)
     out[unmatched_op] = OTHER
@@ -128,16 +121,17 @@ def classify_cpu(events: pd.DataFrame) -> np.ndarray:
 
 def _bn_backward_nodes(events: pd.DataFrame, is_cpu: np.ndarray) -> np.ndarray:
     """Autograd nodes whose sequence number is that of a forward op run inside a ``bn/`` range."""
-    names = events["name"].astype(str)
-    bn_range = is_cpu & names.str.match(BN_RANGE).to_numpy()
+    names = events["name"]
+    bn_range = is_cpu & map_names(names, lambda n: bool(BN_RANGE.match(n))).astype(bool)
+    is_node = map_names(names, lambda n: n.startswith(AUTOGRAD_NODE)).astype(bool)
     if not bn_range.any():
         return np.zeros(len(events), dtype=bool)
     rank, tid, ts = (events[c].to_numpy() for c in ("rank", "tid", "ts_us"))
     seq = events["seq"].to_numpy()
-    fwd = is_cpu & (seq >= 0) & ~names.str.startswith(AUTOGRAD_NODE).to_numpy()
+    fwd = is_cpu & (seq >= 0) & ~is_node
     fwd[fwd] = inside(rank[fwd], tid[fwd], ts[fwd], _ranges(events, bn_range))
     bn_seqs = pd.MultiIndex.from_arrays([rank[fwd], seq[fwd]])
-    node = is_cpu & (seq >= 0) & names.str.startswith(AUTOGRAD_NODE).to_numpy()
+    node = is_cpu & (seq >= 0) & is_node
     node[node] = pd.MultiIndex.from_arrays([rank[node], seq[node]]).isin(bn_seqs)
     return node
 
@@ -146,8 +140,7 @@ def classify(events: pd.DataFrame) -> pd.Series:
     """Category of every event as a categorical Series (NaN for launches and wrapper ranges)."""
     cpu_category = classify_cpu(events)
     out = cpu_category.copy()
-    cat = events["cat"].to_numpy()
-    is_gpu = np.isin(cat, GPU_CATS)
+    is_gpu = events["cat"].isin(GPU_CATS).to_numpy()
     if is_gpu.any():
         out[is_gpu] = _classify_gpu(events, is_gpu, cpu_category)
     return pd.Series(pd.Categorical(out, categories=CATEGORIES), index=events.index)
@@ -155,12 +148,12 @@ def classify(events: pd.DataFrame) -> pd.Series:
 
 def _classify_gpu(events: pd.DataFrame, is_gpu: np.ndarray, cpu_category: np.ndarray) -> np.ndarray:
     gpu = events.loc[is_gpu, ["rank", "cat", "name", "correlation"]]
-    by_name = _map_names(gpu["name"], category_of_kernel_name)
+    by_name = map_names(gpu["name"], category_of_kernel_name)
     result = by_name.copy()
     decided = (gpu["cat"].to_numpy() != "kernel") | (by_name == "comm")
     result[gpu["cat"].to_numpy() != "kernel"] = "memcpy"
 
-    is_launch = np.isin(events["cat"].to_numpy(), LAUNCH_CATS)
+    is_launch = events["cat"].isin(LAUNCH_CATS).to_numpy()
     launches = events.loc[is_launch, ["rank", "correlation", "tid", "ts_us"]]
     launches = launches.drop_duplicates(["rank", "correlation"])
     at = gpu[["rank", "correlation"]].merge(launches, on=["rank", "correlation"], how="left")

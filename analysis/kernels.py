@@ -31,7 +31,7 @@ import pandas as pd
 
 from analysis.categories import CATEGORIES, NCCL, classify
 from analysis.intervals import busy_per_window
-from analysis.traces import GPU_CATS, step_windows
+from analysis.traces import GPU_CATS, map_names, step_windows
 
 STEP_KEYS = ["rank", "step"]
 
@@ -43,12 +43,15 @@ def _intervals(events: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
                          "end_us": (e["ts_us"] + e["dur_us"]).to_numpy()})
 
 
-def _by_precedence(events: pd.DataFrame, category: np.ndarray, mask: np.ndarray,
+def _by_precedence(events: pd.DataFrame, code: np.ndarray, mask: np.ndarray,
                    windows: pd.DataFrame, by: str | None) -> dict[str, np.ndarray]:
-    """Time per category where each instant goes to the first active category in CATEGORIES order."""
+    """Time per category where each instant goes to the first active category in CATEGORIES order.
+
+    ``code`` is the index of each event's category in CATEGORIES (-1 for none).
+    """
     out, before = {}, np.zeros(len(windows))
     for k, name in enumerate(CATEGORIES):
-        prefix = mask & np.isin(category, CATEGORIES[: k + 1])
+        prefix = mask & (code >= 0) & (code <= k)
         upto = busy_per_window(_intervals(events, prefix), windows, by=by)
         out[name] = upto - before
         before = upto
@@ -77,12 +80,11 @@ def step_table(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     ``gpu_busy_us == 5`` and ``idle_us == 5``.
     """
     windows = step_windows(events).reset_index(drop=True)
-    category = classify(events).to_numpy(dtype=object)
-    cat = events["cat"].to_numpy()
-    is_gpu = np.isin(cat, GPU_CATS)
-    is_cpu = ~is_gpu & pd.notna(category)
-    kernel = cat == "kernel"
-    nccl = kernel & events["name"].astype(str).str.contains(NCCL).to_numpy()
+    code = classify(events).cat.codes.to_numpy()
+    is_gpu = events["cat"].isin(GPU_CATS).to_numpy()
+    is_cpu = ~is_gpu & (code >= 0)
+    kernel = (events["cat"] == "kernel").to_numpy()
+    nccl = kernel & map_names(events["name"], lambda n: bool(NCCL.search(n))).astype(bool)
     has_gpu = windows["rank"].isin(pd.unique(events.loc[is_gpu, "rank"])).to_numpy()
 
     steps = windows.copy()
@@ -97,26 +99,27 @@ def step_table(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                                       fill_value=0).to_numpy()
     steps["cpu_us"] = busy_per_window(_intervals(events, is_cpu), windows, by="tid")
 
-    comm = (category == "comm") & (is_cpu | kernel)
+    is_comm = code == CATEGORIES.index("comm")
+    comm = is_comm & (is_cpu | kernel)
     steps["comm_us"] = busy_per_window(_intervals(events, comm), windows)
-    compute = busy_per_window(_intervals(events, is_gpu & (category != "comm")), windows)
+    compute = busy_per_window(_intervals(events, is_gpu & ~is_comm), windows)
     both = busy_per_window(_intervals(events, comm | is_gpu), windows)
     steps["overlap_us"] = np.where(has_gpu, steps["comm_us"] + compute - both, np.nan)
 
-    gpu_time = _by_precedence(events, category, is_gpu, windows, by=None)
-    cpu_time = _by_precedence(events, category, is_cpu, windows, by="tid")
+    gpu_time = _by_precedence(events, code, is_gpu, windows, by=None)
+    cpu_time = _by_precedence(events, code, is_cpu, windows, by="tid")
     steps["time_source"] = np.where(has_gpu, "gpu", "cpu")
     for name in CATEGORIES:
         steps[f"{name}_time_us"] = np.where(has_gpu, gpu_time[name], cpu_time[name])
-    return steps, _categories_long(events, category, is_gpu, is_cpu, windows, gpu_time,
+    return steps, _categories_long(events, code, is_gpu, is_cpu, windows, gpu_time,
                                    cpu_time, has_gpu)
 
 
-def _categories_long(events, category, is_gpu, is_cpu, windows, gpu_time, cpu_time,
+def _categories_long(events, code, is_gpu, is_cpu, windows, gpu_time, cpu_time,
                      has_gpu) -> pd.DataFrame:
     rows = []
     for source, mask, times in (("gpu", is_gpu, gpu_time), ("cpu", is_cpu, cpu_time)):
-        e = events.loc[mask, STEP_KEYS].assign(category=category[mask])
+        e = events.loc[mask, STEP_KEYS].assign(category=np.asarray(CATEGORIES)[code[mask]])
         counts = e.groupby(STEP_KEYS + ["category"], observed=True).size()
         for name in CATEGORIES:
             part = windows[STEP_KEYS].assign(category=name, source=source, time_us=times[name])

@@ -35,6 +35,7 @@ KEPT_CATS = frozenset(CPU_CATS + LAUNCH_CATS + GPU_CATS)
 # Older kineto releases spelled the categories differently.
 CAT_ALIASES = {"Operator": "cpu_op", "Runtime": "cuda_runtime", "Kernel": "kernel",
                "Memcpy": "gpu_memcpy", "Memset": "gpu_memset"}
+_READ_CATS = KEPT_CATS | frozenset(CAT_ALIASES)
 EVENT_COLUMNS = ["rank", "cat", "name", "ts_us", "dur_us", "pid", "tid", "stream",
                  "correlation", "seq", "step", "file"]
 STEP_NAME = re.compile(r"^ProfilerStep#(\d+)$")
@@ -42,12 +43,14 @@ RANK_IN_FILE_NAME = re.compile(r"rank[-_]?(\d+)", re.IGNORECASE)
 TRACE_SUFFIXES = (".json", ".json.gz")
 
 
-class _Args(msgspec.Struct):
+# gc=False: millions of small structs need no cycle tracking, and tracking them makes the
+# collector run over and over during a decode.
+class _Args(msgspec.Struct, gc=False):
     correlation: int = -1
     seq: int = msgspec.field(name="Sequence number", default=-1)
 
 
-class _Event(msgspec.Struct):
+class _Event(msgspec.Struct, gc=False):
     ph: str = ""
     cat: str = ""
     name: str = ""
@@ -132,29 +135,16 @@ class _RawTrace:
 def parse_trace(data: bytes, path: Path) -> _RawTrace:
     """Decode one trace's JSON into column lists of the kept events. Raises on a non-trace."""
     trace = _DECODER.decode(data)
-    cats, names, ts, dur, pid, tid, corr, seq = [], [], [], [], [], [], [], []
-    for e in trace.traceEvents:
-        if e.ph != "X":
-            continue
-        cat = CAT_ALIASES.get(e.cat, e.cat)
-        if cat not in KEPT_CATS or type(e.pid) is not int or type(e.tid) is not int:
-            continue
-        cats.append(cat)
-        names.append(e.name)
-        ts.append(e.ts)
-        dur.append(e.dur)
-        pid.append(e.pid)
-        tid.append(e.tid)
-        a = e.args
-        if a is None:
-            corr.append(-1)
-            seq.append(-1)
-        else:
-            corr.append(a.correlation)
-            seq.append(a.seq)
+    kept = [e for e in trace.traceEvents
+            if e.cat in _READ_CATS and e.ph == "X" and type(e.pid) is int and type(e.tid) is int]
+    no_args = _Args()
+    args = [e.args or no_args for e in kept]
+    columns = dict(cat=[e.cat for e in kept],
+                   name=[e.name for e in kept], ts_us=[e.ts for e in kept],
+                   dur_us=[e.dur for e in kept], pid=[e.pid for e in kept],
+                   tid=[e.tid for e in kept], correlation=[a.correlation for a in args],
+                   seq=[a.seq for a in args])
     info = trace.distributedInfo or _DistributedInfo()
-    columns = dict(cat=cats, name=names, ts_us=ts, dur_us=dur, pid=pid, tid=tid,
-                   correlation=corr, seq=seq)
     return _RawTrace(path, info.rank, info.world_size, info.backend,
                      trace.baseTimeNanoseconds, columns)
 
@@ -199,7 +189,9 @@ def _file_frame(raw: _RawTrace, rank: int) -> pd.DataFrame:
     c = raw.columns
     return pd.DataFrame({
         "rank": np.full(len(c["cat"]), rank, dtype=np.int32),
-        "cat": c["cat"], "name": c["name"],
+        "cat": pd.Categorical(np.array(c["cat"], dtype=object)).rename_categories(
+            lambda cat: CAT_ALIASES.get(cat, cat)),
+        "name": pd.Categorical(np.array(c["name"], dtype=object)),
         "ts_us": np.asarray(c["ts_us"], dtype=np.float64),
         "dur_us": np.asarray(c["dur_us"], dtype=np.float64),
         "pid": np.asarray(c["pid"], dtype=np.int64),
@@ -241,8 +233,11 @@ def load_traces(trace_dir: Path | str) -> TraceSet:
     frames = [_file_frame(raw, rank) for raw, rank in zip(raws, ranks)]
     for frame, shift, raw in zip(frames, _align_offsets_us(raws, frames), raws):
         frame["ts_us"] += shift
-        frame["file"] = raw.path.name
+        frame["file"] = pd.Categorical.from_codes(np.zeros(len(frame), np.int8),
+                                                  categories=[raw.path.name])
     events = pd.concat(frames, ignore_index=True)
+    for col in ("cat", "name", "file"):  # concat of differing categoricals falls back to object
+        events[col] = events[col].astype("category")
     events = _finish_events(events)
     files = pd.DataFrame({
         "rank": ranks, "world_size": [r.world_size for r in raws],
@@ -256,10 +251,24 @@ def load_traces(trace_dir: Path | str) -> TraceSet:
 def _finish_events(events: pd.DataFrame) -> pd.DataFrame:
     is_gpu = events["cat"].isin(GPU_CATS).to_numpy()
     events["stream"] = np.where(is_gpu, events["tid"].to_numpy(), -1)
-    for col in ("cat", "name", "file"):
-        events[col] = events[col].astype("category")
     events["step"] = assign_steps(events)
     return events[EVENT_COLUMNS]
+
+
+def map_names(names: pd.Series, fn) -> np.ndarray:
+    """``fn`` applied once per distinct name, spread over the rows (object array).
+
+    >>> map_names(pd.Series(["a", "bb", "a"], dtype="category"), len).tolist()
+    [1, 2, 1]
+    """
+    codes = names if isinstance(names.dtype, pd.CategoricalDtype) else names.astype("category")
+    lookup = np.array([fn(str(n)) for n in codes.cat.categories] + [None], dtype=object)
+    return lookup[codes.cat.codes.to_numpy()]
+
+
+def _step_number(name: str) -> float:
+    m = STEP_NAME.match(name)
+    return float(m.group(1)) if m else np.nan
 
 
 def step_windows(events: pd.DataFrame) -> pd.DataFrame:
@@ -271,10 +280,10 @@ def step_windows(events: pd.DataFrame) -> pd.DataFrame:
     >>> step_windows(ev)[["rank", "step", "start_us", "end_us", "wall_us"]].values.tolist()
     [[0, 3, 10.0, 15.0, 5.0]]
     """
-    cpu = events[events["cat"].isin(CPU_CATS)]
-    step_no = cpu["name"].astype(str).str.extract(STEP_NAME, expand=False)
-    s = cpu.loc[step_no.notna(), ["rank", "ts_us", "dur_us"]].copy()
-    s["step"] = step_no.dropna().astype(np.int64)
+    step_no = map_names(events["name"], _step_number).astype(np.float64)
+    is_step = events["cat"].isin(CPU_CATS).to_numpy() & ~np.isnan(step_no)
+    s = events.loc[is_step, ["rank", "ts_us", "dur_us"]].copy()
+    s["step"] = step_no[is_step].astype(np.int64)
     s = s.drop_duplicates(["rank", "step"]).sort_values(["rank", "ts_us"], ignore_index=True)
     return pd.DataFrame({"rank": s["rank"].to_numpy(), "step": s["step"].to_numpy(),
                          "start_us": s["ts_us"].to_numpy(),
