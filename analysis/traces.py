@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import re
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,7 +161,7 @@ def _read_readable(paths: list[Path]) -> tuple[list[_RawTrace], list[Path]]:
     for path in paths:
         try:
             raws.append(parse_trace(read_trace_bytes(path), path))
-        except (OSError, EOFError, ValueError, msgspec.DecodeError) as err:
+        except (OSError, EOFError, ValueError, zlib.error, msgspec.DecodeError) as err:
             # gzip.BadGzipFile is an OSError; msgspec.ValidationError is a DecodeError.
             warnings.warn(f"skipping unreadable trace file {path}: {err}", stacklevel=3)
             skipped.append(path)
@@ -334,12 +335,14 @@ class Run:
 def find_trace_dirs(path: Path | str) -> list[Path]:
     """Folders under ``path`` (itself included) that directly hold ``*.json[.gz]`` trace files.
 
-    A run directory's ``config.json`` is not a trace: a folder counts only through its ``traces/``
-    subfolder when it has one.
+    A run directory (one with ``config.json``) counts only through its ``traces/`` subfolder: its
+    own JSON files are config and metrics, not traces.
     """
     path = Path(path)
     if (path / "traces").is_dir():
         return find_trace_dirs(path / "traces")
+    if (path / "config.json").is_file():
+        return []
     if find_trace_files(path):
         return [path]
     return [d for sub in sorted(p for p in path.iterdir() if p.is_dir())

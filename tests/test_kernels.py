@@ -256,3 +256,22 @@ def test_cli_writes_tables_with_run_and_config_columns(tmp_path, traces_dir, cap
     assert len(steps) == 8 and (steps["skew_us"] >= 0).all()
     assert set(cats["source"]) == {"gpu", "cpu"}
     assert "nn_ws2" in capsys.readouterr().out
+
+
+def test_kernel_section_saves_figures_and_is_empty_without_traces(tmp_path):
+    from analysis.render_kernels import kernel_section
+
+    run = tmp_path / "runs" / "tiny"
+    (run / "traces").mkdir(parents=True)
+    write_trace(run / "traces" / "rank0.pt.trace.json", [
+        x("ProfilerStep#1", 0.0, 100.0, cat="user_annotation"),
+        x("bn/bn1", 5.0, 20.0, cat="user_annotation"),
+        launch("cudaLaunchKernel", 6.0, 1),
+        kernel("void at::native::reduce_kernel<>", 10.0, 30.0, 1),
+    ])
+    md = kernel_section([run], tmp_path / "fig")
+    assert "tiny" in md and "kernels_overview.png" in md
+    assert (tmp_path / "fig" / "kernels_overview.png").stat().st_size > 0
+    assert (tmp_path / "fig" / "timeline_tiny.png").stat().st_size > 0
+    (tmp_path / "empty_run").mkdir()
+    assert kernel_section([tmp_path / "empty_run"], tmp_path / "fig2") == ""

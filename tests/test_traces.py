@@ -131,3 +131,13 @@ def test_run_dir_with_traces_subdir_and_config(tmp_path):
     write_trace(run / "traces" / "rank0.pt.trace.json", one_step(), rank=0, world_size=2)
     (r,) = load_runs([tmp_path])
     assert r.name == "nn_ws2_seed0" and r.meta == {"variant": "nn", "world_size": 2}
+
+
+def test_run_dir_without_traces_has_no_trace_dirs(tmp_path):
+    from analysis.traces import find_trace_dirs
+
+    run = tmp_path / "run_without_profiler"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"variant": "nn", "world_size": 1}))
+    (run / "metrics.json").write_text("{}")
+    assert find_trace_dirs(tmp_path) == []
