@@ -136,8 +136,8 @@ def add_skew(steps: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
     """Add ``slowest_rank`` and ``skew_us`` (max − min wall over ranks) for each step.
 
     >>> s = pd.DataFrame({"rank": [0, 1], "step": [3, 3], "wall_us": [5.0, 7.0]})
-    >>> add_skew(s)[["slowest_rank", "skew_us"]].values.tolist()
-    [[1, 2.0], [1, 2.0]]
+    >>> add_skew(s)[["slowest_rank", "skew_us"]].to_dict("list")
+    {'slowest_rank': [1, 1], 'skew_us': [2.0, 2.0]}
     """
     keys = (by or []) + ["step"]
     g = steps.groupby(keys, observed=True)["wall_us"]

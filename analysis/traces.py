@@ -278,8 +278,8 @@ def step_windows(events: pd.DataFrame) -> pd.DataFrame:
     >>> ev = pd.DataFrame({"rank": [0, 0], "cat": ["user_annotation"] * 2,
     ...                    "name": ["ProfilerStep#3", "aten::add"], "ts_us": [10.0, 12.0],
     ...                    "dur_us": [5.0, 1.0]})
-    >>> step_windows(ev)[["rank", "step", "start_us", "end_us", "wall_us"]].values.tolist()
-    [[0, 3, 10.0, 15.0, 5.0]]
+    >>> step_windows(ev).to_dict("records")
+    [{'rank': 0, 'step': 3, 'start_us': 10.0, 'end_us': 15.0, 'wall_us': 5.0}]
     """
     step_no = map_names(events["name"], _step_number).astype(np.float64)
     is_step = events["cat"].isin(CPU_CATS).to_numpy() & ~np.isnan(step_no)

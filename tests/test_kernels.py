@@ -275,3 +275,18 @@ def test_kernel_section_saves_figures_and_is_empty_without_traces(tmp_path):
     assert (tmp_path / "fig" / "timeline_tiny.png").stat().st_size > 0
     (tmp_path / "empty_run").mkdir()
     assert kernel_section([tmp_path / "empty_run"], tmp_path / "fig2") == ""
+
+
+def test_docstring_examples():
+    import doctest
+
+    import analysis.categories
+    import analysis.intervals
+    import analysis.kernels
+    import analysis.render_kernels
+    import analysis.traces
+
+    for module in (analysis.categories, analysis.intervals, analysis.kernels,
+                   analysis.render_kernels, analysis.traces):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
