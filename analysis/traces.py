@@ -220,8 +220,9 @@ def _align_offsets_us(raws: list[_RawTrace], frames: list[pd.DataFrame]) -> list
 def load_traces(trace_dir: Path | str) -> TraceSet:
     """Read every trace file in ``trace_dir`` into a :class:`TraceSet`.
 
-    Unreadable files are skipped with a warning naming them; an empty directory, or one where no
-    file could be read, is an error; two files of one rank are an error.
+    A file's rank is ``distributedInfo.rank``, else ``rank<N>`` in its name, else 0 when it is the
+    only file. Unreadable files are skipped with a warning naming them; an empty directory, or one
+    where no file could be read, is an error; two files of one rank are an error.
     """
     trace_dir = Path(trace_dir)
     paths = find_trace_files(trace_dir)
