@@ -281,12 +281,12 @@ def test_docstring_examples():
     import doctest
 
     import analysis.categories
-    import analysis.intervals
+    import analysis.timespans
     import analysis.kernels
     import analysis.render_kernels
     import analysis.traces
 
-    for module in (analysis.categories, analysis.intervals, analysis.kernels,
+    for module in (analysis.categories, analysis.timespans, analysis.kernels,
                    analysis.render_kernels, analysis.traces):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
