@@ -14,3 +14,11 @@ def data_dir(tmp_path_factory) -> Path:
     from bench import data
 
     return data.prepare(tmp_path_factory.mktemp("fashion-mnist"))
+
+
+@pytest.fixture(scope="session")
+def traces_dir() -> Path:
+    """The shared real-trace fixtures: ``<repo>/../shared/fixtures/traces``. Missing is a failure."""
+    path = REPO.parent / "shared" / "fixtures" / "traces"
+    assert path.is_dir(), f"trace fixtures not found at {path}"
+    return path
