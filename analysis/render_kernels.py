@@ -12,7 +12,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import pandas as pd
+
+from analysis.mdtable import to_markdown  # noqa: E402
 
 from analysis.categories import CATEGORIES  # noqa: E402
 from analysis.kernels import add_skew, step_table, step_timeline, summarize_steps  # noqa: E402
@@ -39,8 +41,13 @@ def category_ms_per_run(steps: pd.DataFrame) -> pd.DataFrame:
 
 
 def _bar(ax, series: pd.Series, ylabel: str) -> None:
-    ax.bar(series.index.astype(str), series.to_numpy(), color="tab:blue")
     ax.set_ylabel(ylabel)
+    if series.notna().sum() == 0 or not (series.fillna(0) > 0).any():
+        ax.text(0.5, 0.5, "no GPU kernels\n(CPU-only traces)", ha="center", va="center",
+                transform=ax.transAxes, color="gray")
+        ax.set_xticks([])
+        return
+    ax.bar(series.index.astype(str), series.to_numpy(), color="tab:blue")
     ax.tick_params(axis="x", rotation=30)
 
 
@@ -54,7 +61,8 @@ def plot_overview(steps: pd.DataFrame, path: Path) -> None:
         if (cat_ms[c] > 0).any():
             axes[0].bar(cat_ms.index, cat_ms[c], bottom=bottom, label=c, color=COLORS[c])
             bottom += cat_ms[c]
-    axes[0].set_ylabel("step time, median (ms)")
+    cpu_only = summary["gpu_busy_pct"].isna().all()
+    axes[0].set_ylabel("CPU op time per step, median (ms)" if cpu_only else "step time, median (ms)")
     axes[0].tick_params(axis="x", rotation=30)
     axes[0].legend(fontsize=7, ncol=2)
     _bar(axes[1], summary["all_kernels_per_step"], "kernels per step (median)")
@@ -81,15 +89,6 @@ def plot_timeline(timeline: pd.DataFrame, title: str, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def _markdown_table(df: pd.DataFrame) -> str:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
-    for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v)
-                                       for v in row) + " |")
-    return "\n".join(lines)
 
 
 def _runs(run_dirs: Iterable[Path]) -> list[Run]:
@@ -127,7 +126,7 @@ def kernel_section(run_dirs: Iterable[Path], out_dir: Path) -> str:
               "BN share is BN time over busy time; comm share is communication time over wall time. "
               "The stacked bars split GPU busy time by category (idle = the rest of the step); for a "
               "CPU-only run they split CPU thread time, summed over threads, which can pass the wall time.",
-              "", _markdown_table(summary.round(4)), "",
+              "", to_markdown(summary, ".3g"), "",
               "![step time by category, kernels per step, GPU busy](kernels_overview.png)", ""]
     for run in runs:
         rank = min(run.traces.ranks)

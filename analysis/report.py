@@ -13,7 +13,7 @@ from pathlib import Path
 
 import markdown
 
-from analysis import render_runs, render_sweep
+from analysis import render_kernels, render_runs, render_sweep
 from analysis.runs import load_bn_params, load_metrics, load_runs
 
 HTML_HEAD = """<!doctype html><html><head><meta charset="utf-8"><title>bnbench report</title><style>
@@ -48,6 +48,7 @@ def build(paths: list[str], out_dir: str | Path) -> Path:
         render_runs.runs_section(runs),
         render_runs.curves_section(load_metrics(runs), load_bn_params(runs), out_dir),
         render_sweep.sweep_section(runs, out_dir),
+        render_kernels.kernel_section([Path(p) for p in runs["path"]], out_dir),
     ]
     md = "\n".join(sections)
     (out_dir / "report.md").write_text(md)
