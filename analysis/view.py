@@ -41,14 +41,15 @@ def view_folders(paths: list[str | Path]) -> dict[str, Path]:
     names: dict[str, Path] = {}
     seen: set[Path] = set()
     for arg in map(Path, paths):
+        if arg.name == rundir.TRACES and rundir.is_run_dir(arg.parent):
+            arg = arg.parent  # a run's traces/ folder stands for the run
         folders = {d.resolve() for d in find_trace_dirs(arg)} if arg.is_dir() else set()
         folders |= {(r / rundir.TRACES).resolve() for r in rundir.find_run_dirs([arg])
                     if (r / rundir.TRACES).is_dir()}
         for folder in sorted(folders - seen):
             seen.add(folder)
             run = run_dir_of(folder)
-            inside = arg.resolve().is_relative_to(run)  # the run itself, or its traces/ folder
-            name = run.name if inside else str(run.relative_to(arg.resolve()))
+            name = run.name if run == arg.resolve() else str(run.relative_to(arg.resolve()))
             unique, k = name, 1
             while unique in names:
                 k += 1
