@@ -208,3 +208,13 @@ def test_view_refuses_paths_without_runs(tmp_path, make, message):
                        text=True, timeout=60, cwd=REPO, env=env())
     assert p.returncode == 2 and p.stderr.startswith("analysis.view: error:") and message in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_trace_loader_skips_the_event_file_beside_the_traces(run_dir):
+    from analysis.traces import load_traces
+
+    traces_dir = run_dir / rundir.TRACES
+    assert len(list(traces_dir.glob("events.out.tfevents.*"))) == 1
+    loaded = load_traces(traces_dir)
+    assert loaded.ranks == [0, 1] and not loaded.skipped
+    assert all(Path(f).name.endswith(".pt.trace.json.gz") for f in loaded.files["file"])
