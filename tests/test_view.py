@@ -218,3 +218,10 @@ def test_trace_loader_skips_the_event_file_beside_the_traces(run_dir):
     loaded = load_traces(traces_dir)
     assert loaded.ranks == [0, 1] and not loaded.skipped
     assert all(Path(f).name.endswith(".pt.trace.json.gz") for f in loaded.files["file"])
+
+
+def test_viewing_imports_no_torch():
+    code = "import sys, analysis.view, analysis.tracedirs; print('torch' in sys.modules)"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       cwd=REPO, env=env())
+    assert p.returncode == 0 and p.stdout.strip() == "False", p.stderr
