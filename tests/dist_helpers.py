@@ -1,4 +1,6 @@
-"""Run a function on W gloo ranks, each its own process, with a deadline, and collect what each rank returns.
+"""Multi-process test helpers: run a function on W gloo ranks; count collectives.
+
+``run_workers`` runs ``fn`` in W processes, with a deadline, and returns what each rank returned:
 
     def add_rank(rank: int, world_size: int, base: int) -> int:
         t = torch.tensor([rank + base])
@@ -17,6 +19,7 @@ with an exception instead of hanging the test session; every worker is killed on
 
 from __future__ import annotations
 
+import collections
 import io
 import multiprocessing as mp
 import os
@@ -28,10 +31,61 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-__all__ = ["free_port", "run_workers"]
+import torch
+import torch.distributed as dist
+
+__all__ = ["COLLECTIVES", "CountCollectives", "free_port", "run_workers"]
 
 # how often the parent looks for dead workers while waiting for results
 _POLL_S = 0.2
+
+# imported once by the fork server instead of in every worker; DistributedDataParallel's
+# constructor pulls in torch._dynamo, which alone takes seconds to import
+_PRELOAD = ["torch", "torch.distributed", "torch._dynamo", "torch.nn.parallel"]
+
+# collectives that CountCollectives wraps, where this torch has them
+COLLECTIVES = (
+    "all_reduce", "all_gather", "all_gather_single", "all_gather_into_tensor", "all_to_all",
+    "all_to_all_single", "broadcast", "reduce", "reduce_scatter", "reduce_scatter_tensor",
+    "gather", "scatter", "barrier",
+)  # fmt: skip
+
+
+class CountCollectives:
+    """Counts calls to torch.distributed collectives, by name, while active.
+
+    It patches the attributes of torch.distributed, so it sees code that calls ``dist.NAME(...)``
+    at call time (not code that bound the function at import)::
+
+        with CountCollectives() as counter:
+            dist.all_reduce(t)
+        counter.take()  # -> {"all_reduce": 1}, and the count starts again from zero
+    """
+
+    def __init__(self) -> None:
+        self.calls: collections.Counter[str] = collections.Counter()
+        self._originals = {name: getattr(dist, name) for name in COLLECTIVES if hasattr(dist, name)}
+
+    def __enter__(self) -> CountCollectives:
+        for name, original in self._originals.items():
+            setattr(dist, name, self._counted(name, original))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for name, original in self._originals.items():
+            setattr(dist, name, original)
+
+    def _counted(self, name, original):
+        def counted(*args, **kwargs):
+            self.calls[name] += 1
+            return original(*args, **kwargs)
+
+        return counted
+
+    def take(self) -> dict[str, int]:
+        taken = dict(self.calls)
+        self.calls.clear()
+        return taken
 
 
 def free_port() -> int:
@@ -41,7 +95,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _worker(
+def _worker(  # runs in the worker process
     fn: Callable[..., Any],
     rank: int,
     world_size: int,
@@ -50,9 +104,6 @@ def _worker(
     args: tuple,
     results: mp.Queue,
 ) -> None:
-    import torch
-    import torch.distributed as dist
-
     torch.set_num_threads(1)
     try:
         dist.init_process_group(
@@ -80,7 +131,7 @@ def _context() -> mp.context.BaseContext:
     """Forkserver with torch preloaded: each worker is a fork of a process that imported torch
     but never ran an op (fork-safe), so a run costs milliseconds, not a torch import per rank."""
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "torch.distributed"])
+    ctx.set_forkserver_preload(_PRELOAD)
     return ctx
 
 
@@ -92,8 +143,6 @@ def run_workers(
     Raises RuntimeError with the worker's traceback if any rank fails or dies, and TimeoutError
     naming the ranks still out if they have not all finished ``timeout_s`` seconds after the start.
     """
-    import torch
-
     ctx = _context()
     results: mp.Queue = ctx.Queue()
     port = free_port()

@@ -11,8 +11,8 @@ checks the other side: averaged gradients of a mean loss give the single-process
 
 from __future__ import annotations
 
-import collections
 import dataclasses
+import time
 
 import pytest
 import torch
@@ -22,17 +22,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from bench.syncnorm import ScratchSyncBatchNorm
-from tests.dist_helpers import run_workers
+from tests.dist_helpers import CountCollectives, run_workers
 
 EPS = 1e-5
 MOMENTUM = 0.1
-COLLECTIVES = (
-    "all_reduce", "all_gather", "all_gather_single", "all_gather_into_tensor", "all_to_all",
-    "all_to_all_single", "broadcast", "reduce", "reduce_scatter", "reduce_scatter_tensor",
-    "gather", "scatter", "barrier",
-)  # fmt: skip
-
-
 @dataclasses.dataclass(frozen=True)
 class Case:
     """A sequence of global batches split across ranks; everything derives from the seed."""
@@ -88,35 +81,6 @@ def reference_batch_norm(x, weight, bias, grad_y) -> dict[str, torch.Tensor]:
         "y": y.detach(), "dx": x.grad, "dweight": weight.grad, "dbias": bias.grad,
         "mean": mean.flatten().detach(), "var_unbiased": var.flatten().detach() * count / (count - 1),
     }  # fmt: skip
-
-
-class CountCollectives:
-    """Counts calls to torch.distributed collectives (by name) while active."""
-
-    def __init__(self) -> None:
-        self.calls: collections.Counter[str] = collections.Counter()
-        self._originals = {name: getattr(dist, name) for name in COLLECTIVES if hasattr(dist, name)}
-
-    def __enter__(self) -> CountCollectives:
-        for name, original in self._originals.items():
-            setattr(dist, name, self._counted(name, original))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for name, original in self._originals.items():
-            setattr(dist, name, original)
-
-    def _counted(self, name, original):
-        def counted(*args, **kwargs):
-            self.calls[name] += 1
-            return original(*args, **kwargs)
-
-        return counted
-
-    def take(self) -> dict[str, int]:
-        taken = dict(self.calls)
-        self.calls.clear()
-        return taken
 
 
 def make_module(case: Case, process_group=None) -> ScratchSyncBatchNorm:
@@ -341,18 +305,24 @@ def ddp_batch(step: int, global_batch: int = 8) -> tuple[torch.Tensor, torch.Ten
     return images, torch.randint(0, 3, (global_batch,), generator=gen)
 
 
+def sgd_step(net: nn.Module, lr: float = 0.5) -> None:
+    """Plain SGD by hand: torch.optim's first step imports torch._dynamo, 10+ s in a fresh worker."""
+    with torch.no_grad():
+        for param in net.parameters():
+            param -= lr * param.grad
+            param.grad = None
+
+
 def ddp_steps(rank: int, world_size: int, steps: int) -> dict[str, torch.Tensor]:
     """Worker: DDP training with scratch-sync; each rank's loss is the mean over its half."""
     net = make_net(lambda c: ScratchSyncBatchNorm(c, 4), lambda c: ScratchSyncBatchNorm(c, 2))
     net = net.double()
     net.load_state_dict(initial_state())
     model = DistributedDataParallel(net)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
     for step in range(steps):
         images, labels = (t.chunk(world_size)[rank] for t in ddp_batch(step))
-        optimizer.zero_grad()
         F.cross_entropy(model(images), labels).backward()
-        optimizer.step()
+        sgd_step(net)
     return net.state_dict()
 
 
@@ -362,12 +332,10 @@ def test_ddp_steps_match_single_process_batch_norm():
     torch.manual_seed(0)
     reference = make_net(nn.BatchNorm2d, nn.BatchNorm1d).double()
     reference.load_state_dict(initial_state(), strict=False)
-    optimizer = torch.optim.SGD(reference.parameters(), lr=0.5, momentum=0.9)
     for step in range(steps):
         images, labels = ddp_batch(step)
-        optimizer.zero_grad()
         F.cross_entropy(reference(images), labels).backward()
-        optimizer.step()
+        sgd_step(reference)
     expected = {k: v for k, v in reference.state_dict().items() if k in result[0]}
     assert expected.keys() == result[0].keys()
     for key, value in initial_state().items():  # the steps moved every parameter
@@ -376,3 +344,23 @@ def test_ddp_steps_match_single_process_batch_norm():
     for rank_state in result:
         for key, value in expected.items():
             torch.testing.assert_close(rank_state[key], value, rtol=1e-9, atol=1e-10, msg=key)
+
+
+def hang_or_fail(rank: int, world_size: int, mode: str) -> None:
+    """Worker: rank 1 never joins rank 0's all-reduce (it sleeps, or raises)."""
+    if rank == 1:
+        if mode == "raise":
+            raise ArithmeticError("planted failure")
+        time.sleep(60)
+    dist.all_reduce(torch.ones(1))
+
+
+@pytest.mark.parametrize(
+    ("mode", "error", "message"),
+    [("sleep", TimeoutError, "ranks \\[0, 1\\] of 2 did not finish"), ("raise", RuntimeError, "planted")],
+)
+def test_run_workers_fails_fast_instead_of_hanging(mode, error, message):
+    start = time.monotonic()
+    with pytest.raises(error, match=message):
+        run_workers(hang_or_fail, 2, mode, timeout_s=3)
+    assert time.monotonic() - start < 15
