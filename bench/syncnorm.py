@@ -106,31 +106,40 @@ def _combine_stats(per_rank: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, 
     return total, mean, var
 
 
+def _batch_stats(
+    x: torch.Tensor, eps: float, group: dist.ProcessGroup | None, sync: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Global count, mean, invstd and unbiased variance per channel (one all-gather if sync).
+
+    Not differentiated: the autograd function's backward accounts for how mean and variance
+    depend on every sample.
+    """
+    local = _local_stats(x.to(_compute_dtype(x)))
+    per_rank = _all_gather_stats(local, group) if sync else local.unsqueeze(0)
+    total, mean, var = _combine_stats(per_rank)
+    invstd = torch.rsqrt(var + eps)
+    # the unbiased N/(N-1) correction is undefined for N = 1; keep it finite there
+    var_unbiased = var * total / (total - 1).clamp(min=1)
+    return total, mean, invstd, var_unbiased
+
+
 class _ScratchSyncBatchNormFn(torch.autograd.Function):
-    """Batch norm over the global batch; returns (y, mean, unbiased variance)."""
+    """y = (x - mean) * invstd * weight + bias with the global batch's statistics given."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, eps, group, sync):
-        dtype = _compute_dtype(x)
+    def forward(ctx, x, weight, bias, mean, invstd, total, group, sync):
+        dtype = mean.dtype
         x_c = x.to(dtype)
-        local = _local_stats(x_c)
-        per_rank = _all_gather_stats(local, group) if sync else local.unsqueeze(0)
-        total, mean, var = _combine_stats(per_rank)
-        invstd = torch.rsqrt(var + eps)
         # centre first: x - mean is exact for nearby values, x * scale + shift would cancel
         y = (x_c - _per_channel(mean, x_c)) * _per_channel(invstd * weight.to(dtype), x_c)
         y = y + _per_channel(bias.to(dtype), x_c)
-        # the unbiased N/(N-1) correction is undefined for N = 1; keep it finite there
-        var_unbiased = var * total / (total - 1).clamp(min=1)
-
         ctx.save_for_backward(x, weight, mean, invstd, total)
         ctx.group = group
         ctx.sync = sync
-        ctx.mark_non_differentiable(mean, var_unbiased)
-        return y.to(x.dtype), mean, var_unbiased
+        return y.to(x.dtype)
 
     @staticmethod
-    def backward(ctx, grad_y, _grad_mean, _grad_var):
+    def backward(ctx, grad_y):
         x, weight, mean, invstd, total = ctx.saved_tensors
         dtype = mean.dtype
         dims = _reduce_dims(x)
@@ -153,7 +162,7 @@ class _ScratchSyncBatchNormFn(torch.autograd.Function):
             grad_x = grad_x.to(x.dtype)
         grad_weight = sum_dy_xhat.to(weight.dtype) if ctx.needs_input_grad[1] else None
         grad_bias = sum_dy.to(weight.dtype) if ctx.needs_input_grad[2] else None
-        return grad_x, grad_weight, grad_bias, None, None, None
+        return grad_x, grad_weight, grad_bias, None, None, None, None, None
 
 
 class ScratchSyncBatchNorm(nn.Module):
@@ -206,14 +215,15 @@ class ScratchSyncBatchNorm(nn.Module):
         if not self.training:
             return self._normalise_with_running_stats(x)
 
-        y, mean, var_unbiased = _ScratchSyncBatchNormFn.apply(
-            x, self.weight, self.bias, self.eps, self.process_group, self._syncs()
-        )
+        sync = self._syncs()
         with torch.no_grad():
+            total, mean, invstd, var_unbiased = _batch_stats(x, self.eps, self.process_group, sync)
             m = self.momentum
             self.running_mean.mul_(1 - m).add_(mean.to(self.running_mean.dtype), alpha=m)
             self.running_var.mul_(1 - m).add_(var_unbiased.to(self.running_var.dtype), alpha=m)
-        return y
+        return _ScratchSyncBatchNormFn.apply(
+            x, self.weight, self.bias, mean, invstd, total, self.process_group, sync
+        )
 
     def _normalise_with_running_stats(self, x: torch.Tensor) -> torch.Tensor:
         """Eval mode: a per-channel affine map from the running statistics; no communication."""
