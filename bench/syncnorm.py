@@ -63,6 +63,16 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.promote_types(x.dtype, torch.float32)
 
 
+def _cast(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """t in dtype, with no op at all when it already is.
+
+    Under torch.compile with torch 2.11 (not 2.14), no-op ``.to`` calls inside the autograd
+    function gave all-zero compiled gradients; without them (and without branching on
+    ``ctx.needs_input_grad``) compiled and eager gradients agree on CPU and CUDA.
+    """
+    return t if t.dtype == dtype else t.to(dtype)
+
+
 def _local_stats(x: torch.Tensor) -> torch.Tensor:
     """(3, C) tensor of this rank's per-channel sample count, mean and biased variance.
 
@@ -114,7 +124,7 @@ def _batch_stats(
     Not differentiated: the autograd function's backward accounts for how mean and variance
     depend on every sample.
     """
-    local = _local_stats(x.to(_compute_dtype(x)))
+    local = _local_stats(_cast(x, _compute_dtype(x)))
     per_rank = _all_gather_stats(local, group) if sync else local.unsqueeze(0)
     total, mean, var = _combine_stats(per_rank)
     invstd = torch.rsqrt(var + eps)
@@ -129,40 +139,39 @@ class _ScratchSyncBatchNormFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, mean, invstd, total, group, sync):
         dtype = mean.dtype
-        x_c = x.to(dtype)
+        x_c = _cast(x, dtype)
         # centre first: x - mean is exact for nearby values, x * scale + shift would cancel
-        y = (x_c - _per_channel(mean, x_c)) * _per_channel(invstd * weight.to(dtype), x_c)
-        y = y + _per_channel(bias.to(dtype), x_c)
+        y = (x_c - _per_channel(mean, x)) * _per_channel(invstd * _cast(weight, dtype), x)
+        y = y + _per_channel(_cast(bias, dtype), x)
         ctx.save_for_backward(x, weight, mean, invstd, total)
         ctx.group = group
         ctx.sync = sync
-        return y.to(x.dtype)
+        return _cast(y, x.dtype)
 
     @staticmethod
     def backward(ctx, grad_y):
         x, weight, mean, invstd, total = ctx.saved_tensors
         dtype = mean.dtype
         dims = _reduce_dims(x)
-        dy = grad_y.to(dtype)
-        xhat = (x.to(dtype) - _per_channel(mean, x)) * _per_channel(invstd, x)
+        dy = _cast(grad_y, dtype)
+        xhat = (_cast(x, dtype) - _per_channel(mean, x)) * _per_channel(invstd, x)
         sum_dy = dy.sum(dims)
         sum_dy_xhat = (dy * xhat).sum(dims)
-
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            global_sums = torch.stack([sum_dy, sum_dy_xhat])
-            if ctx.sync:
-                dist.all_reduce(global_sums, group=ctx.group)
-            count = total.clamp(min=1)
-            mean_dy = global_sums[0] / count
-            mean_dy_xhat = global_sums[1] / count
-            grad_x = _per_channel(weight.to(dtype) * invstd, x) * (
-                dy - _per_channel(mean_dy, x) - xhat * _per_channel(mean_dy_xhat, x)
-            )
-            grad_x = grad_x.to(x.dtype)
-        grad_weight = sum_dy_xhat.to(weight.dtype) if ctx.needs_input_grad[1] else None
-        grad_bias = sum_dy.to(weight.dtype) if ctx.needs_input_grad[2] else None
-        return grad_x, grad_weight, grad_bias, None, None, None, None, None
+        # The input gradient and its all-reduce are computed even when x needs no gradient: every
+        # rank runs the same collectives whatever requires grad, and no branch on
+        # ctx.needs_input_grad is left for torch.compile to get wrong (see _cast).
+        global_sums = torch.stack([sum_dy, sum_dy_xhat])
+        if ctx.sync:
+            dist.all_reduce(global_sums, group=ctx.group)
+        count = total.clamp(min=1)
+        mean_dy = global_sums[0] / count
+        mean_dy_xhat = global_sums[1] / count
+        grad_x = _per_channel(_cast(weight, dtype) * invstd, x) * (
+            dy - _per_channel(mean_dy, x) - xhat * _per_channel(mean_dy_xhat, x)
+        )
+        grad_weight = _cast(sum_dy_xhat, weight.dtype)
+        grad_bias = _cast(sum_dy, weight.dtype)
+        return _cast(grad_x, x.dtype), grad_weight, grad_bias, None, None, None, None, None
 
 
 class ScratchSyncBatchNorm(nn.Module):
@@ -219,8 +228,8 @@ class ScratchSyncBatchNorm(nn.Module):
         with torch.no_grad():
             total, mean, invstd, var_unbiased = _batch_stats(x, self.eps, self.process_group, sync)
             m = self.momentum
-            self.running_mean.mul_(1 - m).add_(mean.to(self.running_mean.dtype), alpha=m)
-            self.running_var.mul_(1 - m).add_(var_unbiased.to(self.running_var.dtype), alpha=m)
+            self.running_mean.mul_(1 - m).add_(_cast(mean, self.running_mean.dtype), alpha=m)
+            self.running_var.mul_(1 - m).add_(_cast(var_unbiased, self.running_var.dtype), alpha=m)
         return _ScratchSyncBatchNormFn.apply(
             x, self.weight, self.bias, mean, invstd, total, self.process_group, sync
         )
@@ -228,8 +237,7 @@ class ScratchSyncBatchNorm(nn.Module):
     def _normalise_with_running_stats(self, x: torch.Tensor) -> torch.Tensor:
         """Eval mode: a per-channel affine map from the running statistics; no communication."""
         dtype = _compute_dtype(x)
-        x_c = x.to(dtype)
-        scale = self.weight.to(dtype) * torch.rsqrt(self.running_var.to(dtype) + self.eps)
-        centred = x_c - _per_channel(self.running_mean.to(dtype), x_c)
-        y = centred * _per_channel(scale, x_c) + _per_channel(self.bias.to(dtype), x_c)
-        return y.to(x.dtype)
+        scale = _cast(self.weight, dtype) * torch.rsqrt(_cast(self.running_var, dtype) + self.eps)
+        centred = _cast(x, dtype) - _per_channel(_cast(self.running_mean, dtype), x)
+        y = centred * _per_channel(scale, x) + _per_channel(_cast(self.bias, dtype), x)
+        return _cast(y, x.dtype)
