@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from bench.syncnorm import ScratchSyncBatchNorm
+from bench.syncnorm import ScratchSyncBatchNorm, _combine_stats
 from tests.dist_helpers import CountCollectives, run_workers
 
 EPS = 1e-5
@@ -53,7 +53,8 @@ class Case:
 
     def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
         gen = torch.Generator().manual_seed(1000 * self.seed + 999)
-        return 1 + 0.5 * torch.randn(self.channels, generator=gen), torch.randn(self.channels, generator=gen)
+        weight = 1 + 0.5 * torch.randn(self.channels, generator=gen)
+        return weight, torch.randn(self.channels, generator=gen)
 
     def rows(self, rank: int) -> slice:
         start = sum(self.per_rank_batch[:rank])
@@ -79,7 +80,8 @@ def reference_batch_norm(x, weight, bias, grad_y) -> dict[str, torch.Tensor]:
     count = x.numel() // x.size(1)
     return {
         "y": y.detach(), "dx": x.grad, "dweight": weight.grad, "dbias": bias.grad,
-        "mean": mean.flatten().detach(), "var_unbiased": var.flatten().detach() * count / (count - 1),
+        "mean": mean.flatten().detach(),
+        "var_unbiased": var.flatten().detach() * count / (count - 1),
     }  # fmt: skip
 
 
@@ -135,7 +137,8 @@ def assert_matches_reference(case: Case, per_rank: list[list[dict]], atol: float
             ref = reference_batch_norm(x[rows], weight, bias, grad_y[rows])
             got = [per_rank[r][step] for r in members]
             for key in ("y", "dx"):
-                torch.testing.assert_close(torch.cat([g[key] for g in got]).double(), ref[key], **close)
+                stacked = torch.cat([g[key] for g in got]).double()
+                torch.testing.assert_close(stacked, ref[key], **close)
             for key in ("dweight", "dbias"):  # local grads add up to the full-batch gradient
                 torch.testing.assert_close(sum(g[key] for g in got).double(), ref[key], **close)
             running_mean = (1 - MOMENTUM) * running_mean + MOMENTUM * ref["mean"]
@@ -261,9 +264,23 @@ def test_autocast_bf16_keeps_statistics_in_float32():
     assert module.running_mean.dtype == module.weight.grad.dtype == torch.float32
     ref = reference_batch_norm(x_bf16.detach(), torch.ones(3), torch.zeros(3), grad_y.bfloat16())
     # bf16 statistics would be off by ~0.03 at an offset of 8; float32 ones by ~1e-6
-    torch.testing.assert_close(module.running_mean.double(), MOMENTUM * ref["mean"], atol=1e-6, rtol=0)
+    expected_mean = MOMENTUM * ref["mean"]
+    torch.testing.assert_close(module.running_mean.double(), expected_mean, atol=1e-6, rtol=0)
     torch.testing.assert_close(y.double(), ref["y"], atol=0.05, rtol=0.01)
     torch.testing.assert_close(x_bf16.grad.double(), ref["dx"], atol=0.05, rtol=0.01)
+
+
+def test_chan_combination_equals_variance_of_concatenation():
+    values = [torch.tensor([1.0, 3.0]), torch.tensor([5.0]), torch.tensor([])]
+    per_rank = torch.tensor(
+        [[[len(v)], [v.mean() if len(v) else 0.0], [v.var(correction=0) if len(v) else 0.0]]
+         for v in values]
+    )  # fmt: skip
+    total, mean, var = _combine_stats(per_rank)
+    everything = torch.cat(values)
+    assert total.item() == 3
+    torch.testing.assert_close(mean, everything.mean().view(1))
+    torch.testing.assert_close(var, everything.var(correction=0).view(1))
 
 
 def test_buffers_update_in_place_and_state_dict_has_four_entries():
@@ -306,7 +323,7 @@ def ddp_batch(step: int, global_batch: int = 8) -> tuple[torch.Tensor, torch.Ten
 
 
 def sgd_step(net: nn.Module, lr: float = 0.5) -> None:
-    """Plain SGD by hand: torch.optim's first step imports torch._dynamo, 10+ s in a fresh worker."""
+    """Plain SGD by hand: torch.optim's first step imports torch._dynamo (seconds per worker)."""
     with torch.no_grad():
         for param in net.parameters():
             param -= lr * param.grad
@@ -357,7 +374,10 @@ def hang_or_fail(rank: int, world_size: int, mode: str) -> None:
 
 @pytest.mark.parametrize(
     ("mode", "error", "message"),
-    [("sleep", TimeoutError, "ranks \\[0, 1\\] of 2 did not finish"), ("raise", RuntimeError, "planted")],
+    [
+        ("sleep", TimeoutError, "ranks \\[0, 1\\] of 2 did not finish"),
+        ("raise", RuntimeError, "planted"),
+    ],
 )
 def test_run_workers_fails_fast_instead_of_hanging(mode, error, message):
     start = time.monotonic()
