@@ -36,6 +36,7 @@ from bench.model import MODELS, build_model
 from bench.norms import make_norm
 from bench.profiling import ACTIVE, WAIT, WARMUP
 from bench.timing import percentile
+from bench.train import N_TRAIN, train
 
 BUDGETS = {"harness_over_bare": 0.97, "profiled_over_harness": 0.98}
 ARMS = ("bare", "harness", "profiled")
@@ -86,7 +87,6 @@ def _elapsed_s(a, b) -> float:
 
 
 def harness(cfg: TrainConfig) -> float:
-    from bench.train import train
     with contextlib.redirect_stdout(io.StringIO()):  # train() prints its epoch lines
         summary = train(cfg)
     return summary["examples_per_s"]
@@ -138,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(a.device, 0)
         if a.repeats < 1 or a.epochs < 1:
             raise UsageError("--repeats and --epochs must be >= 1")
+        steps = min(a.limit_train or N_TRAIN, N_TRAIN) // a.batch_size * a.epochs
+        untimed = WAIT + WARMUP + ACTIVE + TrainConfig().warmup_steps
+        if steps <= untimed:
+            raise UsageError(f"{steps} steps in all, but the profiled run leaves its first {untimed} untimed: "
+                             f"raise --limit-train or --epochs")
         with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
             cfg = TrainConfig(variant=a.variant, model=a.model, epochs=a.epochs, batch_size=a.batch_size,
                               data_dir=a.data_dir, limit_train=a.limit_train, limit_test=a.limit_test,
