@@ -44,6 +44,7 @@ OPS = ("copy", "forward", "forward_backward")
 COLUMNS = ("device", "shape_name", "shape", "dtype", "variant", "compiled", "op", "reps",
            "time_us_median", "time_us_q1", "time_us_q3", "iqr_over_median", "bytes_min",
            "gb_per_s", "ratio_to_copy")
+COMPILE = {"both": (False, True), "no": (False,), "only": (True,)}
 ROTATE_BYTES = 256 << 20
 NOISY = 0.10  # IQR/median above this is flagged, as torch.utils.benchmark does
 
@@ -84,7 +85,7 @@ def summarise(samples_us: list[float]) -> dict:
 
 
 def bench_shape(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, variants: tuple[str, ...],
-                compile_too: bool, reps: int, warmup: int) -> list[tuple[str, bool, str, list[float]]]:
+                compiled_modes: tuple[bool, ...], reps: int, warmup: int) -> list[tuple[str, bool, str, list[float]]]:
     """(variant, compiled, op, samples_us) for the copy and every variant of one shape and dtype."""
     gen = torch.Generator(device="cpu").manual_seed(0)
     nbytes = math.prod(shape) * torch.tensor([], dtype=dtype).element_size()
@@ -95,10 +96,14 @@ def bench_shape(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
     out = [("copy", False, "copy", time_calls_us(lambda i: dst.copy_(xs[i % k]), device, reps, warmup))]
     del dst
     for variant in variants:
-        for compiled in (False, True) if compile_too else (False,):
+        for compiled in compiled_modes:
             torch.manual_seed(0)
             bn = make_norm(variant, shape[1], len(shape)).to(device).train()
-            layer = torch.compile(bn) if compiled else bn
+            if compiled:
+                # Dynamo caches per code object, shared by every layer of a class: without a reset the
+                # cache limit is reached over many shapes and later layers silently run eager.
+                torch._dynamo.reset()
+            layer = torch.compile(bn, dynamic=False) if compiled else bn
             params = list(bn.parameters())
             leaves = [x.detach().requires_grad_() for x in xs]
             out_dtype = layer(xs[0]).dtype  # scratch promotes bfloat16 input to its float32 weight's dtype
@@ -145,7 +150,7 @@ HEADER = (f"{'shape':<16} {'dtype':<9} {'variant':<16} {'op':<17} {'median_us':>
 
 
 def run(shapes: list[str], dtypes: list[str], variants: tuple[str, ...], device: torch.device, batch: int,
-        compile_too: bool, reps: int, warmup: int, out: Path | None) -> list[dict]:
+        compiled_modes: tuple[bool, ...], reps: int, warmup: int, out: Path | None) -> list[dict]:
     """Benchmark every (shape, dtype); print rows as they come; rewrite the CSVs after each shape."""
     rows, samples = [], []
     print(f"BN micro-benchmark on {device}; times in microseconds (us) per call, median of {reps}")
@@ -153,7 +158,7 @@ def run(shapes: list[str], dtypes: list[str], variants: tuple[str, ...], device:
     for name in shapes:
         shape = (batch, *SHAPES[name][1:])
         for dtype_name in dtypes:
-            results = bench_shape(shape, DTYPES[dtype_name], device, variants, compile_too, reps, warmup)
+            results = bench_shape(shape, DTYPES[dtype_name], device, variants, compiled_modes, reps, warmup)
             new = rows_for(name, shape, dtype_name, device, results)
             for r in new:
                 print(format_row(r), flush=True)
@@ -187,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtypes", type=_csv_list(tuple(DTYPES)), default=list(DTYPES))
     p.add_argument("--variants", type=_csv_list(VARIANTS), default=list(VARIANTS))
     p.add_argument("--batch", type=int, default=256, help="N of every shape (default 256)")
-    p.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile rows")
+    p.add_argument("--compile", choices=tuple(COMPILE), default="both",
+                   help="eager and torch.compile rows (both), eager only (no), compiled only (only)")
+    p.add_argument("--no-compile", dest="compile", action="store_const", const="no", help="= --compile no")
     p.add_argument("--reps", type=int, default=30, help="timed calls per measurement (>= 20)")
     p.add_argument("--warmup", type=int, default=5, help="untimed calls first (compiling ones among them)")
     p.add_argument("--out", default="micro.csv", help="CSV path; '' writes none")
@@ -203,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"bench.micro: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    run(a.shapes, a.dtypes, tuple(a.variants), device, a.batch, a.compile, a.reps, a.warmup, out)
+    run(a.shapes, a.dtypes, tuple(a.variants), device, a.batch, COMPILE[a.compile], a.reps, a.warmup, out)
     if out is not None:
         print(f"wrote {out}")
     return 0
