@@ -79,3 +79,21 @@ def test_multinode_names_the_missing_variable(missing):
     r = subprocess.run(["bash", str(REPO / "launch" / "multinode.sh")], env=env, capture_output=True,
                        text=True, timeout=30)
     assert r.returncode != 0 and missing in r.stderr
+
+
+def test_gpu_check_cpu_smoke_runs_every_piece(tmp_path):
+    data = tmp_path / "data"
+    fmnist.prepare(data)
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "DATA": str(data), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(["bash", str(REPO / "launch" / "gpu_check.sh"), "--cpu-smoke"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=DEADLINE_S)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "0 piece(s) failed" in r.stdout
+    with open(out / "modes.csv") as f:
+        modes = f.read().splitlines()
+    assert len(modes) == 2 and modes[1].startswith("lenet,nn,64,eager,none,")
+    with open(out / "overhead.csv") as f:
+        assert sorted(line.split(",")[1] for line in f.read().splitlines()[1:]) == ["bare", "harness", "profiled"]
+    with open(out / "micro.csv") as f:
+        assert len(f.read().splitlines()) == 1 + 20
