@@ -11,6 +11,7 @@
 #      for nn at 256)
 #   3. bench.overhead: bare loop vs harness (budget 3 %), profiler configured vs off (budget 2 %)
 #   4. bench.micro: every shape in float32 and bfloat16, eager; then compiled rows for two shapes
+#   5. analysis.render_micro: the README's micro-benchmark table and bar chart, into $OUT/report
 # Everything printed is also in $OUT/<piece>.log; CSVs land in $OUT. DATA (default .gpu/data) holds
 # Fashion-MNIST (FashionMNIST/raw/ or the four .gz files). The script never stops at a failed piece; its
 # exit code is the number of pieces that failed.
@@ -54,6 +55,9 @@ else
   piece micro_compiled 100 "$PY" -m bench.micro --compile only --shapes resnet50.layer1,lenet.bn1 --reps 30 \
     --out "$OUT/micro_compiled.csv"
 fi
+micro_csvs=("$OUT/micro.csv")
+[[ -f "$OUT/micro_compiled.csv" ]] && micro_csvs+=("$OUT/micro_compiled.csv")
+piece micro_report 60 "$PY" -m analysis.render_micro "${micro_csvs[@]}" --out "$OUT/report"
 echo "=== gpu_check: $failed piece(s) failed; outputs in $OUT"
 ls -l "$OUT"
 exit "$failed"

@@ -97,3 +97,5 @@ def test_gpu_check_cpu_smoke_runs_every_piece(tmp_path):
         assert sorted(line.split(",")[1] for line in f.read().splitlines()[1:]) == ["bare", "harness", "profiled"]
     with open(out / "micro.csv") as f:
         assert len(f.read().splitlines()) == 1 + 20
+    assert (out / "report" / "micro_ratio_to_copy.png").stat().st_size > 0
+    assert "| lenet.bn1 | 4x6x24x24 | bfloat16 | nn |" in (out / "report" / "micro.md").read_text()
