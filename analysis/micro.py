@@ -34,7 +34,8 @@ def micro_table(df: pd.DataFrame) -> pd.DataFrame:
     The copy row of each (shape, dtype) carries its own time in `forward_us`; units are in the names.
 
     >>> rows = pd.DataFrame({"shape_name": ["s"] * 3, "shape": ["2x3"] * 3, "dtype": ["float32"] * 3,
-    ...     "variant": ["copy", "nn", "nn"], "compiled": [False] * 3, "op": ["copy", "forward", "forward_backward"],
+    ...     "variant": ["copy", "nn", "nn"], "compiled": [False] * 3,
+    ...     "op": ["copy", "forward", "forward_backward"],
     ...     "time_us_median": [1.0, 5.0, 20.0], "gb_per_s": [8.0, 1.6, 0.8], "ratio_to_copy": [1.0, 5.0, 20.0],
     ...     "iqr_over_median": [0.0] * 3})
     >>> micro_table(rows)[["impl", "forward_us", "forward_backward_x_copy"]].values.tolist()

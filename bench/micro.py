@@ -85,7 +85,8 @@ def summarise(samples_us: list[float]) -> dict:
 
 
 def bench_shape(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, variants: tuple[str, ...],
-                compiled_modes: tuple[bool, ...], reps: int, warmup: int) -> list[tuple[str, bool, str, list[float]]]:
+                compiled_modes: tuple[bool, ...], reps: int,
+                warmup: int) -> list[tuple[str, bool, str, list[float]]]:
     """(variant, compiled, op, samples_us) for the copy and every variant of one shape and dtype."""
     gen = torch.Generator(device="cpu").manual_seed(0)
     nbytes = math.prod(shape) * torch.tensor([], dtype=dtype).element_size()

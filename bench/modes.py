@@ -20,6 +20,7 @@ from bench import rundir
 from bench.config import TrainConfig
 from bench.errors import EXIT_USAGE, UsageError
 from bench.model import MODELS
+from bench.norms import VARIANTS
 from bench.step import AMPS, MODES
 from bench.train import train
 
@@ -54,7 +55,8 @@ def run_all(base: TrainConfig, variants: list[str], batches: list[int], modes: l
                         s = train(cfg)
                     setup = s["compile_s"] if mode == "compile" else s["graph_capture_s"]
                     rows.append({"model": cfg.model, "variant": variant, "global_batch": batch, "mode": mode,
-                                 "amp": amp, "examples_per_s": s["examples_per_s"], "step_ms_p50": s["step_ms_p50"],
+                                 "amp": amp, "examples_per_s": s["examples_per_s"],
+                                 "step_ms_p50": s["step_ms_p50"],
                                  "setup_s": setup, "device": s["device"]})
                     print(f"{variant:<8} batch {batch:<5} {amp:<4} {mode:<8} {s['examples_per_s']:>12,.0f} "
                           f"examples/s", flush=True)
@@ -73,7 +75,7 @@ def _list(kind, choices=None):
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.modes", description="Examples/s per execution mode, one process.")
     p.add_argument("--model", default="lenet", choices=MODELS)
-    p.add_argument("--variants", type=_list(str, ("scratch", "nn", "sync", "scratch-sync")), default=["nn", "scratch"])
+    p.add_argument("--variants", type=_list(str, VARIANTS), default=["nn", "scratch"])
     p.add_argument("--batches", type=_list(int), default=[256])
     p.add_argument("--modes", type=_list(str, MODES), default=["eager", "graph"])
     p.add_argument("--amps", type=_list(str, AMPS), default=["none"])
@@ -97,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         setup = "" if r["setup_s"] is None else f"{r['setup_s']:.2f}"
         sp = "" if r["speedup_over_eager"] is None else f"{r['speedup_over_eager']:.2f}"
-        print(f"{r['variant']:<8} {r['global_batch']:>6} {r['amp']:<5} {r['mode']:<8} {r['examples_per_s']:>12,.0f} "
-              f"{r['step_ms_p50']:>12.3f} {setup:>8} {sp:>8}")
+        print(f"{r['variant']:<8} {r['global_batch']:>6} {r['amp']:<5} {r['mode']:<8} "
+              f"{r['examples_per_s']:>12,.0f} {r['step_ms_p50']:>12.3f} {setup:>8} {sp:>8}")
     if a.csv:
         Path(a.csv).parent.mkdir(parents=True, exist_ok=True)
         rundir.write_csv(a.csv, COLUMNS, rows)

@@ -10,7 +10,7 @@ from torch import nn
 from torch.profiler import profile
 
 from bench import data as fmnist
-from bench import micro, overhead
+from bench import micro, modes, overhead
 from bench.model import build_model, set_bn_labels
 from bench.norms import ScratchBatchNorm, make_norm
 from bench.train import train
@@ -105,6 +105,15 @@ def test_overhead_refuses_runs_without_measured_profiled_steps(data_dir, capsys)
     assert overhead.main(["--device", "cpu", "--data-dir", data_dir, "--limit-train", "640",
                           "--batch-size", "64", "--epochs", "1"]) == 2
     assert "untimed" in capsys.readouterr().err
+
+
+def test_modes_speedup_is_over_the_matching_eager_row():
+    row = lambda variant, batch, mode, eps: {"model": "lenet", "variant": variant, "global_batch": batch,  # noqa: E731
+                                             "amp": "none", "mode": mode, "examples_per_s": eps}
+    rows = modes.speedups([row("nn", 256, "eager", 100.0), row("nn", 256, "graph", 430.0),
+                           row("nn", 1024, "graph", 600.0), row("scratch", 256, "eager", 50.0),
+                           row("scratch", 256, "compile", 75.0)])
+    assert [r["speedup_over_eager"] for r in rows] == [1.0, 4.3, None, 1.0, 1.5]
 
 
 def test_resnet18_is_adapted_and_every_bn_comes_from_the_factory():
