@@ -229,7 +229,7 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path) -> dict:
     last = metrics[-1]
     summary = {
         "status": status, "run_name": run_dir.name, "variant": cfg.variant, "model": cfg.model,
-        "world_size": W, "per_rank_batch": P, "global_batch": G, "epochs": len(metrics), "seed": cfg.seed,
+        "world_size": W, "per_rank_batch": P, "global_batch": G, "epochs": cfg.epochs, "epochs_done": len(metrics), "seed": cfg.seed,
         "train_loss": last["train_loss"], "train_acc": last["train_acc"], "test_acc": last["test_acc"],
         "examples_per_s": eps, "examples_per_s_per_rank": eps / W, "measured_steps": len(times),
         "step_ms_p50": percentile(times, 50), "step_ms_p90": percentile(times, 90),
@@ -240,6 +240,7 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path) -> dict:
     if info.is_main:
         rundir.write_csv(run_dir / rundir.STEP_TIMES, ("epoch", "step", "step_ms"),
                          [{"epoch": e + 1, "step": s, "step_ms": t} for e, s, t in measured_ms])
+        rundir.write_csv(run_dir / rundir.BN_PARAMS, rundir.BN_PARAMS_COLUMNS, bn_param_rows(net))
         rundir.write_json(run_dir / rundir.SUMMARY, summary)
     if cfg.mode != "eager":
         log(f"set-up outside the timing: " + ", ".join(f"{k} {v:.2f}" for k, v in step.setup_times().items()
@@ -249,6 +250,18 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path) -> dict:
     log(f"{eps:.1f} examples/sec on {info.device}")
     log(f"run directory: {run_dir}", flush=True)
     return summary
+
+
+def bn_param_rows(net: torch.nn.Module) -> list[dict]:
+    """Final scale, shift and running statistics of every BN layer, one row per channel."""
+    rows = []
+    for name, m in net.named_modules():
+        bufs = dict(m.named_buffers(recurse=False))
+        if "running_mean" in bufs and isinstance(getattr(m, "weight", None), torch.nn.Parameter):
+            cols = [m.weight, m.bias, bufs["running_mean"], bufs["running_var"]]
+            for c, vals in enumerate(zip(*(t.detach().float().cpu().tolist() for t in cols))):
+                rows.append(dict(zip(rundir.BN_PARAMS_COLUMNS, (name.removeprefix("layers."), c, *vals))))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
