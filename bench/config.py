@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from bench.model import MODELS
 from bench.norms import VARIANTS
+from bench.step import AMPS, MODES
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class TrainConfig:
     resume: str | None = None      # run directory to continue from its last checkpoint (same flags)
     deterministic: bool = False    # deterministic algorithms, cuDNN/cuBLAS settings (bench.dist)
     check_finite_every: int = 0    # steps between non-finite-loss checks; 0 = every step on CPU, 50 on CUDA
+    mode: str = "eager"            # eager | compile (torch.compile) | graph (whole step in a CUDA graph)
+    amp: str = "none"              # none | bf16 (autocast forward and loss to bfloat16)
     extra: dict = field(default_factory=dict, compare=False)  # free-form notes recorded in config.json
 
     def as_dict(self) -> dict:
@@ -84,6 +87,8 @@ def build_parser(prog: str = "bench.train") -> argparse.ArgumentParser:
     p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
     p.add_argument("--eval-batch", type=_positive_int, default=d.eval_batch)
     p.add_argument("--bn-group-size", type=_positive_int, default=None, metavar="K")
+    p.add_argument("--mode", choices=MODES, default=d.mode, help="eager | compile | graph (CUDA only)")
+    p.add_argument("--amp", choices=AMPS, default=d.amp, help="bf16: autocast to bfloat16")
     p.add_argument("--pg-timeout-s", type=_positive_float, default=d.pg_timeout_s)
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue this run from its checkpoint")
     p.add_argument("--deterministic", action="store_true")

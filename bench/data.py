@@ -77,8 +77,8 @@ def _copy_into(src: Path, dst: Path) -> None:
 
 def prepare(data_dir: str | os.PathLike, download: bool = False, debian_dir: Path | None = None) -> Path:
     """Make `data_dir/FashionMNIST/raw/` hold the four checked IDX files; return `data_dir`."""
+    debian_dir = DEBIAN_DIR if debian_dir is None else debian_dir
     root = Path(data_dir)
-    debian_dir = DEBIAN_DIR if debian_dir is None else debian_dir  # read at call time: tests move it
     raw = root / "FashionMNIST" / "raw"
     if all((raw / n).is_file() for n in FILES):
         for n in FILES:

@@ -95,8 +95,12 @@ def setup(device: str = "auto", backend: str = "auto", timeout_s: float = 300.0,
         torch.cuda.set_device(dev)
     if world_size > 1 and not dist.is_initialized():
         kwargs = {"device_id": dev} if be == "nccl" else {}
-        dist.init_process_group(be, rank=rank, world_size=world_size,
-                                timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
+        timeout = datetime.timedelta(seconds=timeout_s)
+        # After a torchrun restart the launcher's store can still hold the dead attempt's addresses;
+        # a rank reading one connects to a closed port and fails. One key space per attempt.
+        store, _, _ = next(dist.rendezvous("env://", rank, world_size, timeout=timeout))
+        store = dist.PrefixStore(f"bnbench/attempt{restart_count()}", store)
+        dist.init_process_group(be, store=store, rank=rank, world_size=world_size, timeout=timeout, **kwargs)
     return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size, device=dev,
                     backend=be if world_size > 1 else None, is_main=rank == 0,
                     launcher="torchrun" if torchrun else "single-process", restart_count=restart_count())

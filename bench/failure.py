@@ -118,7 +118,7 @@ def record(run_dir: Path, rank: int, exc: BaseException, peers: list[tuple[str, 
     summary = {**{k: v for k, v in before.items() if k != "status"}, "status": "failed",
                "failed_rank": rank if not lost_peer else (dead[0] if len(dead) == 1 else None),
                "dead_ranks": dead, "reported_by_rank": rank, "reason": reason(exc),
-               "epochs": epochs_done, "resumable": (run_dir / rundir.CHECKPOINT).is_file()}
+               "epochs_done": epochs_done, "resumable": (run_dir / rundir.CHECKPOINT).is_file()}
     try:
         rundir.write_json(run_dir / rundir.SUMMARY, summary)
     except OSError:  # the disk may be why we failed; the exit code still tells

@@ -46,12 +46,15 @@ class LeNetBN(nn.Module):
         return x
 
 
-MODELS = ("lenet",)
+MODELS = ("lenet", "resnet18")
 
 
 def build_model(name: str, norm: NormFactory) -> nn.Module:
     if name == "lenet":
         return LeNetBN(norm)
+    if name == "resnet18":
+        from bench.resnet import resnet18_bn  # torchvision is imported only for this network
+        return resnet18_bn(norm)
     raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
 
 

@@ -5,7 +5,9 @@
                 metrics.csv    one row per epoch (METRICS_COLUMNS)
                 step_times.csv raw measured step times of rank 0 (epoch, step, step_ms)
                 summary.json   final metrics, throughput, step-time percentiles, peak memory, status
-                traces/        one gzip'd kineto Chrome trace per rank (worker name rank<r>)
+                bn_params.csv  final BN scale, shift and running statistics per layer and channel
+                traces/        one gzip'd kineto Chrome trace per rank (worker name rank<r>) and rank 0's
+                               TensorBoard event file of the metrics.csv scalars (bench.tblog)
                 checkpoint.pt  state at the last epoch end, for --resume (bench.checkpoint)
 
 Every file is written atomically (temp file, fsync, rename): a reader sees the old file or the new
@@ -21,11 +23,18 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-CONFIG, ENV, METRICS, STEP_TIMES, SUMMARY, TRACES, CHECKPOINT = (
-    "config.json", "env.json", "metrics.csv", "step_times.csv", "summary.json", "traces", "checkpoint.pt")
+CONFIG, ENV, METRICS, STEP_TIMES, SUMMARY, TRACES, BN_PARAMS = (
+    "config.json", "env.json", "metrics.csv", "step_times.csv", "summary.json", "traces", "bn_params.csv")
+CHECKPOINT = "checkpoint.pt"
 METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "test_acc", "examples_per_s", "epoch_s")
+BN_PARAMS_COLUMNS = ("layer", "channel", "weight", "bias", "running_mean", "running_var")
 STATUSES = ("running", "complete", "diverged", "failed")
-_UMASK = os.umask(0o22); os.umask(_UMASK)  # mkstemp makes 0600 files; runs should be readable
+
+
+def _umask() -> int:
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -36,7 +45,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o666 & ~_UMASK)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; runs are meant to be shared
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -63,6 +72,7 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to `path` via a temp file in the same folder, fsync, rename."""
     atomic_write_bytes(path, text.encode())
 
 

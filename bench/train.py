@@ -17,17 +17,17 @@ from pathlib import Path
 
 import torch
 import torch.distributed as tdist
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from bench import data as fmnist
-from bench import checkpoint, dist, envinfo, failure, rundir
+from bench import checkpoint, dist, envinfo, failure, rundir, tblog
 from bench.config import TrainConfig, from_argv
 from bench.errors import EXIT_USAGE, UsageError
 from bench.guard import DivergenceGuard
-from bench.model import MODELS, build_model
+from bench.model import MODELS, build_model, set_bn_labels
 from bench.norms import SYNCHRONISING, VARIANTS, make_norm
-from bench.profiling import StepProfiler
+from bench.profiling import ACTIVE, WAIT, WARMUP, StepProfiler
+from bench.step import check_mode, make_step
 from bench.timing import StepTimer, percentile
 
 N_TRAIN = 60_000
@@ -35,7 +35,8 @@ N_TRAIN = 60_000
 
 def run_name(cfg: TrainConfig, world_size: int) -> str:
     return cfg.run_name or rundir.default_run_name(cfg.model, cfg.variant, world_size, cfg.batch_size,
-                                                    cfg.seed, bn_group_size=cfg.bn_group_size)
+                                                    cfg.seed, mode=cfg.mode, amp=cfg.amp,
+                                                    bn_group_size=cfg.bn_group_size)
 
 
 def bn_group_size(cfg: TrainConfig, world_size: int) -> int:
@@ -83,6 +84,8 @@ def validate(cfg: TrainConfig, world_size: int, device: torch.device,
     if n_train < cfg.batch_size:
         raise UsageError(f"--limit-train {n_train} is smaller than one global batch ({cfg.batch_size}): "
                          f"raise --limit-train or lower --batch-size")
+    check_mode(cfg.mode, cfg.amp, cfg.variant, world_size, device,
+               (WAIT + WARMUP + ACTIVE if cfg.profile else 0) + cfg.warmup_steps)
     if cfg.variant == "sync" and device.type != "cuda" and world_size > 1:
         raise UsageError("nn.SyncBatchNorm synchronises only CUDA tensors, so --variant sync cannot run on "
                          "CPU with world size > 1: use --variant scratch-sync (runs on gloo) or GPUs")
@@ -156,7 +159,7 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path, resume: bool = 
     config = {**cfg.as_dict(), "world_size": W, "per_rank_batch": P, "global_batch": G,
               "launcher": info.launcher, "backend": info.backend, "device_type": info.device.type,
               "bn_group_size": bn_group_size(cfg, W), "bn_description": describe_bn(cfg, W),
-              "run_name": run_dir.name, "mode": "eager", "amp": "none", "restart_count": info.restart_count}
+              "run_name": run_dir.name, "mode": cfg.mode, "amp": cfg.amp, "restart_count": info.restart_count}
     if info.is_main:
         rundir.write_json(run_dir / rundir.CONFIG, config)
         rundir.write_json(run_dir / rundir.ENV, envinfo.collect(info.device))
@@ -172,6 +175,8 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path, resume: bool = 
     model = DDP(net, device_ids=[info.device.index] if info.device.type == "cuda" else None) if W > 1 else net
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
     steps = len(data.train_x) // G  # the last incomplete global batch is dropped, as DistributedSampler can
+    # Built before the profiler starts, so graph capture never runs under it.
+    step = make_step(model, opt, cfg.mode, cfg.amp, (data.train_x[:P], data.train_y[:P]))
     metrics, measured_ms, status, start, bad = [], [], "complete", 0, None
     if resume:
         start, metrics, measured_ms = checkpoint.restore(run_dir, net=net, opt=opt, rank=info.rank,
@@ -180,13 +185,16 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path, resume: bool = 
     # A resumed attempt keeps the first attempt's trace; it leaves out its own cold first steps.
     prof = StepProfiler(run_dir / rundir.TRACES if cfg.profile and not start else None, info.rank, net,
                         info.device)
+    if cfg.mode == "compile":
+        set_bn_labels(net, False)  # dynamo drops record_function, and toggling labels would recompile
     skip = prof.window_steps + cfg.warmup_steps  # first steps of this attempt left out of the timing
     timer = StepTimer(info.device)
     guard = DivergenceGuard(info.device, cfg.check_finite_every)
+    scalars = tblog.EpochScalars(run_dir / rundir.TRACES if info.is_main else None)
     losses = torch.empty(steps, device=info.device)
     preds = torch.empty(steps, P, dtype=torch.int64, device=info.device)
     log(f"{run_dir.name}: {describe_bn(cfg, W)}; {W} rank(s) × batch {P} on {info.device} "
-        f"({info.backend or 'no process group'}); {steps} steps/epoch")
+        f"({info.backend or 'no process group'}); {steps} steps/epoch; mode {cfg.mode}, amp {cfg.amp}")
 
     for epoch in range(start, cfg.epochs):
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
@@ -198,11 +206,7 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path, resume: bool = 
         for i in range(steps):
             idx = order[i]
             x, y = data.train_x[idx], data.train_y[idx]
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss, logits = step(x, y)
             losses[i] = loss.detach()
             torch.argmax(logits.detach(), dim=1, out=preds[i])
             timer.mark()
@@ -235,9 +239,11 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path, resume: bool = 
             rundir.write_csv(run_dir / rundir.METRICS, rundir.METRICS_COLUMNS, metrics)
         checkpoint.save(run_dir, net=net, opt=opt, epochs_done=epoch + 1, metrics=metrics,
                         measured_ms=measured_ms, rank=info.rank, device=info.device)
+        scalars.log(metrics[-1])
         log(f"epoch {epoch + 1}/{cfg.epochs}  loss {train_loss:.3f}  train acc {train_acc:.3f}  "
             f"test acc {test_acc:.3f}  {eps:,.1f} examples/s  {epoch_s:.1f} s", flush=True)
     prof.stop()
+    scalars.close()
 
     times = [t for _, _, t in measured_ms]
     total_s = _reduce(torch.tensor(sum(times) / 1e3, dtype=torch.float64, device=info.device),
@@ -251,12 +257,13 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path, resume: bool = 
     last = metrics[-1] if metrics else {"train_loss": nan, "train_acc": nan, "test_acc": nan}
     summary = {
         "status": status, "run_name": run_dir.name, "variant": cfg.variant, "model": cfg.model,
-        "world_size": W, "per_rank_batch": P, "global_batch": G, "epochs": len(metrics), "seed": cfg.seed,
+        "world_size": W, "per_rank_batch": P, "global_batch": G, "epochs": cfg.epochs, "epochs_done": len(metrics), "seed": cfg.seed,
         "train_loss": last["train_loss"], "train_acc": last["train_acc"], "test_acc": last["test_acc"],
         "examples_per_s": eps, "examples_per_s_per_rank": eps / W, "measured_steps": len(times),
         "step_ms_p50": percentile(times, 50), "step_ms_p90": percentile(times, 90),
         "peak_mem_bytes": peak, "device": str(info.device),
         "bn_group_size": bn_group_size(cfg, W), "bn_description": describe_bn(cfg, W),
+        "mode": cfg.mode, "amp": cfg.amp, **step.setup_times(),
         "resumed_from_epoch": start if resume else None, "restart_count": info.restart_count,
     }
     if status == "diverged":  # epoch 1-based as in metrics.csv, step 0-based as in step_times.csv
@@ -264,12 +271,28 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path, resume: bool = 
     if info.is_main:
         rundir.write_csv(run_dir / rundir.STEP_TIMES, ("epoch", "step", "step_ms"),
                          [{"epoch": e + 1, "step": s, "step_ms": t} for e, s, t in measured_ms])
+        rundir.write_csv(run_dir / rundir.BN_PARAMS, rundir.BN_PARAMS_COLUMNS, bn_param_rows(net))
         rundir.write_json(run_dir / rundir.SUMMARY, summary)
+    if cfg.mode != "eager":
+        log(f"set-up outside the timing: " + ", ".join(f"{k} {v:.2f}" for k, v in step.setup_times().items()
+                                                         if v is not None))
     # The textbook's closing lines, exactly.
     log(f"loss {last['train_loss']:.3f}, train acc {last['train_acc']:.3f}, test acc {last['test_acc']:.3f}")
     log(f"{eps:.1f} examples/sec on {info.device}")
     log(f"run directory: {run_dir}", flush=True)
     return summary
+
+
+def bn_param_rows(net: torch.nn.Module) -> list[dict]:
+    """Final scale, shift and running statistics of every BN layer, one row per channel."""
+    rows = []
+    for name, m in net.named_modules():
+        bufs = dict(m.named_buffers(recurse=False))
+        if "running_mean" in bufs and isinstance(getattr(m, "weight", None), torch.nn.Parameter):
+            cols = [m.weight, m.bias, bufs["running_mean"], bufs["running_var"]]
+            for c, vals in enumerate(zip(*(t.detach().float().cpu().tolist() for t in cols))):
+                rows.append(dict(zip(rundir.BN_PARAMS_COLUMNS, (name.removeprefix("layers."), c, *vals))))
+    return rows
 
 
 EXIT_FAILED, EXIT_DIVERGED = 1, 3

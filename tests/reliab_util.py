@@ -1,4 +1,4 @@
-"""Helpers shared by the reliability tests: the data directory, runs in-process and as processes."""
+"""Helpers shared by the reliability tests: runs in-process and as processes (data_dir is in conftest)."""
 from __future__ import annotations
 
 import csv
@@ -17,12 +17,6 @@ PY = sys.executable
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
 TINY = ["--limit-train", "512", "--limit-test", "200", "--batch-size", "64", "--no-profile"]
 OUTCOME_COLUMNS = ("epoch", "train_loss", "train_acc", "test_acc")  # not the timing columns
-
-
-@pytest.fixture(scope="session")
-def data_dir(tmp_path_factory) -> Path:
-    from bench.data import prepare
-    return prepare(tmp_path_factory.getbasetemp() / "fashion-mnist")
 
 
 @pytest.fixture

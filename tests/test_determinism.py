@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from reliab_util import TINY, data_dir, keep_process_state, read_rows  # noqa: F401
+from tests.reliab_util import TINY, keep_process_state, read_rows  # noqa: F401 (fixtures)
 
 
 def test_same_seed_same_metrics(tmp_path, data_dir, monkeypatch, keep_process_state):

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from bench.data import load
 from bench.model import build_model
 from bench.norms import make_norm
-from reliab_util import TINY, data_dir, env, keep_process_state, torchrun_cmd  # noqa: F401
+from tests.reliab_util import TINY, env, keep_process_state, torchrun_cmd  # noqa: F401 (fixtures)
 
 LR = "1e36"  # large enough that the loss overflows within the first epoch
 
@@ -47,7 +47,7 @@ def test_diverged_run_stops_at_the_step(every, tmp_path, data_dir, keep_process_
     assert s["status"] == "diverged"
     assert (s["diverged_epoch"], s["diverged_step"]) == (1, expected)  # exact even when checked every 5
     assert s["diverged_loss"] in ("nan", "inf", "-inf")
-    assert s["epochs"] == 0 and not (out / "d" / "checkpoint.pt").exists()
+    assert s["epochs_done"] == 0 and not (out / "d" / "checkpoint.pt").exists()
 
 
 def test_diverged_two_ranks_stop_together(tmp_path, data_dir):

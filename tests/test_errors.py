@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench import data as fmnist
-from reliab_util import TINY, data_dir, env, free_port, keep_process_state, train_cmd  # noqa: F401
+from tests.reliab_util import TINY, env, free_port, keep_process_state, train_cmd  # noqa: F401 (fixtures)
 
 
 def run_main(argv: list[str], capsys) -> tuple[int, list[str]]:
@@ -50,7 +50,7 @@ def _damaged_copy(src: Path, dst_root: Path, name: str, content: bytes) -> Path:
 # (flags, environment as rank 0 of a world, words the one line must contain)
 CASES = {
     "unknown variant": (["--variant", "batchnorm"], {}, ["--variant", "batchnorm", "choose from"]),
-    "unknown model": (["--model", "resnet"], {}, ["--model", "resnet", "choose from"]),
+    "unknown model": (["--model", "vgg99"], {}, ["--model", "vgg99", "choose from"]),
     "batch not divisible": (["--batch-size", "65"], {"WORLD_SIZE": "2"}, ["65", "not divisible", "multiple of 2"]),
     "per-rank batch 1, one rank": (["--batch-size", "1"], {}, ["per-rank batch 1", "synchronised variant"]),
     "per-rank batch 1, two ranks": (["--batch-size", "2", "--variant", "scratch"], {"WORLD_SIZE": "2"},

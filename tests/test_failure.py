@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import bench.train
-from reliab_util import TINY, data_dir, env, keep_process_state, torchrun_cmd, wait_for, worker_pid  # noqa: F401
+from tests.reliab_util import TINY, env, keep_process_state, torchrun_cmd, wait_for, worker_pid  # noqa: F401 (fixtures)
 
 
 def _fail_on_call(n: int, exc: BaseException):
@@ -40,7 +40,7 @@ def test_exception_is_recorded(exc, fail_on_eval, reason_start, tmp_path, data_d
     assert rc == 1
     assert s["status"] == "failed" and s["failed_rank"] == 0 and s["reported_by_rank"] == 0
     assert s["reason"].startswith(reason_start)
-    assert s["epochs"] == fail_on_eval - 1  # epochs finished before the failing evaluation
+    assert s["epochs_done"] == fail_on_eval - 1  # epochs finished before the failing evaluation
     assert s["resumable"] == (fail_on_eval > 1) == (out / "f" / "checkpoint.pt").exists()
     assert "Traceback" in capsys.readouterr().err  # a failure of this rank keeps its traceback
 
@@ -73,4 +73,4 @@ def test_killed_rank_ends_job_and_is_named(victim, tmp_path, data_dir):
     assert s["status"] == "failed", (s, log[-3000:])
     assert s["failed_rank"] == victim and s["dead_ranks"] == [victim]
     assert s["reported_by_rank"] == 1 - victim  # the survivor wrote it
-    assert s["resumable"] is True and s["epochs"] >= 1
+    assert s["resumable"] is True and s["epochs_done"] >= 1

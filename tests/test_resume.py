@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from reliab_util import (TINY, data_dir, env, keep_process_state, read_rows, torchrun_cmd, train_cmd,  # noqa: F401
+from tests.reliab_util import (TINY, env, keep_process_state, read_rows, torchrun_cmd, train_cmd,  # noqa: F401 (fixtures)
                          wait_for, worker_pid)
 
 EPOCHS = "3"
@@ -41,7 +41,7 @@ def test_killed_single_process_run_resumes_identically(tmp_path, data_dir, keep_
 
     assert main(flags + ["--resume", str(run)]) == 0
     s = json.loads((run / "summary.json").read_text())
-    assert s["status"] == "complete" and s["resumed_from_epoch"] == done and s["epochs"] == int(EPOCHS)
+    assert s["status"] == "complete" and s["resumed_from_epoch"] == done and s["epochs_done"] == int(EPOCHS)
     assert read_rows(run / "metrics.csv") == read_rows(tmp_path / "whole" / "metrics.csv")
     assert len(read_rows(run / "metrics.csv")) == int(EPOCHS)
 

@@ -1,0 +1,54 @@
+"""bench.micro's CSVs as tidy tables (pandas, no torch): loading here, pure transforms below it."""
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+import pandas as pd
+
+KEY = ["shape_name", "dtype", "variant", "compiled", "op"]
+
+
+def load_micro(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """Rows of every CSV; a measurement present in several (the copy is in each) is kept once, first."""
+    frames = [pd.read_csv(p) for p in paths]
+    if not frames:
+        raise ValueError("no micro-benchmark CSV given")
+    df = pd.concat(frames, ignore_index=True)
+    df["compiled"] = df["compiled"].astype(str).str.lower().eq("true")
+    return df.drop_duplicates(KEY, keep="first").reset_index(drop=True)
+
+
+def with_labels(df: pd.DataFrame) -> pd.DataFrame:
+    """Add `impl`: the variant, '+compile' when compiled.
+
+    >>> with_labels(pd.DataFrame({"variant": ["nn", "scratch"], "compiled": [False, True]}))["impl"].tolist()
+    ['nn', 'scratch+compile']
+    """
+    return df.assign(impl=df["variant"] + df["compiled"].map({True: "+compile", False: ""}))
+
+
+def micro_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (shape, dtype, impl): forward and forward+backward time (us), GB/s, × copy time.
+
+    The copy row of each (shape, dtype) carries its own time in `forward_us`; units are in the names.
+
+    >>> rows = pd.DataFrame({"shape_name": ["s"] * 3, "shape": ["2x3"] * 3, "dtype": ["float32"] * 3,
+    ...     "variant": ["copy", "nn", "nn"], "compiled": [False] * 3,
+    ...     "op": ["copy", "forward", "forward_backward"],
+    ...     "time_us_median": [1.0, 5.0, 20.0], "gb_per_s": [8.0, 1.6, 0.8], "ratio_to_copy": [1.0, 5.0, 20.0],
+    ...     "iqr_over_median": [0.0] * 3})
+    >>> micro_table(rows)[["impl", "forward_us", "forward_backward_x_copy"]].values.tolist()
+    [['copy', 1.0, nan], ['nn', 5.0, 20.0]]
+    """
+    df = with_labels(df).assign(op=lambda d: d["op"].replace({"copy": "forward"}))
+    wide = df.pivot_table(index=["shape_name", "shape", "dtype", "impl"], columns="op",
+                          values=["time_us_median", "gb_per_s", "ratio_to_copy", "iqr_over_median"],
+                          aggfunc="first", sort=False)
+    names = {"time_us_median": "us", "gb_per_s": "gb_per_s", "ratio_to_copy": "x_copy",
+             "iqr_over_median": "iqr_over_median"}
+    wide.columns = [f"{op}_{names[v]}" for v, op in wide.columns]
+    order = [f"{op}_{n}" for op in ("forward", "forward_backward") for n in names.values()]
+    wide = wide.reindex(columns=order).reset_index()
+    wide.loc[wide["impl"] == "copy", "forward_x_copy"] = 1.0
+    return wide

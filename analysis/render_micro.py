@@ -1,0 +1,79 @@
+"""The micro-benchmark's report section: a markdown table and a bar chart of time over a copy's.
+
+    python -m analysis.render_micro micro.csv micro_compiled.csv --out reports/micro
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis.mdtable import to_markdown  # noqa: E402
+from analysis.micro import load_micro, micro_table  # noqa: E402
+
+TABLE_COLUMNS = ["shape_name", "shape", "dtype", "impl", "forward_us", "forward_gb_per_s", "forward_x_copy",
+                 "forward_backward_us", "forward_backward_gb_per_s", "forward_backward_x_copy"]
+NOISY = 0.10
+
+
+def plot_ratios(table: pd.DataFrame, path: Path) -> None:
+    """Bars of time / copy time per impl, grouped by shape; one panel per (dtype, pass); log scale."""
+    impls = [i for i in table["impl"].unique() if i != "copy"]
+    panels = [(d, op) for d in table["dtype"].unique() for op in ("forward", "forward_backward")]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.8 * len(panels)), squeeze=False)
+    for ax, (dtype, op) in zip(axes[:, 0], panels):
+        sub = table[table["dtype"] == dtype]
+        shapes = list(sub["shape_name"].unique())
+        width = 0.8 / max(len(impls), 1)
+        for k, impl in enumerate(impls):
+            vals = sub[sub["impl"] == impl].set_index("shape_name").reindex(shapes)[f"{op}_x_copy"]
+            ax.bar([i + k * width for i in range(len(shapes))], vals, width, label=impl)
+        ax.axhline(1.0, color="black", lw=0.8)
+        ax.set_yscale("log")
+        ax.set_xticks([i + width * (len(impls) - 1) / 2 for i in range(len(shapes))], shapes)
+        ax.set_ylabel("time / copy time")
+        ax.set_title(f"{op.replace('_', '+')}, {dtype} (1 = a copy of the tensor)")
+        ax.legend(fontsize=8, ncol=len(impls))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def micro_section(df: pd.DataFrame, fig_dir: Path) -> str:
+    """Markdown: how it was measured, the table, the chart (written into `fig_dir`)."""
+    table = micro_table(df)
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    plot_ratios(table, fig_dir / "micro_ratio_to_copy.png")
+    device = ", ".join(sorted(df["device"].astype(str).unique()))
+    noisy = int((df["iqr_over_median"] > NOISY).sum())
+    lines = [f"### BN layer micro-benchmark ({device})", "",
+             f"Median time per call in microseconds (us) over {int(df['reps'].min())}+ timed calls; GB/s counts "
+             "the bytes that must move (forward: read x, write y; forward+backward: also read dy, write dx); "
+             "x_copy is the time over a copy of the same tensor.", "",
+             to_markdown(table[TABLE_COLUMNS], ".3g"), "",
+             "![BN time over copy time](micro_ratio_to_copy.png)"]
+    if noisy:
+        lines += ["", f"Warning: {noisy} of {len(df)} measurements have IQR/median above {NOISY:.0%}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="analysis.render_micro", description=__doc__.splitlines()[0])
+    p.add_argument("csv", nargs="+")
+    p.add_argument("--out", default="reports/micro")
+    a = p.parse_args(argv)
+    out = Path(a.out)
+    text = micro_section(load_micro(a.csv), out)
+    (out / "micro.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

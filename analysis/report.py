@@ -1,0 +1,78 @@
+"""Comparison report from run directories: report.md, report.html (plots embedded), summary.csv.
+
+    python -m analysis.report RUN_DIR_OR_PARENT... -o REPORT_DIR
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import re
+import sys
+import warnings
+from pathlib import Path
+
+import markdown
+
+from analysis import render_kernels, render_runs, render_sweep
+from analysis.runs import load_bn_params, load_metrics, load_runs
+
+HTML_HEAD = """<!doctype html><html><head><meta charset="utf-8"><title>bnbench report</title><style>
+body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 6px}
+th{background:#f3f3f3}img{max-width:100%}code{background:#f5f5f5}</style></head><body>
+"""
+
+
+def _embed_images(html: str, out_dir: Path) -> str:
+    """Inline every local PNG as a data URI, so report.html is one self-contained file."""
+    def repl(m: re.Match) -> str:
+        src = out_dir / m.group(1)
+        if not src.is_file():
+            return m.group(0)
+        return f'src="data:image/png;base64,{base64.b64encode(src.read_bytes()).decode()}"'
+    return re.sub(r'src="([^":]+\.png)"', repl, html)
+
+
+def build(paths: list[str], out_dir: str | Path) -> Path:
+    """Write the report for the run directories under `paths` into out_dir; return report.md's path."""
+    out_dir = Path(out_dir)
+    runs = load_runs(paths)
+    if runs.empty:
+        raise FileNotFoundError(f"no run directories (with config.json) under {', '.join(map(str, paths))}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    render_runs.summary_table(runs).to_csv(out_dir / "summary.csv", index=False)
+    sections = [
+        "# bnbench report", "",
+        f"{len(runs)} run(s) from {', '.join(map(str, paths))}; devices: "
+        f"{', '.join(sorted(map(str, runs['device'].dropna().unique())))}.", "",
+        render_runs.runs_section(runs),
+        render_runs.curves_section(load_metrics(runs), load_bn_params(runs), out_dir),
+        render_sweep.sweep_section(runs, out_dir),
+        render_kernels.kernel_section([Path(p) for p in runs["path"]], out_dir),
+    ]
+    md = "\n".join(sections)
+    (out_dir / "report.md").write_text(md)
+    body = markdown.markdown(md, extensions=["tables"])
+    (out_dir / "report.html").write_text(HTML_HEAD + _embed_images(body, out_dir) + "\n</body></html>\n")
+    return out_dir / "report.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="analysis.report", description=__doc__.splitlines()[0])
+    p.add_argument("paths", nargs="+", help="run directories or folders holding them")
+    p.add_argument("-o", "--out", default="reports/latest", help="report directory")
+    args = p.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+        try:
+            path = build(args.paths, args.out)
+        except FileNotFoundError as e:
+            print(f"analysis.report: error: {e}", file=sys.stderr)
+            return 2
+    print(f"report: {path} (and report.html, summary.csv) in {path.parent}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

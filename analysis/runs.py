@@ -1,0 +1,101 @@
+"""Run directories → tidy DataFrames. The only module of analysis/ that reads run directories.
+
+Unreadable or unfinished directories are skipped with a warning naming the file, never guessed at.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from bench import rundir  # the format module; it imports no torch
+
+# One row per run: the configuration that groups it, then what it measured.
+RUN_COLUMNS = (
+    "run", "status", "variant", "model", "world_size", "per_rank_batch", "global_batch", "epochs", "seed",
+    "mode", "amp", "bn_group_size", "bn_emulate_ranks", "lr", "limit_train", "device", "device_type",
+    "launcher", "backend", "bn_description", "bn_synchronised", "epochs_done", "train_loss", "train_acc",
+    "test_acc", "examples_per_s", "examples_per_s_per_rank", "step_ms_p50", "step_ms_p90",
+    "peak_mem_bytes", "failure", "path",
+)
+DEFAULTS = {"mode": "eager", "amp": "none", "bn_emulate_ranks": 1, "limit_train": 0, "failure": ""}
+
+# Published and previously measured numbers, shown beside this suite's own (examples/s on one device).
+REFERENCE_ROWS = pd.DataFrame([
+    {"source": "textbook (unnamed GPU)", "variant": "scratch", "train_loss": 0.277, "train_acc": 0.898,
+     "test_acc": 0.835, "examples_per_s": 28009.9},
+    {"source": "textbook (unnamed GPU)", "variant": "nn", "train_loss": 0.264, "train_acc": 0.902,
+     "test_acc": 0.849, "examples_per_s": 44608.4},
+    {"source": "textbook loop, H200", "variant": "scratch", "test_acc": 0.865, "examples_per_s": 56070.0},
+    {"source": "textbook loop, H200", "variant": "nn", "test_acc": 0.865, "examples_per_s": 95066.0},
+    {"source": "GPU-resident eager loop, H200", "variant": "scratch", "examples_per_s": 62773.0},
+    {"source": "GPU-resident eager loop, H200", "variant": "nn", "examples_per_s": 116223.0},
+])
+
+
+def _read_run(path: Path) -> dict | None:
+    try:
+        config = rundir.read_json(path / rundir.CONFIG)
+    except (OSError, ValueError) as e:
+        warnings.warn(f"skipping {path / rundir.CONFIG}: unreadable ({e})", stacklevel=3)
+        return None
+    try:
+        summary = rundir.read_json(path / rundir.SUMMARY)
+    except FileNotFoundError:
+        summary = {"status": "running"}
+    except (OSError, ValueError) as e:
+        warnings.warn(f"skipping {path / rundir.SUMMARY}: unreadable ({e})", stacklevel=3)
+        return None
+    try:
+        env = rundir.read_json(path / rundir.ENV)
+    except (OSError, ValueError):
+        env = {}
+    row = {**DEFAULTS, **{k: v for k, v in config.items() if k in RUN_COLUMNS}}
+    metrics = {k: summary.get(k) for k in ("train_loss", "train_acc", "test_acc", "examples_per_s",
+                                           "examples_per_s_per_rank", "step_ms_p50", "step_ms_p90",
+                                           "peak_mem_bytes")}
+    row.update(metrics)
+    row.update({
+        "run": path.name, "path": str(path), "status": summary.get("status", "running"),
+        "epochs_done": summary.get("epochs_done"), "device": env.get("device_name", config.get("device_type")),
+        "limit_train": config.get("limit_train") or 0,
+        "bn_synchronised": config.get("variant") in ("sync", "scratch-sync") and config.get("bn_group_size", 1) > 1,
+        "failure": summary.get("failure") or summary.get("reason") or "",
+    })
+    return row
+
+
+def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per run directory found under `paths` (RUN_COLUMNS), whatever its status."""
+    rows = [r for r in map(_read_run, rundir.find_run_dirs(paths)) if r is not None]
+    df = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
+    return df.sort_values(["variant", "world_size", "global_batch", "seed", "run"], ignore_index=True)
+
+
+def load_metrics(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per-epoch metrics of every run in `runs`, with the run's grouping columns attached."""
+    frames = []
+    for row in runs.itertuples(index=False):
+        f = Path(row.path) / rundir.METRICS
+        try:
+            m = pd.read_csv(f)
+        except (OSError, ValueError, pd.errors.ParserError) as e:
+            warnings.warn(f"skipping {f}: unreadable ({e})", stacklevel=2)
+            continue
+        frames.append(m.assign(run=row.run, variant=row.variant, world_size=row.world_size,
+                               global_batch=row.global_batch, seed=row.seed))
+    cols = ["run", "variant", "world_size", "global_batch", "seed", *rundir.METRICS_COLUMNS]
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+
+
+def load_bn_params(runs: pd.DataFrame) -> pd.DataFrame:
+    """Final BN parameters and running statistics (layer, channel, weight, bias, …) per run."""
+    frames = []
+    for row in runs.itertuples(index=False):
+        f = Path(row.path) / rundir.BN_PARAMS
+        if f.is_file():
+            frames.append(pd.read_csv(f).assign(run=row.run, variant=row.variant))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["run", "variant", *rundir.BN_PARAMS_COLUMNS])

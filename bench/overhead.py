@@ -1,0 +1,174 @@
+"""What the harness and the profiler cost: examples/s of three arms in one process.
+
+    python -m bench.overhead                   # LeNet-BN, nn, batch 256, on the GPU
+    python -m bench.overhead --device cpu --limit-train 2048 --epochs 2
+
+    bare       a minimal device-resident loop of the same network, data, batch and optimizer: gather,
+               forward, loss, backward, step; CUDA events at the ends of each epoch's measured steps
+    harness    bench.train.train() with the profiler off: its own examples/s over its measured steps
+    profiled   bench.train.train() with the profiler on; its measured steps all come after the
+               profiler's window (the schedule has ended), so this is the cost of having it configured
+
+The arms run in rotation (`--repeats` rounds) so drift in clocks or neighbours hits all of them;
+each arm's median is compared. Budgets: harness ≥ 97 % of bare, profiled ≥ 98 % of harness.
+Prints one line per run and the two ratios; `--csv` writes the runs as a tidy table.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from bench import data as fmnist
+from bench import rundir
+from bench.config import TrainConfig
+from bench.dist import resolve_device
+from bench.errors import EXIT_USAGE, UsageError
+from bench.model import MODELS, build_model
+from bench.norms import make_norm
+from bench.profiling import ACTIVE, WAIT, WARMUP
+from bench.timing import percentile
+from bench.train import N_TRAIN, train
+
+BUDGETS = {"harness_over_bare": 0.97, "profiled_over_harness": 0.98}
+ARMS = ("bare", "harness", "profiled")
+
+
+def bare_loop(cfg: TrainConfig, device: torch.device, skip: int) -> float:
+    """Examples/s of the plainest resident training loop, timed like train.py (first `skip` steps out)."""
+    data = fmnist.load(cfg.data_dir, device, False, cfg.limit_train, cfg.limit_test)
+    torch.manual_seed(cfg.seed)
+    net = build_model(cfg.model, lambda c, d: make_norm(cfg.variant, c, d)).to(device)
+    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr)
+    B = cfg.batch_size
+    steps = len(data.train_x) // B
+    spans, measured = [], 0
+    for epoch in range(cfg.epochs):
+        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        order = torch.randperm(len(data.train_x), generator=gen)[: steps * B].view(steps, B).to(device)
+        first = skip if epoch == 0 else 0
+        for i in range(steps):
+            if i == first:
+                spans.append(_clock(device))
+            idx = order[i]
+            x, y = data.train_x[idx], data.train_y[idx]
+            loss = F.cross_entropy(net(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if first < steps:
+            spans.append(_clock(device))
+            measured += steps - first
+    seconds = sum(_elapsed_s(a, b) for a, b in zip(spans[::2], spans[1::2]))
+    return B * measured / seconds
+
+
+def _clock(device: torch.device):
+    if device.type == "cuda":
+        ev = torch.cuda.Event(enable_timing=True)
+        ev.record()
+        return ev
+    return time.perf_counter()
+
+
+def _elapsed_s(a, b) -> float:
+    if isinstance(a, float):
+        return b - a
+    b.synchronize()
+    return a.elapsed_time(b) / 1e3
+
+
+def harness(cfg: TrainConfig) -> float:
+    with contextlib.redirect_stdout(io.StringIO()):  # train() prints its epoch lines
+        summary = train(cfg)
+    return summary["examples_per_s"]
+
+
+def measure(cfg: TrainConfig, device: torch.device, repeats: int) -> list[dict]:
+    """Tidy rows (arm, repeat, examples_per_s), the arms interleaved round by round."""
+    rows = []
+    for r in range(repeats):
+        for arm in ARMS:
+            if arm == "bare":
+                eps = bare_loop(cfg, device, cfg.warmup_steps)
+            else:
+                eps = harness(dataclasses.replace(cfg, profile=arm == "profiled", run_name=f"overhead-{arm}",
+                                                  overwrite=True))
+            rows.append({"arm": arm, "repeat": r, "examples_per_s": eps})
+            print(f"round {r + 1}/{repeats}  {arm:<9} {eps:>12,.1f} examples/s", flush=True)
+    return rows
+
+
+def ratios(rows: list[dict]) -> dict[str, float]:
+    """Median examples/s per arm, and the two budgeted ratios.
+
+    >>> ratios([{"arm": "bare", "examples_per_s": 100.0}, {"arm": "harness", "examples_per_s": 98.0},
+    ...         {"arm": "profiled", "examples_per_s": 49.0}])["profiled_over_harness"]
+    0.5
+    """
+    med = {a: percentile([r["examples_per_s"] for r in rows if r["arm"] == a], 50) for a in ARMS}
+    return {**{f"{a}_examples_per_s": v for a, v in med.items()},
+            "harness_over_bare": med["harness"] / med["bare"],
+            "profiled_over_harness": med["profiled"] / med["harness"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench.overhead", description="Harness and profiler overhead.")
+    p.add_argument("--variant", default="nn", choices=("scratch", "nn"))
+    p.add_argument("--model", default="lenet", choices=MODELS)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--epochs", type=int, default=2, help="per run; the first steps of epoch 1 are untimed")
+    p.add_argument("--limit-train", type=int, default=None)
+    p.add_argument("--limit-test", type=int, default=1000)
+    p.add_argument("--data-dir", default="data")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--repeats", type=int, default=3, help="rounds of the three arms")
+    p.add_argument("--csv", default=None, help="write the runs here (arm, repeat, examples_per_s)")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a budget is missed")
+    a = p.parse_args(argv)
+    try:
+        device = resolve_device(a.device, 0)
+        if a.repeats < 1 or a.epochs < 1:
+            raise UsageError("--repeats and --epochs must be >= 1")
+        steps = min(a.limit_train or N_TRAIN, N_TRAIN) // a.batch_size * a.epochs
+        untimed = WAIT + WARMUP + ACTIVE + TrainConfig().warmup_steps
+        if steps <= untimed:
+            raise UsageError(f"{steps} steps in all, but the profiled run leaves its first {untimed} untimed: "
+                             f"raise --limit-train or --epochs")
+        with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
+            cfg = TrainConfig(variant=a.variant, model=a.model, epochs=a.epochs, batch_size=a.batch_size,
+                              data_dir=a.data_dir, limit_train=a.limit_train, limit_test=a.limit_test,
+                              device=device.type, out=tmp)
+            fmnist.prepare(cfg.data_dir)
+            print(f"overhead: {cfg.model} {cfg.variant} batch {cfg.batch_size} on {device}, {cfg.epochs} "
+                  f"epoch(s) per run, {a.repeats} round(s); the profiled run skips its "
+                  f"{WAIT + WARMUP + ACTIVE} window steps", flush=True)
+            rows = measure(cfg, device, a.repeats)
+    except UsageError as e:
+        print(f"bench.overhead: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if a.csv:
+        Path(a.csv).parent.mkdir(parents=True, exist_ok=True)
+        rundir.write_csv(a.csv, ("device", "arm", "repeat", "examples_per_s"),
+                         [{"device": str(device), **r} for r in rows])
+    res = ratios(rows)
+    missed = []
+    for key, floor in BUDGETS.items():
+        ok = res[key] >= floor
+        missed += [] if ok else [key]
+        print(f"{key:<22} {res[key]:.3f}  (budget >= {floor:.2f}: {'within' if ok else 'OVER'})")
+    if device.type != "cuda":
+        print("note: CPU timings on a shared machine are noisy; the budgets are meant for a GPU")
+    return 1 if a.strict and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

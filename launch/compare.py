@@ -1,0 +1,80 @@
+"""Run every BN variant one after another with the launcher this machine calls for, then the report.
+
+    python -m launch.compare [--out DIR] [--report DIR] [bench.train flags...]
+
+Each comparison gets fresh folders (runs/compare-<time>, reports/compare-<time>) unless told otherwise,
+so a report never mixes runs of an earlier comparison.
+
+Several GPUs: torchrun over all of them (nccl). One GPU: one process. No GPU: one CPU process, where
+`sync` takes SyncBatchNorm's local path (no synchronisation — the report says so); `--nproc N` runs N
+gloo ranks instead, and then `scratch-sync` stands in for `sync`, which cannot run on CPU ranks.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+import torch
+
+from analysis import report
+
+DEFAULT_VARIANTS = ("scratch", "nn", "sync", "scratch-sync")
+
+
+def plan(variants: list[str], nproc: int, cuda: bool) -> list[tuple[str, str]]:
+    """(variant, note) for each run; drops `sync` where it cannot run (CPU with several ranks).
+
+    >>> plan(["nn", "sync"], 2, cuda=False)
+    [('nn', ''), ('sync', 'skipped: nn.SyncBatchNorm refuses CPU tensors; scratch-sync runs instead')]
+    """
+    out = []
+    for v in variants:
+        if v == "sync" and nproc > 1 and not cuda:
+            out.append((v, "skipped: nn.SyncBatchNorm refuses CPU tensors; scratch-sync runs instead"))
+        else:
+            out.append((v, ""))
+    return out
+
+
+def command(variant: str, nproc: int, out: str, extra: list[str]) -> list[str]:
+    train = ["-m", "bench.train", "--variant", variant, "--out", out, *extra]
+    if nproc > 1:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *train]
+    return [sys.executable, *train]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="launch.compare", description=__doc__.splitlines()[0])
+    p.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS))
+    p.add_argument("--nproc", type=int, default=None,
+                   help="ranks per run (default: all visible GPUs, or 1 on CPU)")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    p.add_argument("--out", default=f"runs/compare-{stamp}", help="parent of the run directories")
+    p.add_argument("--report", default=f"reports/compare-{stamp}", help="report directory")
+    args, extra = p.parse_known_args(argv)
+    cuda = torch.cuda.is_available()
+    nproc = args.nproc or (torch.cuda.device_count() if cuda else 1)
+    where = f"{nproc} GPU rank(s)" if cuda else f"{nproc} CPU rank(s) (gloo)" if nproc > 1 else "one CPU process"
+    print(f"launch.compare: {', '.join(args.variants)} on {where}; runs in {args.out}", flush=True)
+    failed = []
+    t0 = time.perf_counter()
+    steps = plan(args.variants, nproc, cuda)
+    for i, (variant, note) in enumerate(steps, 1):
+        if note:
+            print(f"[{i}/{len(steps)}] {variant}: {note}", flush=True)
+            continue
+        print(f"[{i}/{len(steps)}] {variant} (elapsed {time.perf_counter() - t0:.0f} s)", flush=True)
+        rc = subprocess.call(command(variant, nproc, args.out, extra))
+        if rc:
+            failed.append(f"{variant} (exit {rc})")
+    rc = report.main([args.out, "-o", args.report])
+    if failed:
+        print(f"launch.compare: failed runs: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

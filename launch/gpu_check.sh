@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The performance checks for one GPU machine, in one call of well under 8 minutes.
+#
+#   PYTHONPATH=. OUT=/path/to/out launch/gpu_check.sh            # on the GPU machine, from the repo root
+#   OUT=/tmp/smoke launch/gpu_check.sh --cpu-smoke                 # the same pieces, tiny, on CPU
+#
+# Pieces, each under its own time limit (450 s in all; about 4-5 minutes expected) so one slow piece
+# cannot eat the others' time:
+#   1. tests/test_gpu.py: k graph replays == k eager steps (running stats included), graph via bench.train
+#   2. bench.modes: eager vs graph examples/s, nn and scratch, batch 256 and 1024 (issue 7: graph/eager >= 3.5
+#      for nn at 256)
+#   3. bench.overhead: bare loop vs harness (budget 3 %), profiler configured vs off (budget 2 %)
+#   4. bench.micro: every shape in float32 and bfloat16, eager; then compiled rows for two shapes
+#   5. analysis.render_micro: the README's micro-benchmark table and bar chart, into $OUT/report
+# Everything printed is also in $OUT/<piece>.log; CSVs land in $OUT. DATA (default .gpu/data) holds
+# Fashion-MNIST (FashionMNIST/raw/ or the four .gz files). The script never stops at a failed piece; its
+# exit code is the number of pieces that failed.
+set -uo pipefail
+OUT="${OUT:-gpu_check_out}"
+DATA="${DATA:-.gpu/data}"
+PY="${PYTHON:-python}"
+SMOKE=0
+[[ "${1:-}" == "--cpu-smoke" ]] && SMOKE=1
+mkdir -p "$OUT"
+export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" KINETO_LOG_LEVEL=5
+failed=0
+
+piece() {  # piece NAME LIMIT_S CMD...
+  local name="$1" limit="$2"; shift 2
+  local t0=$SECONDS
+  echo "=== $name (limit ${limit}s): $*"
+  timeout --kill-after=10 "$limit" "$@" > >(tee "$OUT/$name.log") 2>&1
+  local rc=$?
+  echo "=== $name: rc $rc, $((SECONDS - t0)) s"
+  [[ $rc -eq 0 ]] || failed=$((failed + 1))
+}
+
+if [[ $SMOKE -eq 1 ]]; then
+  DEV=(--device cpu)
+  piece modes 300 "$PY" -m bench.modes "${DEV[@]}" --data-dir "$DATA" --variants nn --batches 64 --modes eager \
+    --epochs 1 --limit-train 1024 --limit-test 100 --out "$OUT/runs" --csv "$OUT/modes.csv"
+  piece overhead 300 "$PY" -m bench.overhead "${DEV[@]}" --data-dir "$DATA" --batch-size 64 --epochs 1 \
+    --limit-train 1024 --limit-test 100 --repeats 1 --csv "$OUT/overhead.csv"
+  piece micro 300 "$PY" -m bench.micro "${DEV[@]}" --batch 4 --shapes lenet.bn3,lenet.bn1 --compile no \
+    --reps 20 --out "$OUT/micro.csv"
+else
+  "$PY" -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))'
+  nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,utilization.gpu --format=csv || true
+  piece test_gpu 90 "$PY" -m pytest -q -x tests/test_gpu.py
+  piece modes 110 "$PY" -m bench.modes --data-dir "$DATA" --variants nn,scratch --batches 256,1024 \
+    --modes eager,graph --epochs 2 --limit-test 1000 --out "$OUT/runs" --csv "$OUT/modes.csv"
+  piece overhead 90 "$PY" -m bench.overhead --data-dir "$DATA" --variant nn --batch-size 256 --epochs 3 \
+    --repeats 3 --csv "$OUT/overhead.csv"
+  piece micro 60 "$PY" -m bench.micro --compile no --reps 30 --out "$OUT/micro.csv"
+  piece micro_compiled 100 "$PY" -m bench.micro --compile only --shapes resnet50.layer1,lenet.bn1 --reps 30 \
+    --out "$OUT/micro_compiled.csv"
+fi
+micro_csvs=("$OUT/micro.csv")
+[[ -f "$OUT/micro_compiled.csv" ]] && micro_csvs+=("$OUT/micro_compiled.csv")
+piece micro_report 60 "$PY" -m analysis.render_micro "${micro_csvs[@]}" --out "$OUT/report"
+echo "=== gpu_check: $failed piece(s) failed; outputs in $OUT"
+ls -l "$OUT"
+exit "$failed"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# One node's share of a multi-node bench.train job: torchrun with the c10d rendezvous.
+# Run the same command on every node (or let launch/slurm.sbatch do it); the nodes find each other
+# through the rendezvous on RDZV_HOST:RDZV_PORT, and torchrun numbers the ranks.
+#
+#   NNODES=2 NPROC_PER_NODE=8 RDZV_HOST=node0 RDZV_ID=job42 launch/multinode.sh --variant sync --out runs
+#
+# Environment (required: NNODES, RDZV_HOST):
+#   NNODES          number of nodes that must join before training starts
+#   NPROC_PER_NODE  ranks on this node (default 1; usually the number of GPUs)
+#   RDZV_HOST       host of the rendezvous store: any one node, the same on every node
+#   RDZV_PORT       its port (default 29500)
+#   RDZV_ID         job id, the same on every node (default bnbench)
+#   LOCAL_ADDR      this node's address as peers should reach it (default: torchrun resolves the host name)
+#   PYTHON          interpreter (default python)
+# Everything after the script name goes to bench.train.
+set -euo pipefail
+: "${NNODES:?set NNODES (number of nodes)}"
+: "${RDZV_HOST:?set RDZV_HOST (host of the rendezvous, the same on every node)}"
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
+args=(--nnodes "$NNODES" --nproc-per-node "${NPROC_PER_NODE:-1}"
+      --rdzv-backend c10d --rdzv-endpoint "$RDZV_HOST:${RDZV_PORT:-29500}" --rdzv-id "${RDZV_ID:-bnbench}"
+      --max-restarts 0)
+if [[ -n "${LOCAL_ADDR:-}" ]]; then
+  args+=(--local-addr "$LOCAL_ADDR")
+fi
+exec "${PYTHON:-python}" -m torch.distributed.run "${args[@]}" -m bench.train "$@"

@@ -1,0 +1,24 @@
+"""Shared fixtures: real Fashion-MNIST laid out once per session, and the shared trace fixtures."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """torchvision's FashionMNIST/raw layout, built from Debian's dataset-fashion-mnist files."""
+    from bench import data
+
+    return data.prepare(tmp_path_factory.mktemp("fashion-mnist"))
+
+
+@pytest.fixture(scope="session")
+def traces_dir() -> Path:
+    """The shared real-trace fixtures: ``<repo>/../shared/fixtures/traces``. Missing is a failure."""
+    path = REPO.parent / "shared" / "fixtures" / "traces"
+    assert path.is_dir(), f"trace fixtures not found at {path}"
+    return path

@@ -1,0 +1,101 @@
+"""launch/multinode.sh as two 'nodes' on loopback, and launch/slurm.sbatch with stand-in Slurm tools."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import data as fmnist
+
+REPO = Path(__file__).resolve().parents[1]
+DEADLINE_S = 300
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_on_loopback_make_one_world_size_2_run(tmp_path):
+    data = tmp_path / "data"
+    fmnist.prepare(data)
+    env = {**os.environ, "NNODES": "2", "NPROC_PER_NODE": "1", "RDZV_HOST": "127.0.0.1",
+           "RDZV_PORT": str(_free_port()), "RDZV_ID": f"loopback-{os.getpid()}", "LOCAL_ADDR": "127.0.0.1",
+           "PYTHON": sys.executable, "KINETO_LOG_LEVEL": "5", "OMP_NUM_THREADS": "1"}
+    args = ["bash", str(REPO / "launch" / "multinode.sh"), "--device", "cpu", "--data-dir", str(data),
+            "--limit-train", "512", "--limit-test", "100", "--epochs", "1", "--batch-size", "64",
+            "--out", str(tmp_path / "runs"), "--no-profile"]
+    nodes = [subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, start_new_session=True) for _ in range(2)]
+    try:
+        outputs = [n.communicate(timeout=DEADLINE_S)[0] for n in nodes]
+    finally:
+        for n in nodes:
+            if n.poll() is None:
+                os.killpg(n.pid, 9)  # the node's whole session: torchrun and its worker
+                n.wait()
+    assert [n.returncode for n in nodes] == [0, 0], "\n----\n".join(outputs)
+    run = tmp_path / "runs" / "lenet-nn-ws2-b64-s0"
+    config = json.loads((run / "config.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    assert (config["world_size"], config["per_rank_batch"], config["launcher"]) == (2, 32, "torchrun")
+    assert summary["status"] == "complete" and summary["world_size"] == 2
+    assert summary["measured_steps"] == 512 // 64 - 5  # 8 steps, the first 5 warm-up steps untimed
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [run.name]
+
+
+def test_slurm_script_starts_one_multinode_launcher_per_node(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "srun.txt"
+    (bin_dir / "scontrol").write_text('#!/bin/sh\n[ "$1 $2 $3" = "show hostnames gpu[07-08]" ] || exit 9\n'
+                                      'printf "gpu07\\ngpu08\\n"\n')
+    (bin_dir / "srun").write_text(f'#!/bin/sh\necho "$NNODES $NPROC_PER_NODE $RDZV_HOST $RDZV_PORT $RDZV_ID"'
+                                  f' > {record}\necho "$@" >> {record}\n')
+    for tool in ("scontrol", "srun"):
+        (bin_dir / tool).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "gpu[07-08]",
+           "SLURM_JOB_NUM_NODES": "2", "SLURM_GPUS_ON_NODE": "8", "SLURM_JOB_ID": "4242",
+           "SLURM_SUBMIT_DIR": str(REPO)}
+    subprocess.run(["bash", str(REPO / "launch" / "slurm.sbatch"), "--variant", "sync", "--epochs", "3"],
+                   env=env, check=True, timeout=30)
+    env_line, cmd_line = record.read_text().splitlines()
+    assert env_line == "2 8 gpu07 29500 4242"
+    assert cmd_line == (f"--nodes 2 --ntasks-per-node 1 --kill-on-bad-exit=1 bash "
+                        f"{REPO}/launch/multinode.sh --variant sync --epochs 3")
+
+
+@pytest.mark.parametrize("missing", ["NNODES", "RDZV_HOST"])
+def test_multinode_names_the_missing_variable(missing):
+    env = {k: v for k, v in os.environ.items() if k not in ("NNODES", "RDZV_HOST")}
+    env.update({"NNODES": "2", "RDZV_HOST": "127.0.0.1"})
+    del env[missing]
+    r = subprocess.run(["bash", str(REPO / "launch" / "multinode.sh")], env=env, capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode != 0 and missing in r.stderr
+
+
+def test_gpu_check_cpu_smoke_runs_every_piece(tmp_path):
+    data = tmp_path / "data"
+    fmnist.prepare(data)
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "DATA": str(data), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(["bash", str(REPO / "launch" / "gpu_check.sh"), "--cpu-smoke"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=DEADLINE_S)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "0 piece(s) failed" in r.stdout
+    with open(out / "modes.csv") as f:
+        modes = f.read().splitlines()
+    assert len(modes) == 2 and modes[1].startswith("lenet,nn,64,eager,none,")
+    with open(out / "overhead.csv") as f:
+        assert sorted(line.split(",")[1] for line in f.read().splitlines()[1:]) == ["bare", "harness", "profiled"]
+    with open(out / "micro.csv") as f:
+        assert len(f.read().splitlines()) == 1 + 20
+    assert (out / "report" / "micro_ratio_to_copy.png").stat().st_size > 0
+    assert "| lenet.bn1 | 4x6x24x24 | bfloat16 | nn |" in (out / "report" / "micro.md").read_text()

@@ -1,0 +1,134 @@
+"""Training end to end, as a user runs it: torchrun with 2 gloo ranks, one process, bad input."""
+from __future__ import annotations
+
+import gzip
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from bench import rundir
+from tests.procs import python_m, torchrun
+
+QUICK = ("--epochs", "1", "--limit-train", "2048", "--limit-test", "1000")
+
+
+def _one_error_line(stderr: str) -> str:
+    ours = [line for line in stderr.splitlines() if line.startswith("bench.train: error:")]
+    assert len(ours) == 1, stderr
+    return ours[0]
+
+
+@pytest.fixture(scope="module")
+def ws2_run(data_dir, tmp_path_factory):
+    """One real 2-rank gloo run with the profiler on, and its report."""
+    out = tmp_path_factory.mktemp("runs")
+    p = torchrun(2, "bench.train", "--variant", "nn", "--epochs", "2", "--limit-train", "4096",
+                 "--limit-test", "1000", "--data-dir", data_dir, "--out", out)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return out / "lenet-nn-ws2-b256-s0", p
+
+
+def test_torchrun_run_directory_is_complete(ws2_run):
+    run, proc = ws2_run
+    for name in (rundir.CONFIG, rundir.ENV, rundir.METRICS, rundir.STEP_TIMES, rundir.SUMMARY, rundir.BN_PARAMS):
+        assert (run / name).is_file(), name
+    config, summary = rundir.read_json(run / rundir.CONFIG), rundir.read_json(run / rundir.SUMMARY)
+    assert (config["world_size"], config["per_rank_batch"], config["global_batch"]) == (2, 128, 256)
+    assert config["launcher"] == "torchrun" and config["backend"] == "gloo"
+    assert summary["status"] == "complete" and summary["world_size"] == 2
+    assert summary["test_acc"] > 0.3  # 10 classes: chance is 0.1
+    assert summary["examples_per_s"] > 0 and summary["step_ms_p90"] >= summary["step_ms_p50"] > 0
+    metrics = pd.read_csv(run / rundir.METRICS)
+    assert list(metrics.columns) == list(rundir.METRICS_COLUMNS) and metrics["epoch"].tolist() == [1, 2]
+    assert metrics["test_acc"].iloc[-1] == pytest.approx(summary["test_acc"])
+    steps = pd.read_csv(run / rundir.STEP_TIMES)
+    assert len(steps) == summary["measured_steps"] == 2 * 16 - 7 - 5  # profiler window and warm-up left out
+    bn = pd.read_csv(run / rundir.BN_PARAMS)
+    assert sorted(bn["layer"].unique()) == ["bn1", "bn2", "bn3", "bn4"] and len(bn) == 6 + 16 + 120 + 84
+    # The textbook's closing lines, exactly in its format.
+    assert re.search(r"^loss \d\.\d{3}, train acc \d\.\d{3}, test acc \d\.\d{3}$", proc.stdout, re.M)
+    assert re.search(r"^\d+\.\d examples/sec on cpu$", proc.stdout, re.M)
+
+
+def test_one_trace_per_rank_with_distributed_info(ws2_run):
+    run, _ = ws2_run
+    traces = sorted((run / rundir.TRACES).glob("*.pt.trace.json.gz"))
+    assert len(traces) == 2
+    ranks, labels = [], set()
+    for t in traces:
+        with gzip.open(t, "rt") as f:
+            trace = json.load(f)
+        ranks.append(trace["distributedInfo"]["rank"])
+        assert trace["distributedInfo"]["world_size"] == 2
+        assert t.name.startswith(f"rank{trace['distributedInfo']['rank']}.")
+        labels |= {e["name"] for e in trace["traceEvents"] if e.get("name", "").startswith("bn/")}
+        assert sum(e.get("name", "").startswith("ProfilerStep#") for e in trace["traceEvents"]) == 4
+    assert sorted(ranks) == [0, 1]
+    assert labels == {"bn/bn1", "bn/bn2", "bn/bn3", "bn/bn4"}
+
+
+def test_report_over_the_run(ws2_run, tmp_path):
+    run, _ = ws2_run
+    p = python_m("analysis.report", run.parent, "-o", tmp_path / "report")
+    assert p.returncode == 0, p.stderr
+    summary = pd.read_csv(tmp_path / "report" / "summary.csv")
+    mine = summary[summary["source"] == "measured"]
+    assert len(mine) == 1 and mine["world_size"].iloc[0] == 2 and mine["variant"].iloc[0] == "nn"
+    assert mine["test_acc"].iloc[0] == pytest.approx(rundir.read_json(run / rundir.SUMMARY)["test_acc"])
+    assert set(summary["source"]) > {"measured"}  # the published reference rows sit beside it
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "data:image/png;base64," in html and "lenet-nn-ws2-b256-s0" in html
+    assert (tmp_path / "report" / "training_curves.png").stat().st_size > 10_000
+
+
+def test_single_process_scratch_run(data_dir, tmp_path):
+    p = python_m("bench.train", "--variant", "scratch", "--epochs", "2", "--limit-train", "4096",
+                 "--limit-test", "1000", "--no-profile", "--data-dir", data_dir,
+                 "--out", tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    run = tmp_path / "lenet-scratch-ws1-b256-s0"
+    summary, config = rundir.read_json(run / rundir.SUMMARY), rundir.read_json(run / rundir.CONFIG)
+    assert config["launcher"] == "single-process" and config["world_size"] == 1
+    assert summary["status"] == "complete" and summary["test_acc"] > 0.3
+    files = [f.name for f in (run / rundir.TRACES).iterdir()]
+    assert len(files) == 1 and files[0].startswith("events.out.tfevents.")  # --no-profile: scalars, no trace
+    assert summary["measured_steps"] == 2 * 16 - 5  # only the warm-up is left out without a profiler
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--variant", "batchnorm"), "invalid choice"),
+    (("--epochs", "0"), "positive"),
+    (("--lr", "-1"), "positive"),
+    (("--batch-size", "300", "--limit-train", "256"), "smaller than one global batch"),
+])
+def test_bad_flags_exit_2_with_one_line(args, needle, data_dir, tmp_path):
+    p = python_m("bench.train", *args, "--data-dir", data_dir, "--out", tmp_path, timeout=120)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert needle in _one_error_line(p.stderr)
+    assert not list(tmp_path.iterdir())  # nothing that looks like a run
+
+
+def test_missing_data_exits_2(tmp_path, monkeypatch, capsys):
+    from bench import data, train
+    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "no-debian")
+    rc = train.main(["--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "dataset-fashion-mnist" in _one_error_line(err) and "--download" in err
+    assert not (tmp_path / "runs" / "lenet-nn-ws1-b256-s0").exists()
+
+
+def test_indivisible_batch_under_two_ranks(data_dir, tmp_path):
+    p = torchrun(2, "bench.train", "--batch-size", "255", "--data-dir", data_dir, "--out", tmp_path, timeout=120)
+    assert p.returncode != 0
+    assert "not divisible by world size 2" in _one_error_line(p.stderr)
+    assert "exitcode  : 2" in p.stderr  # our process exited 2; torchrun adds its own failure summary
+
+
+def test_sync_on_cpu_with_two_ranks_is_refused(data_dir, tmp_path):
+    p = torchrun(2, "bench.train", "--variant", "sync", "--data-dir", data_dir, "--out", tmp_path, timeout=120)
+    assert p.returncode != 0
+    line = _one_error_line(p.stderr)
+    assert "SyncBatchNorm" in line and "scratch-sync" in line
+    assert not list(tmp_path.iterdir())
