@@ -115,9 +115,12 @@ def record(run_dir: Path, rank: int, exc: BaseException, peers: list[tuple[str, 
             epochs_done = max(sum(1 for _ in f) - 1, 0)
     except OSError:
         epochs_done = 0
+    failed_rank = rank if not lost_peer else (dead[0] if len(dead) == 1 else None)
+    who = (f"rank {failed_rank}" if not lost_peer else f"rank {failed_rank} died" if failed_rank is not None
+           else "a peer rank was lost")
     summary = {**{k: v for k, v in before.items() if k != "status"}, "status": "failed",
-               "failed_rank": rank if not lost_peer else (dead[0] if len(dead) == 1 else None),
-               "dead_ranks": dead, "reported_by_rank": rank, "reason": reason(exc),
+               "failed_rank": failed_rank, "dead_ranks": dead, "reported_by_rank": rank, "reason": reason(exc),
+               "failure": f"{who} (reported by rank {rank}): {reason(exc)}",
                "epochs_done": epochs_done, "resumable": (run_dir / rundir.CHECKPOINT).is_file()}
     try:
         rundir.write_json(run_dir / rundir.SUMMARY, summary)

@@ -267,7 +267,8 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path, resume: bool = 
         "resumed_from_epoch": start if resume else None, "restart_count": info.restart_count,
     }
     if status == "diverged":  # epoch 1-based as in metrics.csv, step 0-based as in step_times.csv
-        summary.update(diverged_epoch=epoch + 1, diverged_step=bad, diverged_loss=repr(bad_loss))
+        summary.update(diverged_epoch=epoch + 1, diverged_step=bad, diverged_loss=repr(bad_loss),
+                       failure=f"loss {bad_loss} at epoch {epoch + 1}, step {bad}")
     if info.is_main:
         rundir.write_csv(run_dir / rundir.STEP_TIMES, ("epoch", "step", "step_ms"),
                          [{"epoch": e + 1, "step": s, "step_ms": t} for e, s, t in measured_ms])

@@ -47,6 +47,7 @@ def test_diverged_run_stops_at_the_step(every, tmp_path, data_dir, keep_process_
     assert s["status"] == "diverged"
     assert (s["diverged_epoch"], s["diverged_step"]) == (1, expected)  # exact even when checked every 5
     assert s["diverged_loss"] in ("nan", "inf", "-inf")
+    assert s["failure"] == f"loss {s['diverged_loss']} at epoch 1, step {expected}"
     assert s["epochs_done"] == 0 and not (out / "d" / "checkpoint.pt").exists()
 
 

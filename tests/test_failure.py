@@ -40,6 +40,7 @@ def test_exception_is_recorded(exc, fail_on_eval, reason_start, tmp_path, data_d
     assert rc == 1
     assert s["status"] == "failed" and s["failed_rank"] == 0 and s["reported_by_rank"] == 0
     assert s["reason"].startswith(reason_start)
+    assert s["failure"] == f"rank 0 (reported by rank 0): {s['reason']}"
     assert s["epochs_done"] == fail_on_eval - 1  # epochs finished before the failing evaluation
     assert s["resumable"] == (fail_on_eval > 1) == (out / "f" / "checkpoint.pt").exists()
     assert "Traceback" in capsys.readouterr().err  # a failure of this rank keeps its traceback
@@ -73,4 +74,21 @@ def test_killed_rank_ends_job_and_is_named(victim, tmp_path, data_dir):
     assert s["status"] == "failed", (s, log[-3000:])
     assert s["failed_rank"] == victim and s["dead_ranks"] == [victim]
     assert s["reported_by_rank"] == 1 - victim  # the survivor wrote it
+    assert s["failure"].startswith(f"rank {victim} died (reported by rank {1 - victim})")
     assert s["resumable"] is True and s["epochs_done"] >= 1
+
+
+def test_report_lists_failed_runs_apart(tmp_path, data_dir, monkeypatch, capsys, keep_process_state):
+    from analysis.render_runs import runs_section
+    from analysis.runs import load_runs
+    flags = TINY + ["--data-dir", str(data_dir), "--out", str(tmp_path), "--epochs", "1"]
+    assert bench.train.main(flags + ["--run-name", "good"]) == 0
+    monkeypatch.setattr(bench.train, "evaluate", _fail_on_call(1, RuntimeError("boom: injected")))
+    assert bench.train.main(flags + ["--run-name", "broken"]) == 1
+
+    runs = load_runs([tmp_path])
+    md = runs_section(runs)
+    complete_part, _, apart = md.partition("### Runs that did not complete")
+    assert "| good" in complete_part and "broken" not in complete_part
+    assert "| broken" in apart and "| failed" in apart and "boom: injected" in apart
+    assert "| good" not in apart.split("###")[0]
