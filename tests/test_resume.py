@@ -6,10 +6,8 @@ import os
 import signal
 import subprocess
 
-import pytest
-
-from tests.reliab_util import (TINY, env, keep_process_state, read_rows, torchrun_cmd, train_cmd,  # noqa: F401 (fixtures)
-                         wait_for, worker_pid)
+from tests.reliab_util import keep_process_state  # noqa: F401 (fixture)
+from tests.reliab_util import TINY, env, read_rows, torchrun_cmd, train_cmd, wait_for, worker_pid
 
 EPOCHS = "3"
 
