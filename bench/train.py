@@ -297,6 +297,7 @@ def bn_param_rows(net: torch.nn.Module) -> list[dict]:
 
 
 EXIT_FAILED, EXIT_DIVERGED = 1, 3
+USAGE_GRACE_S = 5.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -309,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         if dist.read_env()[0] == 0:
             print(f"bench.train: error: {e}", file=sys.stderr)
+        else:  # torchrun stops the job when any rank exits: give rank 0 time to print its line
+            time.sleep(USAGE_GRACE_S)
         return EXIT_USAGE
     except (Exception, failure.Terminated, KeyboardInterrupt) as e:
         rank = dist.read_env()[0]
