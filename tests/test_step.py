@@ -9,20 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench import data as fmnist
 from bench.config import TrainConfig
 from bench.errors import UsageError
 from bench.model import build_model
 from bench.norms import make_norm
 from bench.step import check_mode, make_step
 from bench.train import main, train
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("fmnist")
-    fmnist.prepare(d)
-    return str(d)
 
 
 def _lenet(variant: str, seed: int = 0) -> torch.nn.Module:
@@ -95,15 +87,15 @@ def test_possible_modes_pass(mode, amp, variant, world_size):
 
 
 def test_graph_on_cpu_exits_2_without_a_run_dir(tmp_path, data_dir, capsys):
-    rc = main(["--mode", "graph", "--device", "cpu", "--data-dir", data_dir, "--out", str(tmp_path)])
+    rc = main(["--mode", "graph", "--device", "cpu", "--data-dir", str(data_dir), "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "CUDA" in err
     assert list(tmp_path.iterdir()) == []
 
 
 def _tiny(tmp_path, data_dir, **kw) -> TrainConfig:
-    base = dict(variant="scratch", epochs=1, batch_size=32, limit_train=192, limit_test=64, data_dir=data_dir,
-                device="cpu", out=str(tmp_path), profile=False, warmup_steps=1)
+    base = dict(variant="scratch", epochs=1, batch_size=32, limit_train=192, limit_test=64,
+                data_dir=str(data_dir), device="cpu", out=str(tmp_path), profile=False, warmup_steps=1)
     return TrainConfig(**{**base, **kw})
 
 
