@@ -193,7 +193,7 @@ def step_timeline(events: pd.DataFrame, rank: int = 0, step: int | None = None) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from analysis.traces import load_runs  # loading stays out of the transforms above
+    from analysis.tracedirs import load_runs  # loading stays out of the transforms above
 
     p = argparse.ArgumentParser(prog="python -m analysis.kernels", description=__doc__.split("\n")[0])
     p.add_argument("trace_dirs", nargs="+", type=Path, metavar="TRACE_DIR")

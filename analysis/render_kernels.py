@@ -18,7 +18,7 @@ from analysis.mdtable import to_markdown  # noqa: E402
 
 from analysis.categories import CATEGORIES  # noqa: E402
 from analysis.kernels import add_skew, step_table, step_timeline, summarize_steps  # noqa: E402
-from analysis.traces import Run, find_trace_dirs, load_runs  # noqa: E402
+from analysis.tracedirs import Run, find_trace_dirs, load_runs  # noqa: E402
 
 COLORS = dict(zip(CATEGORIES + ["idle"], plt.get_cmap("tab20").colors[::2] + ((0.9,) * 3,)))
 

@@ -1,7 +1,9 @@
 """Load directories of kineto Chrome traces into one tidy events DataFrame.
 
 One file per rank, as ``tensorboard_trace_handler`` writes them (``*.pt.trace.json[.gz]``), or any
-``*.json[.gz]`` that holds a kineto trace. Only complete ("X") events of the categories the analysis
+``*.json[.gz]`` that holds a kineto trace; other files in the folder (TensorBoard event files that
+bench.tblog writes next to the traces) are not read. Finding the folders of a set of runs is
+:mod:`analysis.tracedirs`. Only complete ("X") events of the categories the analysis
 uses are kept, with these columns:
 
     rank, cat, name, ts_us, dur_us, pid, tid, stream, correlation, seq, step, file
@@ -321,53 +323,3 @@ def assign_steps(events: pd.DataFrame) -> pd.Series:
         matched = gpu.merge(launches, on=["rank", "correlation"], how="left")["step"]
         step[is_gpu] = matched.fillna(-1).to_numpy(dtype=np.int64)
     return pd.Series(step, index=events.index, dtype="Int64").mask(step < 0)
-
-
-@dataclass(frozen=True)
-class Run:
-    """One run's traces. ``meta`` holds ``variant`` and ``world_size`` from the run's config.json."""
-
-    name: str
-    run_dir: Path
-    traces: TraceSet
-    meta: dict
-
-
-def find_trace_dirs(path: Path | str) -> list[Path]:
-    """Folders under ``path`` (itself included) that directly hold ``*.json[.gz]`` trace files.
-
-    A run directory (one with ``config.json``) counts only through its ``traces/`` subfolder: its
-    own JSON files are config and metrics, not traces.
-    """
-    path = Path(path)
-    if (path / "traces").is_dir():
-        return find_trace_dirs(path / "traces")
-    if (path / "config.json").is_file():
-        return []
-    if find_trace_files(path):
-        return [path]
-    return [d for sub in sorted(p for p in path.iterdir() if p.is_dir())
-            for d in find_trace_dirs(sub)]
-
-
-def run_dir_of(trace_dir: Path) -> Path:
-    """``run/traces`` → ``run``; a bare folder of traces is its own run."""
-    return trace_dir.parent if trace_dir.name == "traces" else trace_dir
-
-
-def read_run_meta(run_dir: Path) -> dict:
-    """``variant`` and ``world_size`` from ``run_dir/config.json`` when present."""
-    config = run_dir / "config.json"
-    if not config.is_file():
-        return {}
-    data = msgspec.json.decode(config.read_bytes())
-    return {k: data[k] for k in ("variant", "world_size") if isinstance(data, dict) and k in data}
-
-
-def load_runs(paths: list[Path | str]) -> list[Run]:
-    """Every run found under ``paths`` (run dirs, trace dirs or parents of runs), loaded."""
-    trace_dirs = [d for p in paths for d in find_trace_dirs(Path(p))]
-    if not trace_dirs:
-        raise ValueError(f"no trace files under {', '.join(str(p) for p in paths)}")
-    return [Run(run_dir_of(d).name, run_dir_of(d), load_traces(d), read_run_meta(run_dir_of(d)))
-            for d in trace_dirs]

@@ -6,7 +6,8 @@
                 step_times.csv raw measured step times of rank 0 (epoch, step, step_ms)
                 summary.json   final metrics, throughput, step-time percentiles, peak memory, status
                 bn_params.csv  final BN scale, shift and running statistics per layer and channel
-                traces/        one gzip'd kineto Chrome trace per rank (worker name rank<r>)
+                traces/        one gzip'd kineto Chrome trace per rank (worker name rank<r>) and rank 0's
+                               TensorBoard event file of the metrics.csv scalars (bench.tblog)
 
 Every file is written atomically (temp file, fsync, rename): a reader sees the old file or the new
 one, never half of one.

@@ -19,7 +19,7 @@ import torch.distributed as tdist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from bench import data as fmnist
-from bench import dist, envinfo, rundir
+from bench import dist, envinfo, rundir, tblog
 from bench.config import TrainConfig, from_argv
 from bench.errors import EXIT_USAGE, UsageError
 from bench.model import MODELS, build_model, set_bn_labels
@@ -172,6 +172,7 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path) -> dict:
         set_bn_labels(net, False)  # dynamo drops record_function, and toggling labels would recompile
     skip = prof.window_steps + cfg.warmup_steps  # first-epoch steps left out of the timing
     timer = StepTimer(info.device)
+    scalars = tblog.EpochScalars(run_dir / rundir.TRACES if info.is_main else None)
     losses = torch.empty(steps, device=info.device)
     preds = torch.empty(steps, P, dtype=torch.int64, device=info.device)
     metrics, measured_ms, status = [], [], "complete"
@@ -211,12 +212,14 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path) -> dict:
                         "test_acc": test_acc, "examples_per_s": eps, "epoch_s": epoch_s})
         if info.is_main:
             rundir.write_csv(run_dir / rundir.METRICS, rundir.METRICS_COLUMNS, metrics)
+        scalars.log(metrics[-1])
         log(f"epoch {epoch + 1}/{cfg.epochs}  loss {train_loss:.3f}  train acc {train_acc:.3f}  "
             f"test acc {test_acc:.3f}  {eps:,.1f} examples/s  {epoch_s:.1f} s", flush=True)
         if not torch.isfinite(torch.tensor(train_loss)):
             status = "diverged"
             break
     prof.stop()
+    scalars.close()
 
     times = [t for _, _, t in measured_ms]
     total_s = _reduce(torch.tensor(sum(times) / 1e3, dtype=torch.float64, device=info.device),

@@ -92,7 +92,8 @@ def test_single_process_scratch_run(data_dir, tmp_path):
     summary, config = rundir.read_json(run / rundir.SUMMARY), rundir.read_json(run / rundir.CONFIG)
     assert config["launcher"] == "single-process" and config["world_size"] == 1
     assert summary["status"] == "complete" and summary["test_acc"] > 0.3
-    assert not list((run / rundir.TRACES).iterdir())  # --no-profile: no trace
+    files = [f.name for f in (run / rundir.TRACES).iterdir()]
+    assert len(files) == 1 and files[0].startswith("events.out.tfevents.")  # --no-profile: scalars, no trace
     assert summary["measured_steps"] == 2 * 16 - 5  # only the warm-up is left out without a profiler
 
 
