@@ -45,7 +45,7 @@ def _batches(k: int, n: int = 64):
 
 
 @pytest.mark.parametrize("amp", ["none", "bf16"])
-@pytest.mark.parametrize("variant", ["scratch", "nn"])
+@pytest.mark.parametrize("variant", ["scratch", "nn", "scratch-sync"])
 def test_k_graph_replays_equal_k_eager_steps(variant, amp):
     k = 5
     batches = _batches(k)

@@ -45,7 +45,7 @@ def test_eager_step_equals_the_textbook_loop(variant):
         assert torch.equal(ta, tb), name
 
 
-@pytest.mark.parametrize("variant", ["scratch", "nn"])
+@pytest.mark.parametrize("variant", ["scratch", "nn", "scratch-sync"])
 def test_bf16_autocast_runs_in_bf16_and_keeps_float32_state(variant):
     net = _lenet(variant)
     ref = _lenet(variant)
