@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from bench.errors import UsageError
 
@@ -27,12 +28,15 @@ LOCAL_VARIANTS = ("scratch", "nn")
 
 
 class EmulatedRanksNorm(nn.Module):
-    """Run `norm` separately on each of `ranks` equal slices of the batch (training mode only).
+    """Run a local BN layer separately on each of `ranks` equal slices of the batch (training mode).
 
-    `norm` is any local BN layer from bench.norms.make_norm; its parameters and buffers stay its
-    own (state_dict keys gain a `norm.` prefix) and are reachable as weight, bias, running_mean and
-    running_var, each of shape (C,). In eval mode the whole batch goes through `norm` at once: the
-    running statistics are shared, so slicing would change nothing.
+    It takes over `norm`'s parameters and buffers as its own, under the same names (weight, bias,
+    running_mean, running_var, each (C,); nn's num_batches_tracked), so state_dicts, DDP's buffer
+    broadcast and bench.train's bn_params.csv see an ordinary BN layer. `norm` itself is kept only
+    for its arithmetic, not as a submodule: each slice runs `norm`'s forward through
+    torch.func.functional_call on this module's tensors, so scratch and nn keep their own maths.
+    In eval mode the whole batch goes through at once: the running statistics are shared, so
+    slicing would change nothing.
 
     >>> bn = EmulatedRanksNorm(nn.BatchNorm1d(3), ranks=2)
     >>> y = bn(torch.randn(8, 3))   # rows 0-3 and 4-7 normalised separately
@@ -42,46 +46,33 @@ class EmulatedRanksNorm(nn.Module):
         super().__init__()
         if ranks < 1:
             raise ValueError(f"ranks must be at least 1, got {ranks}")
-        self.norm, self.ranks = norm, ranks
+        self.ranks = ranks
+        for name, p in norm.named_parameters(recurse=False):
+            self.register_parameter(name, p)
+        for name, b in norm.named_buffers(recurse=False):
+            self.register_buffer(name, b)
+        object.__setattr__(self, "_layer", norm)  # not registered: its tensors are ours now
 
-    @property
-    def weight(self) -> nn.Parameter:
-        return self.norm.weight
-
-    @property
-    def bias(self) -> nn.Parameter:
-        return self.norm.bias
-
-    @property
-    def running_mean(self) -> torch.Tensor:
-        return self.norm.running_mean
-
-    @property
-    def running_var(self) -> torch.Tensor:
-        return self.norm.running_var
+    def _run(self, x: torch.Tensor, buffers: dict[str, torch.Tensor]) -> torch.Tensor:
+        self._layer.train(self.training)
+        return functional_call(self._layer, {**dict(self.named_parameters(recurse=False)), **buffers}, (x,))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kept = dict(self.named_buffers(recurse=False))
         if not self.training or self.ranks == 1:
-            return self.norm(x)
+            return self._run(x, kept)
         if x.shape[0] % self.ranks:
             raise ValueError(f"batch of {x.shape[0]} does not split into {self.ranks} equal slices")
         slices = x.chunk(self.ranks, dim=0)
-        out = [self.norm(slices[0])]  # rank 0: updates the running statistics that are kept
-        # The other ranks update throw-away copies. Copies, not a restore afterwards: nn.BatchNorm
-        # saves its buffers for backward, and an in-place restore would invalidate them.
-        kept = dict(self.norm.named_buffers(recurse=False))
-        try:
-            for s in slices[1:]:
-                for name, b in kept.items():
-                    setattr(self.norm, name, b.detach().clone())
-                out.append(self.norm(s))
-        finally:
-            for name, b in kept.items():
-                setattr(self.norm, name, b)
+        out = [self._run(slices[0], kept)]  # rank 0 updates the running statistics that are kept
+        # The other ranks update throw-away copies, a fresh one each: nn.BatchNorm saves its buffers
+        # for backward, so a buffer changed in place after use would break the backward pass.
+        for s in slices[1:]:
+            out.append(self._run(s, {k: b.detach().clone() for k, b in kept.items()}))
         return torch.cat(out, dim=0)
 
     def extra_repr(self) -> str:
-        return f"ranks={self.ranks}"
+        return f"{self._layer!r}, ranks={self.ranks}"
 
 
 def wrap(norm: nn.Module, ranks: int) -> nn.Module:

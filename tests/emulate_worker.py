@@ -1,11 +1,11 @@
 """One rank of a real K-rank local-BN run, for tests/test_emulate.py (started by torchrun, gloo, CPU).
 
-    torchrun --standalone --nproc_per_node=2 tests/emulate_worker.py VARIANT OUT.pt
+    torchrun --standalone --nproc_per_node=2 -m tests.emulate_worker OUT.pt
 
-Every rank builds the same seeded LeNet-BN under DDP, takes its slice (rank r: rows r·P … (r+1)·P − 1)
+For each local variant (scratch, nn), every rank builds the same seeded LeNet-BN under DDP, takes its slice (rank r: rows r·P … (r+1)·P − 1)
 of one fixed batch, and trains two SGD steps on it; then evaluates a fixed test batch after
 broadcasting rank 0's running statistics, as bench.train does. Rank 0 saves every rank's logits,
-its own state_dict after the steps and the eval logits to OUT.pt.
+its own state_dict after the steps and the eval logits to OUT.pt, keyed by variant.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from bench.model import build_model
 from bench.norms import make_norm
 
 GLOBAL_BATCH, STEPS, LR = 16, 2, 0.5
+VARIANTS = ("nn", "scratch")
 
 
 def fixed_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -31,9 +32,7 @@ def fixed_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return x, y, torch.rand(10, 1, 28, 28, generator=g)
 
 
-def main(variant: str, out: str) -> None:
-    torch.set_num_threads(1)
-    info = dist.setup("cpu", "gloo", timeout_s=60)
+def run_variant(variant: str, info: dist.DistInfo) -> dict:
     x, y, test_x = fixed_data()
     per_rank = GLOBAL_BATCH // info.world_size
     mine = slice(info.rank * per_rank, (info.rank + 1) * per_rank)
@@ -57,10 +56,17 @@ def main(variant: str, out: str) -> None:
     net.eval()
     with torch.no_grad():
         eval_logits = net(test_x)
+    return {"logits": logits_per_step, "state": state, "eval_logits": eval_logits}
+
+
+def main(out: str) -> None:
+    torch.set_num_threads(1)
+    info = dist.setup("cpu", "gloo", timeout_s=60)
+    results = {v: run_variant(v, info) for v in VARIANTS}
     if info.is_main:
-        torch.save({"logits": logits_per_step, "state": state, "eval_logits": eval_logits}, out)
+        torch.save(results, out)
     dist.teardown()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1])

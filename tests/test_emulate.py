@@ -1,7 +1,6 @@
 """--bn-emulate-ranks: slices normalised apart, rank-0 running statistics, equal to a real K-rank run."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from bench.model import build_model
 from bench.norms import ScratchBatchNorm, make_norm
 from bench.rundir import default_run_name
 from bench.train import main as train_main
-from emulate_worker import GLOBAL_BATCH, LR, STEPS, fixed_data
+from tests.emulate_worker import LR, STEPS, VARIANTS, fixed_data
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 120  # a hung rank fails the test instead of the session
@@ -65,7 +64,7 @@ def test_each_slice_normalised_with_its_own_statistics(variant, dims):
     torch.testing.assert_close(bn.running_mean.double(), 0.1 * s0.mean(reduce), atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(bn.running_var.double(), 0.9 + 0.1 * var0, atol=1e-6, rtol=1e-5)
     if variant == "nn":
-        assert int(bn.norm.num_batches_tracked) == 1
+        assert int(bn.num_batches_tracked) == 1
 
 
 def test_gradients_match_slicewise_reference():
@@ -132,14 +131,19 @@ def test_bad_emulation_exits_2_without_a_run_dir(tmp_path, capsys):
 
 # ------------------------------------------------------------------ against a real 2-rank gloo run
 
-@pytest.mark.parametrize("variant", ["nn", "scratch"])
-def test_forward_equals_real_two_rank_local_bn(variant, tmp_path):
-    out = tmp_path / "real.pt"
-    proc = subprocess.run(_torchrun(2, str(REPO / "tests" / "emulate_worker.py"), variant, str(out)),
-                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
+@pytest.fixture(scope="module")
+def real_two_rank(tmp_path_factory) -> dict:
+    """Both local variants trained two steps on 2 real gloo ranks (one torchrun launch)."""
+    out = tmp_path_factory.mktemp("real") / "real.pt"
+    proc = subprocess.run(_torchrun(2, "-m", "tests.emulate_worker", str(out)), cwd=REPO, env=_env(),
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    real = torch.load(out)
+    return torch.load(out)
 
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_forward_equals_real_two_rank_local_bn(variant, real_two_rank):
+    real = real_two_rank[variant]
     x, y, test_x = fixed_data()
     torch.manual_seed(0)
     net = build_model("lenet", lambda c, d: emulate.wrap(make_norm(variant, c, d), 2))
@@ -152,7 +156,7 @@ def test_forward_equals_real_two_rank_local_bn(variant, tmp_path):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    mine = {k.replace(".norm.", "."): v for k, v in net.state_dict().items()}
+    mine = net.state_dict()  # the same keys as the plain layers'
     assert mine.keys() == real["state"].keys()
     for k, v in real["state"].items():  # parameters after two steps, and rank 0's running statistics
         torch.testing.assert_close(mine[k], v, atol=1e-5, rtol=1e-4, msg=k)
@@ -164,29 +168,3 @@ def test_forward_equals_real_two_rank_local_bn(variant, tmp_path):
     torch.manual_seed(0)
     whole = build_model("lenet", lambda c, d: make_norm(variant, c, d))
     assert (whole(x) - real["logits"][0]).abs().max() > 1e-3
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    from bench.data import prepare
-    return prepare(tmp_path_factory.mktemp("fmnist"))
-
-
-def test_training_run_equals_real_two_rank_run(data_dir, tmp_path):
-    """bench.train end to end: --bn-emulate-ranks 2 in one process vs torchrun with 2 gloo ranks."""
-    common = ["--variant", "nn", "--batch-size", "64", "--epochs", "1", "--limit-train", "512",
-              "--limit-test", "500", "--no-profile", "--data-dir", str(data_dir), "--out", str(tmp_path),
-              "--device", "cpu"]
-    proc = subprocess.run(_torchrun(2, "-m", "bench.train", *common), cwd=REPO, env=_env(),
-                          capture_output=True, text=True, timeout=TIMEOUT_S)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = subprocess.run([sys.executable, "-m", "bench.train", *common, "--bn-emulate-ranks", "2"],
-                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    real = json.loads((tmp_path / "lenet-nn-ws2-b64-s0" / "summary.json").read_text())
-    emulated = json.loads((tmp_path / "lenet-nn-ws1-b64-e2-s0" / "summary.json").read_text())
-    assert real["status"] == emulated["status"] == "complete"
-    assert emulated["bn_emulate_ranks"] == 2 and emulated["per_rank_batch"] == 64
-    assert emulated["train_loss"] == pytest.approx(real["train_loss"], abs=1e-4)
-    assert abs(emulated["test_acc"] - real["test_acc"]) <= 1 / 500 + 1e-9  # at most one test image flips
-    assert emulated["train_acc"] == pytest.approx(real["train_acc"], abs=2 / 512)
