@@ -13,7 +13,9 @@ then share GPUs round-robin, and the timings say nothing about scaling).
 A cell whose summary.json says complete or diverged is finished and skipped. Any other directory
 of a cell (killed mid-run, failed) is replaced: that cell runs again with --overwrite. Each cell's
 output goes to <out>/logs/<run>.log; <out>/sweep.json records the matrix and every cell's outcome.
-A failed cell does not stop the sweep; the sweep exits 1 at the end and names it.
+A failed cell does not stop the sweep; the sweep exits 1 at the end and names it. Then
+analysis.report writes the report (seed intervals, variant comparisons, scaling) for every run under
+<out> into <out>/report (--report DIR elsewhere, --no-report for none).
 """
 from __future__ import annotations
 
@@ -103,10 +105,10 @@ def _record(sweep: Sweep, results: list[dict], started: str) -> None:
     rundir.write_json(sweep.out / "sweep.json", {"matrix": sweep.spec, "started": started, "cells": results})
 
 
-def run(sweep: Sweep, out: TextIO = sys.stdout) -> int:
+def run(sweep: Sweep, out: TextIO | None = None) -> int:
     """Run every unfinished cell in order; 0 when all finished, 1 when any failed."""
     def say(line: str) -> None:
-        print(line, file=out, flush=True)
+        print(line, file=out or sys.stdout, flush=True)
 
     logs = sweep.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -161,21 +163,20 @@ def run(sweep: Sweep, out: TextIO = sys.stdout) -> int:
         results.append({**result, "outcome": outcome, "seconds": round(dt, 3), "log": str(log)})
         _record(sweep, results, started)
     _record(sweep, results, started)
-    say(f"launch.sweep: finished in {fmt_duration(time.perf_counter() - t0)}; "
-        f"report: python -m analysis.report {sweep.out}")
+    say(f"launch.sweep: cells finished in {fmt_duration(time.perf_counter() - t0)}")
     if failed:
         say(f"launch.sweep: {len(failed)} failed cell(s): {', '.join(failed)}; re-run the same command to retry them")
         return 1
     return 0
 
 
-def dry_run(sweep: Sweep, out: TextIO = sys.stdout) -> None:
+def dry_run(sweep: Sweep, out: TextIO | None = None) -> None:
     for i, cell in enumerate(sweep.cells, 1):
         state = cell_state(sweep.out / cell.run_name)
         what = {"missing": "to run", "complete": "finished, skip", "diverged": "finished (diverged), skip"}.get(
             state, f"leftover ({state}), re-run with --overwrite")
         print(f"[{i}/{len(sweep.cells)}] {cell.run_name}  {what}\n      "
-              f"{' '.join(command(cell, overwrite=state not in ('missing', *FINISHED)))}", file=out)
+              f"{' '.join(command(cell, overwrite=state not in ('missing', *FINISHED)))}", file=out or sys.stdout)
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -198,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int)
     p.add_argument("--epochs", type=int)
     p.add_argument("--out", help="parent of the run directories (default: runs)")
+    p.add_argument("--report", metavar="DIR", help="report directory (default: <out>/report)")
+    p.add_argument("--no-report", action="store_true", help="skip the report after the cells")
     p.add_argument("--dry-run", action="store_true", help="print the cells and their commands; run nothing")
     return p
 
@@ -221,10 +224,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # unwinds through run()
     try:
-        return run(sweep)
+        rc = run(sweep)
     except KeyboardInterrupt:
         print("launch.sweep: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
+    if args.no_report:
+        return rc
+    from analysis import report  # every run under --out, this sweep's and any earlier ones
+    report_rc = report.main([str(sweep.out), "-o", args.report or str(sweep.out / "report")])
+    return rc or report_rc
 
 
 if __name__ == "__main__":

@@ -1,10 +1,8 @@
 """--bn-emulate-ranks: slices normalised apart, rank-0 running statistics, equal to a real K-rank run."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,14 +15,10 @@ from bench.model import build_model
 from bench.norms import ScratchBatchNorm, make_norm
 from bench.rundir import default_run_name
 from bench.train import main as train_main
+from tests.procs import REPO, env
 from tests.emulate_worker import LR, STEPS, VARIANTS, fixed_data
 
-REPO = Path(__file__).resolve().parents[1]
-TIMEOUT_S = 120  # a hung rank fails the test instead of the session
-
-
-def _env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "KINETO_LOG_LEVEL": "5"}
+TIMEOUT_S = 180  # a hung rank fails the test instead of the session
 
 
 def _torchrun(nproc: int, *args: str) -> list[str]:
@@ -135,7 +129,7 @@ def test_bad_emulation_exits_2_without_a_run_dir(tmp_path, capsys):
 def real_two_rank(tmp_path_factory) -> dict:
     """Both local variants trained two steps on 2 real gloo ranks (one torchrun launch)."""
     out = tmp_path_factory.mktemp("real") / "real.pt"
-    proc = subprocess.run(_torchrun(2, "-m", "tests.emulate_worker", str(out)), cwd=REPO, env=_env(),
+    proc = subprocess.run(_torchrun(2, "-m", "tests.emulate_worker", str(out)), cwd=REPO, env=env(),
                           capture_output=True, text=True, timeout=TIMEOUT_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return torch.load(out)
