@@ -36,9 +36,12 @@ LOG_TAIL_LINES = 8
 
 
 def cell_state(run_dir: Path) -> str:
-    """'missing', a summary status ('complete', 'diverged', 'running', 'failed'), or 'unreadable'."""
+    """'missing', 'started' (no summary.json yet), a summary status ('complete', 'diverged',
+    'running', 'failed'), or 'unreadable'."""
     if not run_dir.exists():
         return "missing"
+    if not (run_dir / rundir.SUMMARY).exists():
+        return "started"
     try:
         return str(rundir.read_json(run_dir / rundir.SUMMARY).get("status", "unreadable"))
     except (OSError, ValueError):

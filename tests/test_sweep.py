@@ -114,6 +114,17 @@ def test_more_ranks_than_gpus_is_refused_unless_gloo(monkeypatch, tmp_path):
     assert "share GPUs" in sweep.check_devices(matrix.build(m, args + ["--backend", "gloo"]))
 
 
+def test_cell_states(tmp_path):
+    assert sweep.cell_state(tmp_path / "nope") == "missing"
+    (tmp_path / "a").mkdir()
+    assert sweep.cell_state(tmp_path / "a") == "started"
+    for status in ("running", "complete", "diverged", "failed"):
+        (tmp_path / "a" / "summary.json").write_text(json.dumps({"status": status}))
+        assert sweep.cell_state(tmp_path / "a") == status
+    (tmp_path / "a" / "summary.json").write_text("{not json")
+    assert sweep.cell_state(tmp_path / "a") == "unreadable"
+
+
 @pytest.mark.parametrize("seconds,text", [(12.3, "12 s"), (80, "1m20s"), (3900, "1h05m"), (59.6, "1m00s")])
 def test_durations_read_like_the_progress_line(seconds, text):
     assert sweep.fmt_duration(seconds) == text
@@ -143,7 +154,7 @@ def tiny_sweep(tmp_path_factory, data_dir) -> dict:
     proc = _start(args + ["--no-report"])
     deadline = time.monotonic() + SWEEP_TIMEOUT_S
     try:
-        while not (out / second / "config.json").exists():  # cell 2 has begun writing its directory
+        while not (out / second / "summary.json").exists():  # cell 2 has written status 'running'
             assert proc.poll() is None, f"sweep ended early:\n{proc.stdout.read()}"
             assert time.monotonic() < deadline, "cell 2 never started"
             time.sleep(0.02)
