@@ -153,7 +153,7 @@ def run(sweep: Sweep, out: TextIO | None = None) -> int:
         timing = f"(elapsed {fmt_duration(time.perf_counter() - t0)}" + (
             f", ~{fmt_duration(left)} left)" if left is not None and todo else ")")
         redo = "re-ran incomplete leftover (--overwrite)  " if leftover else ""
-        if rc == 0 or final in FINISHED:
+        if final in FINISHED:  # bench.train exits 1 on divergence, yet the cell has its result
             word = "done" if final == "complete" else final
             say(f"[{i}/{n}] {cell.run_name}  {redo}{word} in {dt:.1f} s  {timing}")
             outcome = final

@@ -137,6 +137,40 @@ def test_estimate_uses_the_same_world_size_when_seen():
     assert sweep.estimate_left_s(cells, {1: [10.0], 2: [20.0, 40.0]}) == pytest.approx(10 + 30 + 30 + 70 / 3)
 
 
+def test_failed_cell_does_not_stop_the_sweep_and_is_retried(tmp_path, monkeypatch, capsys):
+    """Cells stood in for by tiny scripts: b fails, c diverges; the sweep goes on, exits 1, names b."""
+    outcome = {"a": "complete", "b": None, "c": "diverged"}
+
+    def fake_command(cell, overwrite):
+        status = outcome[cell.run_name]
+        if status is None:
+            return [sys.executable, "-c", "print('first line'); print('boom'); raise SystemExit(3)"]
+        d = tmp_path / cell.run_name
+        return [sys.executable, "-c", f"import json, os; os.makedirs({str(d)!r}, exist_ok=True); "
+                f"json.dump({{'status': {status!r}}}, open({str(d / 'summary.json')!r}, 'w')); "
+                f"raise SystemExit({int(status != 'complete')})"]
+
+    monkeypatch.setattr(sweep, "command", fake_command)
+    s = matrix.Sweep(tuple(matrix.Cell("nn", 1, 64, i, n, ()) for i, n in enumerate(outcome)), tmp_path,
+                     None, {})
+    assert sweep.run(s) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("[1/3] a  done in ")
+    assert lines[2].startswith("[2/3] b  FAILED (exit 3) after ")
+    assert lines[3:5] == ["      | first line", "      | boom"]
+    assert lines[5].startswith("[3/3] c  diverged in ") and lines[5].endswith(")")
+    assert lines[-1].startswith("launch.sweep: 1 failed cell(s): b (exit 3);")
+    record = json.loads((tmp_path / "sweep.json").read_text())
+    assert [c["outcome"] for c in record["cells"]] == ["complete", "failed (exit 3)", "diverged"]
+
+    outcome["b"] = "complete"  # fixed: a re-run retries only b
+    assert sweep.run(s) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "[1/3] a  already complete, skipped"
+    assert lines[3] == "[3/3] c  already diverged, skipped"
+    assert lines[2].startswith("[2/3] b  done in ")
+
+
 # ------------------------------------------------------------------ a real tiny sweep, killed and resumed
 
 def _start(args: list[str]) -> subprocess.Popen:
