@@ -21,7 +21,6 @@ by their TrainConfig field names:
 from __future__ import annotations
 
 import argparse
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +83,10 @@ def train_flags(options: dict) -> list[str]:
 
 
 def load_toml(path: str) -> dict:
+    try:
+        import tomllib  # Python 3.11+; only --config needs it
+    except ModuleNotFoundError:
+        raise UsageError("--config needs Python 3.11 or later (tomllib): pass the matrix as flags instead") from None
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
