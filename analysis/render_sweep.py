@@ -162,10 +162,15 @@ def sweep_section(runs_df: pd.DataFrame, out_dir: str | Path) -> str:
 
     if not pairs.empty:
         pcols = _varying(pairs, [c for c in CONFIG_KEY if c != "variant"], keep=())
-        shown = pairs[pairs["metric"].isin(["test_acc", "examples_per_s", "step_ms_p50"])]
+        shown = pairs[pairs["metric"].isin(["test_acc", "examples_per_s", "step_ms_p50"])].copy()
+        shown["estimate [95 % CI]"] = [
+            "–" if pd.isna(e) else
+            (f"{e:.3f}× [{lo:.3f}, {hi:.3f}]" if c == "ratio" else f"{e:+.4f} [{lo:+.4f}, {hi:+.4f}]")
+            for e, lo, hi, c in zip(shown["estimate"], shown["ci95_low"], shown["ci95_high"],
+                                    shown["comparison"])]
         md += ["### Variant comparisons (b − a, or b / a for ratios)", "",
                to_markdown(shown[pcols + ["metric", "variant_a", "variant_b", "n_a", "n_b",
-                                          "verdict"]]), ""]
+                                          "estimate [95 % CI]", "verdict"]]), ""]
 
     if scaling["world_size"].nunique() > 1:
         scols = _varying(scaling, SCALING_KEY)

@@ -31,6 +31,7 @@ class TrainConfig:
     warmup_steps: int = 5          # steps after the profiler window left out of the timing
     eval_batch: int = 1000         # test-set batch (evaluation is not timed)
     bn_group_size: int | None = None  # sync variants: ranks per BN group (None = all ranks)
+    bn_emulate_ranks: int = 1      # local variants: normalise K equal slices of each rank's batch apart (bench.emulate)
     pg_timeout_s: float = 300.0    # collectives fail after this long when a peer rank is gone
     resume: str | None = None      # run directory to continue from its last checkpoint (same flags)
     deterministic: bool = False    # deterministic algorithms, cuDNN/cuBLAS settings (bench.dist)
@@ -89,6 +90,8 @@ def build_parser(prog: str = "bench.train") -> argparse.ArgumentParser:
     p.add_argument("--bn-group-size", type=_positive_int, default=None, metavar="K")
     p.add_argument("--mode", choices=MODES, default=d.mode, help="eager | compile | graph (CUDA only)")
     p.add_argument("--amp", choices=AMPS, default=d.amp, help="bf16: autocast to bfloat16")
+    p.add_argument("--bn-emulate-ranks", type=_positive_int, default=d.bn_emulate_ranks, metavar="K",
+                   help="local BN as on K ranks: each 1/K slice of the batch uses its own statistics")
     p.add_argument("--pg-timeout-s", type=_positive_float, default=d.pg_timeout_s)
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue this run from its checkpoint")
     p.add_argument("--deterministic", action="store_true")

@@ -94,15 +94,20 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def default_run_name(model: str, variant: str, world_size: int, global_batch: int, seed: int,
-                     mode: str = "eager", amp: str = "none", bn_group_size: int | None = None) -> str:
+                     mode: str = "eager", amp: str = "none", bn_group_size: int | None = None,
+                     bn_emulate_ranks: int = 1) -> str:
     """A name that is the same for the same configuration, so sweeps can find finished cells.
 
     >>> default_run_name("lenet", "nn", 2, 256, 0)
     'lenet-nn-ws2-b256-s0'
+    >>> default_run_name("lenet", "nn", 1, 256, 0, bn_emulate_ranks=32)
+    'lenet-nn-ws1-b256-e32-s0'
     """
     name = f"{model}-{variant}-ws{world_size}-b{global_batch}"
     if bn_group_size and bn_group_size != world_size:
         name += f"-g{bn_group_size}"
+    if bn_emulate_ranks > 1:
+        name += f"-e{bn_emulate_ranks}"
     if mode != "eager":
         name += f"-{mode}"
     if amp != "none":

@@ -20,7 +20,7 @@ import torch.distributed as tdist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from bench import data as fmnist
-from bench import checkpoint, dist, envinfo, failure, rundir, tblog
+from bench import checkpoint, dist, emulate, envinfo, failure, rundir, tblog
 from bench.config import TrainConfig, from_argv
 from bench.errors import EXIT_USAGE, UsageError
 from bench.guard import DivergenceGuard
@@ -36,7 +36,8 @@ N_TRAIN = 60_000
 def run_name(cfg: TrainConfig, world_size: int) -> str:
     return cfg.run_name or rundir.default_run_name(cfg.model, cfg.variant, world_size, cfg.batch_size,
                                                     cfg.seed, mode=cfg.mode, amp=cfg.amp,
-                                                    bn_group_size=cfg.bn_group_size)
+                                                    bn_group_size=cfg.bn_group_size,
+                                                    bn_emulate_ranks=cfg.bn_emulate_ranks)
 
 
 def bn_group_size(cfg: TrainConfig, world_size: int) -> int:
@@ -54,6 +55,8 @@ def describe_bn(cfg: TrainConfig, world_size: int) -> str:
         return f"{impl}: local statistics only (world size {world_size}), no synchronisation"
     if k > 1:
         return f"{impl}: statistics synchronised over {k} of {world_size} ranks"
+    if cfg.bn_emulate_ranks > 1:
+        return f"{impl}: local statistics on each of {cfg.bn_emulate_ranks} emulated ranks per process"
     return f"{impl}: local statistics on each rank"
 
 
@@ -77,6 +80,7 @@ def validate(cfg: TrainConfig, world_size: int, device: torch.device,
             raise UsageError(f"--bn-group-size applies to {' and '.join(SYNCHRONISING)}, not {cfg.variant}")
         if world_size % cfg.bn_group_size:
             raise UsageError(f"--bn-group-size {cfg.bn_group_size} does not divide world size {world_size}")
+    emulate.check(cfg.variant, per_rank, cfg.bn_emulate_ranks, cfg.mode)
     if per_rank * bn_group_size(cfg, world_size) < 2:
         raise UsageError(f"per-rank batch {per_rank} with local BN statistics: BN needs more than one value "
                          f"per channel; use a larger --batch-size or a synchronised variant")
@@ -171,7 +175,8 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path, resume: bool = 
     data = fmnist.load(cfg.data_dir, info.device, False, cfg.limit_train, cfg.limit_test)
     group = dist.consecutive_groups(bn_group_size(cfg, W), info) if cfg.variant in SYNCHRONISING and W > 1 else None
     torch.manual_seed(cfg.seed)
-    net = build_model(cfg.model, lambda c, d: make_norm(cfg.variant, c, d, process_group=group)).to(info.device)
+    net = build_model(cfg.model, lambda c, d: emulate.wrap(make_norm(cfg.variant, c, d, process_group=group),
+                                                           cfg.bn_emulate_ranks)).to(info.device)
     model = DDP(net, device_ids=[info.device.index] if info.device.type == "cuda" else None) if W > 1 else net
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
     steps = len(data.train_x) // G  # the last incomplete global batch is dropped, as DistributedSampler can
@@ -264,6 +269,7 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path, resume: bool = 
         "peak_mem_bytes": peak, "device": str(info.device),
         "bn_group_size": bn_group_size(cfg, W), "bn_description": describe_bn(cfg, W),
         "mode": cfg.mode, "amp": cfg.amp, **step.setup_times(),
+        "bn_emulate_ranks": cfg.bn_emulate_ranks,
         "resumed_from_epoch": start if resume else None, "restart_count": info.restart_count,
     }
     if status == "diverged":  # epoch 1-based as in metrics.csv, step 0-based as in step_times.csv

@@ -22,7 +22,9 @@ from bench.train import train
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 REPO = Path(__file__).resolve().parents[1]
 # Same kernels in both, but cuDNN's weight-gradient kernels may accumulate with atomics, so not bitwise.
-TOL = {"rtol": 1e-4, "atol": 1e-5}
+# Graph replay and eager run the same kernels, but cuDNN may pick other algorithms at capture and
+# sum in another order; after k SGD steps at lr 1.0 logits differ by up to ~3e-5 on an H200.
+TOL = {"rtol": 1e-3, "atol": 1e-4}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,7 @@ def _batches(k: int, n: int = 64):
 
 
 @pytest.mark.parametrize("amp", ["none", "bf16"])
-@pytest.mark.parametrize("variant", ["scratch", "nn"])
+@pytest.mark.parametrize("variant", ["scratch", "nn", "scratch-sync"])
 def test_k_graph_replays_equal_k_eager_steps(variant, amp):
     k = 5
     batches = _batches(k)

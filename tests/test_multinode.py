@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from bench import data as fmnist
-
 REPO = Path(__file__).resolve().parents[1]
 DEADLINE_S = 300
 
@@ -22,9 +20,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_nodes_on_loopback_make_one_world_size_2_run(tmp_path):
-    data = tmp_path / "data"
-    fmnist.prepare(data)
+def test_two_nodes_on_loopback_make_one_world_size_2_run(tmp_path, data_dir):
+    data = data_dir
     env = {**os.environ, "NNODES": "2", "NPROC_PER_NODE": "1", "RDZV_HOST": "127.0.0.1",
            "RDZV_PORT": str(_free_port()), "RDZV_ID": f"loopback-{os.getpid()}", "LOCAL_ADDR": "127.0.0.1",
            "PYTHON": sys.executable, "KINETO_LOG_LEVEL": "5", "OMP_NUM_THREADS": "1"}
@@ -81,9 +78,8 @@ def test_multinode_names_the_missing_variable(missing):
     assert r.returncode != 0 and missing in r.stderr
 
 
-def test_gpu_check_cpu_smoke_runs_every_piece(tmp_path):
-    data = tmp_path / "data"
-    fmnist.prepare(data)
+def test_gpu_check_cpu_smoke_runs_every_piece(tmp_path, data_dir):
+    data = data_dir
     out = tmp_path / "out"
     env = {**os.environ, "OUT": str(out), "DATA": str(data), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(["bash", str(REPO / "launch" / "gpu_check.sh"), "--cpu-smoke"], cwd=REPO, env=env,

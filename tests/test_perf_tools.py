@@ -9,19 +9,11 @@ import torch
 from torch import nn
 from torch.profiler import profile
 
-from bench import data as fmnist
 from bench import micro, modes, overhead
 from bench.model import build_model, set_bn_labels
 from bench.norms import ScratchBatchNorm, make_norm
 from bench.train import train
 from bench.config import TrainConfig
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("fmnist")
-    fmnist.prepare(d)
-    return str(d)
 
 
 def _read(path):
@@ -77,8 +69,9 @@ def test_micro_rejects_too_few_reps(capsys):
 
 def test_overhead_prints_the_ratios_of_its_runs(tmp_path, data_dir, capsys):
     out = tmp_path / "overhead.csv"
-    rc = overhead.main(["--device", "cpu", "--data-dir", data_dir, "--limit-train", "1024", "--limit-test",
-                        "64", "--batch-size", "64", "--epochs", "1", "--repeats", "1", "--csv", str(out)])
+    rc = overhead.main(["--device", "cpu", "--data-dir", str(data_dir), "--limit-train", "1024",
+                        "--limit-test", "64", "--batch-size", "64", "--epochs", "1", "--repeats", "1",
+                        "--csv", str(out)])
     assert rc == 0
     rows = _read(out)
     eps = {r["arm"]: float(r["examples_per_s"]) for r in rows}
@@ -102,14 +95,16 @@ def test_overhead_ratios_use_medians(values, harness_over_bare, profiled_over_ha
 
 def test_overhead_refuses_runs_without_measured_profiled_steps(data_dir, capsys):
     # 640 / 64 = 10 steps, but the profiled run leaves 7 window + 5 warm-up steps untimed
-    assert overhead.main(["--device", "cpu", "--data-dir", data_dir, "--limit-train", "640",
+    assert overhead.main(["--device", "cpu", "--data-dir", str(data_dir), "--limit-train", "640",
                           "--batch-size", "64", "--epochs", "1"]) == 2
     assert "untimed" in capsys.readouterr().err
 
 
 def test_modes_speedup_is_over_the_matching_eager_row():
-    row = lambda variant, batch, mode, eps: {"model": "lenet", "variant": variant, "global_batch": batch,  # noqa: E731
-                                             "amp": "none", "mode": mode, "examples_per_s": eps}
+    def row(variant, batch, mode, eps):
+        return {"model": "lenet", "variant": variant, "global_batch": batch, "amp": "none", "mode": mode,
+                "examples_per_s": eps}
+
     rows = modes.speedups([row("nn", 256, "eager", 100.0), row("nn", 256, "graph", 430.0),
                            row("nn", 1024, "graph", 600.0), row("scratch", 256, "eager", 50.0),
                            row("scratch", 256, "compile", 75.0)])
@@ -152,6 +147,7 @@ def test_resnet18_bn_labels_only_while_on():
 
 def test_resnet18_trains_through_bench_train(tmp_path, data_dir):
     s = train(TrainConfig(model="resnet18", variant="nn", epochs=1, batch_size=8, limit_train=16, limit_test=8,
-                          data_dir=data_dir, device="cpu", out=str(tmp_path), profile=False, warmup_steps=1))
+                          data_dir=str(data_dir), device="cpu", out=str(tmp_path), profile=False,
+                          warmup_steps=1))
     assert s["status"] == "complete" and s["model"] == "resnet18" and s["measured_steps"] == 1
     assert (tmp_path / "resnet18-nn-ws1-b8-s0" / "summary.json").is_file()

@@ -1,0 +1,242 @@
+"""Run an experiment matrix, one bench.train run directory per cell; re-running resumes it.
+
+    python -m launch.sweep --variants scratch nn --world-sizes 1 2 --per-rank-batch-sizes 64 \\
+        --seeds 0 1 2 --epochs 2 --out runs/my-sweep --limit-train 4096      # any bench.train flag
+    python -m launch.sweep --preset seed --out runs/seed                    # the textbook experiment
+    python -m launch.sweep --config sweep.toml --dry-run                    # print the cells only
+
+World size 1 runs `python -m bench.train`; more runs torchrun with that many processes: gloo ranks
+on a machine without GPUs. On a GPU machine with fewer GPUs than a world size the sweep refuses,
+because ranks sharing a GPU measure contention, not scaling; `--backend gloo` overrides that (ranks
+then share GPUs round-robin, and the timings say nothing about scaling).
+
+A cell whose summary.json says complete or diverged is finished and skipped. Any other directory
+of a cell (killed mid-run, failed) is replaced: that cell runs again with --overwrite. Each cell's
+output goes to <out>/logs/<run>.log; <out>/sweep.json records the matrix and every cell's outcome.
+A failed cell does not stop the sweep; the sweep exits 1 at the end and names it. Then
+analysis.report writes the report (seed intervals, variant comparisons, scaling) for every run under
+<out> into <out>/report (--report DIR elsewhere, --no-report for none).
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from bench import rundir
+from bench.errors import EXIT_USAGE, UsageError
+from launch.matrix import PRESETS, Cell, Sweep, build, load_toml, merge
+
+FINISHED = ("complete", "diverged")  # diverged is a result, and a re-run would diverge again
+LOG_TAIL_LINES = 8
+
+
+def cell_state(run_dir: Path) -> str:
+    """'missing', 'started' (no summary.json yet), a summary status ('complete', 'diverged',
+    'running', 'failed'), or 'unreadable'."""
+    if not run_dir.exists():
+        return "missing"
+    if not (run_dir / rundir.SUMMARY).exists():
+        return "started"
+    try:
+        return str(rundir.read_json(run_dir / rundir.SUMMARY).get("status", "unreadable"))
+    except (OSError, ValueError):
+        return "unreadable"
+
+
+def command(cell: Cell, overwrite: bool) -> list[str]:
+    train = ["-m", "bench.train", *cell.train_args, *(["--overwrite"] if overwrite else [])]
+    if cell.world_size == 1:
+        return [sys.executable, *train]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={cell.world_size}", *train]
+
+
+def fmt_duration(seconds: float) -> str:
+    """12.3 -> '12 s', 80 -> '1m20s', 3900 -> '1h05m'."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def estimate_left_s(todo: list[Cell], took_s: dict[int, list[float]]) -> float | None:
+    """Seconds for the cells in `todo`: mean time so far at each world size (any size if unseen)."""
+    every = [t for ts in took_s.values() for t in ts]
+    if not every:
+        return None
+    mean = lambda ts: sum(ts) / len(ts)  # noqa: E731
+    return sum(mean(took_s.get(c.world_size) or every) for c in todo)
+
+
+def check_devices(sweep: Sweep) -> str:
+    """Where the ranks will run, in words; UsageError when a world size cannot get its GPUs."""
+    import torch
+
+    from bench import dist
+
+    device = dist.resolve_device(sweep.config.device, 0)
+    if device.type != "cuda":
+        return "CPU: world sizes above 1 are gloo processes"
+    gpus = torch.cuda.device_count()
+    widest = max(c.world_size for c in sweep.cells)
+    if widest > gpus and sweep.config.backend != "gloo":
+        raise UsageError(f"world size {widest} needs {widest} GPUs, this machine has {gpus}: drop the larger "
+                         f"world sizes, or pass --backend gloo to let ranks share GPUs (no scaling timings)")
+    shared = " (ranks share GPUs: no scaling timings)" if widest > gpus else ""
+    return f"{gpus} GPU(s), backend {sweep.config.backend}{shared}"
+
+
+def validate_cells(sweep: Sweep) -> None:
+    """bench.train's own checks for every cell before anything runs (a bad cell fails now, not hours in)."""
+    from bench import dist
+    from bench.config import from_argv
+    from bench.train import validate
+
+    for cell in sweep.cells:
+        cfg = from_argv([*cell.train_args, "--overwrite"])
+        validate(cfg, cell.world_size, dist.resolve_device(cfg.device, 0))
+
+
+def _record(sweep: Sweep, results: list[dict], started: str) -> None:
+    rundir.write_json(sweep.out / "sweep.json", {"matrix": sweep.spec, "started": started, "cells": results})
+
+
+def run(sweep: Sweep, out: TextIO | None = None) -> int:
+    """Run every unfinished cell in order; 0 when all finished, 1 when any failed."""
+    def say(line: str) -> None:
+        print(line, file=out or sys.stdout, flush=True)
+
+    logs = sweep.out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    states = {c.run_name: cell_state(sweep.out / c.run_name) for c in sweep.cells}
+    todo = [c for c in sweep.cells if states[c.run_name] not in FINISHED]
+    say(f"launch.sweep: {len(sweep.cells)} cells, {len(sweep.cells) - len(todo)} already finished; "
+        f"runs in {sweep.out}, logs in {logs}")
+    started, t0 = time.strftime("%Y-%m-%dT%H:%M:%S"), time.perf_counter()
+    took_s: dict[int, list[float]] = {}
+    results, failed = [], []
+    n = len(sweep.cells)
+    for i, cell in enumerate(sweep.cells, 1):
+        state = states[cell.run_name]
+        result = {"run_name": cell.run_name, "variant": cell.variant, "world_size": cell.world_size,
+                  "global_batch": cell.global_batch, "per_rank_batch": cell.per_rank_batch, "seed": cell.seed}
+        if state in FINISHED:
+            say(f"[{i}/{n}] {cell.run_name}  already {state}, skipped")
+            results.append({**result, "outcome": f"skipped ({state})"})
+            continue
+        leftover = state != "missing"
+        log = logs / f"{cell.run_name}.log"
+        t = time.perf_counter()
+        with open(log, "w") as f:
+            proc = subprocess.Popen(command(cell, overwrite=leftover), stdout=f, stderr=subprocess.STDOUT)
+            try:
+                rc = proc.wait()
+            except BaseException:  # Ctrl-C or SIGTERM: take the cell's processes down with us
+                proc.terminate()
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                raise
+        dt = time.perf_counter() - t
+        took_s.setdefault(cell.world_size, []).append(dt)
+        final = cell_state(sweep.out / cell.run_name)
+        todo.remove(cell)
+        left = estimate_left_s(todo, took_s)
+        timing = f"(elapsed {fmt_duration(time.perf_counter() - t0)}" + (
+            f", ~{fmt_duration(left)} left)" if left is not None and todo else ")")
+        redo = "re-ran incomplete leftover (--overwrite)  " if leftover else ""
+        if final in FINISHED:  # bench.train exits 1 on divergence, yet the cell has its result
+            word = "done" if final == "complete" else final
+            say(f"[{i}/{n}] {cell.run_name}  {redo}{word} in {dt:.1f} s  {timing}")
+            outcome = final
+        else:
+            say(f"[{i}/{n}] {cell.run_name}  {redo}FAILED (exit {rc}) after {dt:.1f} s, log {log}  {timing}")
+            for line in log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]:
+                say(f"      | {line}")
+            failed.append(f"{cell.run_name} (exit {rc})")
+            outcome = f"failed (exit {rc})"
+        results.append({**result, "outcome": outcome, "seconds": round(dt, 3), "log": str(log)})
+        _record(sweep, results, started)
+    _record(sweep, results, started)
+    say(f"launch.sweep: cells finished in {fmt_duration(time.perf_counter() - t0)}")
+    if failed:
+        say(f"launch.sweep: {len(failed)} failed cell(s): {', '.join(failed)}; re-run the same command to retry them")
+        return 1
+    return 0
+
+
+def dry_run(sweep: Sweep, out: TextIO | None = None) -> None:
+    for i, cell in enumerate(sweep.cells, 1):
+        state = cell_state(sweep.out / cell.run_name)
+        what = {"missing": "to run", "complete": "finished, skip", "diverged": "finished (diverged), skip"}.get(
+            state, f"leftover ({state}), re-run with --overwrite")
+        print(f"[{i}/{len(sweep.cells)}] {cell.run_name}  {what}\n      "
+              f"{' '.join(command(cell, overwrite=state not in ('missing', *FINISHED)))}", file=out or sys.stdout)
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"launch.sweep: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _OneLineParser(prog="launch.sweep", allow_abbrev=False,  # --variant must not mean --variants
+                                description=__doc__.splitlines()[0],
+                                epilog="Every other flag goes to each bench.train run (e.g. --limit-train N).")
+    p.add_argument("--config", metavar="FILE.toml", help="matrix from a TOML file (see launch/matrix.py)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="seed: LeNet, 10 epochs, batch 256, lr 1.0, "
+                   "scratch and nn, 5 seeds")
+    p.add_argument("--variants", nargs="+")
+    p.add_argument("--world-sizes", nargs="+", type=int)
+    batch = p.add_mutually_exclusive_group()
+    batch.add_argument("--batch-sizes", nargs="+", type=int, help="global batches")
+    batch.add_argument("--per-rank-batch-sizes", nargs="+", type=int, help="global = per-rank × world size")
+    p.add_argument("--seeds", nargs="+", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--out", help="parent of the run directories (default: runs)")
+    p.add_argument("--report", metavar="DIR", help="report directory (default: <out>/report)")
+    p.add_argument("--no-report", action="store_true", help="skip the report after the cells")
+    p.add_argument("--dry-run", action="store_true", help="print the cells and their commands; run nothing")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, passthrough = build_parser().parse_known_args(argv)
+    try:
+        matrix, train_args = merge(load_toml(args.config) if args.config else {}, vars(args), passthrough)
+        sweep = build(matrix, train_args)
+        validate_cells(sweep)
+        where = check_devices(sweep)
+        if args.dry_run:
+            print(f"launch.sweep: {len(sweep.cells)} cells on {where}; runs in {sweep.out}")
+            dry_run(sweep)
+            return 0
+        from bench.data import prepare
+        prepare(sweep.config.data_dir, sweep.config.download)  # missing data fails once, not in every cell
+        print(f"launch.sweep: {where}", flush=True)
+    except UsageError as e:
+        print(f"launch.sweep: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # unwinds through run()
+    try:
+        rc = run(sweep)
+    except KeyboardInterrupt:
+        print("launch.sweep: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+    if args.no_report:
+        return rc
+    from analysis import report  # every run under --out, this sweep's and any earlier ones
+    report_rc = report.main([str(sweep.out), "-o", args.report or str(sweep.out / "report")])
+    return rc or report_rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
