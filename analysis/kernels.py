@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -199,8 +200,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("trace_dirs", nargs="+", type=Path, metavar="TRACE_DIR")
     p.add_argument("-o", "--out", type=Path, required=True)
     args = p.parse_args(argv)
+    missing = [str(d) for d in args.trace_dirs if not d.exists()]
+    if missing:
+        print(f"analysis.kernels: error: no such directory: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+    try:
+        runs = load_runs(args.trace_dirs)
+    except ValueError as e:  # no traces at all, or two files claiming one rank
+        print(f"analysis.kernels: error: {e}", file=sys.stderr)
+        return 2
     steps_parts, cat_parts = [], []
-    for run in load_runs(args.trace_dirs):
+    for run in runs:
         print(f"{run.name}: {run.traces.describe_ranks()}", file=sys.stderr)
         steps, cats = step_table(run.traces.events)
         meta = {"run": run.name, **run.meta}
