@@ -36,7 +36,8 @@ from bench.model import MODELS, build_model
 from bench.norms import make_norm
 from bench.profiling import ACTIVE, WAIT, WARMUP
 from bench.timing import percentile
-from bench.train import N_TRAIN, train
+from bench.plan import N_TRAIN
+from bench.train import train
 
 BUDGETS = {"harness_over_bare": 0.97, "profiled_over_harness": 0.98}
 ARMS = ("bare", "harness", "profiled")

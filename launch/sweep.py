@@ -97,7 +97,7 @@ def validate_cells(sweep: Sweep) -> None:
     """bench.train's own checks for every cell before anything runs (a bad cell fails now, not hours in)."""
     from bench import dist
     from bench.config import from_argv
-    from bench.train import validate
+    from bench.plan import validate
 
     for cell in sweep.cells:
         cfg = from_argv([*cell.train_args, "--overwrite"])
