@@ -33,7 +33,7 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
 def _fmt_runs(df: pd.DataFrame) -> pd.DataFrame:
     view = df.copy()
     view["peak MiB"] = view.pop("peak_mem_bytes") / 2**20
-    return view.rename(columns={"examples_per_s": "examples/s", "examples_per_s_per_rank": "examples/s per GPU",
+    return view.rename(columns={"examples_per_s": "examples/s", "examples_per_s_per_rank": "examples/s per rank",
                                 "step_ms_p50": "step ms p50", "step_ms_p90": "step ms p90"})
 
 
