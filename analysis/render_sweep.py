@@ -56,41 +56,37 @@ def _errorbar(ax, x, mean, lo, hi, **kw) -> None:
     ax.errorbar(x, mean, yerr=yerr, marker="o", capsize=3, **kw)
 
 
-def _plot_scaling(scaling: pd.DataFrame, path: Path) -> None:
+def _plot_lines(df: pd.DataFrame, x: str, metric: str, scale: float, label_cols: list[str],
+                xlabel: str, ylabel: str, title: str, path: Path, log2_x: bool = False) -> None:
+    """One line per label group: `metric` mean with its 95 % CI as error bars, against `x`."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    label_cols = _varying(scaling, SCALING_KEY)
-    for _, line in scaling.groupby(label_cols, dropna=False, sort=True):
-        line = line.sort_values("world_size")
-        _errorbar(ax, line["world_size"], line["examples_per_s_mean"],
-                  line["examples_per_s_ci95_low"], line["examples_per_s_ci95_high"],
-                  label=_label(line.iloc[0].to_dict(), label_cols))
-    ax.set_xticks(sorted(scaling["world_size"].unique()))
-    ax.set_xlabel("world size (ranks)")
-    ax.set_ylabel("examples/s (global)")
-    ax.set_title("Throughput vs world size (fixed per-rank batch), 95 % CI")
+    for _, line in df.groupby(label_cols, dropna=False, sort=True):
+        line = line.sort_values(x)
+        _errorbar(ax, line[x], scale * line[f"{metric}_mean"], scale * line[f"{metric}_ci95_low"],
+                  scale * line[f"{metric}_ci95_high"], label=_label(line.iloc[0].to_dict(), label_cols))
+    if log2_x:
+        ax.set_xscale("log", base=2)
+    else:
+        ax.set_xticks(sorted(df[x].unique()))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _plot_scaling(scaling: pd.DataFrame, path: Path) -> None:
+    _plot_lines(scaling, "world_size", "examples_per_s", 1.0, _varying(scaling, SCALING_KEY),
+                "world size (ranks)", "examples/s (global)",
+                "Throughput vs world size (fixed per-rank batch), 95 % CI", path)
 
 
 def _plot_accuracy(acc: pd.DataFrame, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    label_cols = [c for c in _varying(acc, CONFIG_KEY)
-                  if c not in ("per_rank_batch", "global_batch")]
-    for _, line in acc.groupby(label_cols, dropna=False, sort=True):
-        line = line.sort_values("per_rank_batch")
-        _errorbar(ax, line["per_rank_batch"], 100 * line["test_acc_mean"],
-                  100 * line["test_acc_ci95_low"], 100 * line["test_acc_ci95_high"],
-                  label=_label(line.iloc[0].to_dict(), label_cols))
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("per-rank batch (examples)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Test accuracy vs per-rank batch, 95 % CI")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    label_cols = [c for c in _varying(acc, CONFIG_KEY) if c not in ("per_rank_batch", "global_batch")]
+    _plot_lines(acc, "per_rank_batch", "test_acc", 100.0, label_cols, "per-rank batch (examples)",
+                "test accuracy (%)", "Test accuracy vs per-rank batch, 95 % CI", path, log2_x=True)
 
 
 def _plot_bars(groups: pd.DataFrame, path: Path) -> None:
