@@ -8,6 +8,8 @@ ignored by :func:`analysis.traces.find_trace_files`.
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,5 +64,11 @@ def load_runs(paths: list[Path | str]) -> list[Run]:
     trace_dirs = [d for p in paths for d in find_trace_dirs(Path(p))]
     if not trace_dirs:
         raise ValueError(f"no trace files under {', '.join(str(p) for p in paths)}")
-    return [Run(run_dir_of(d).name, run_dir_of(d), load_traces(d), read_run_meta(run_dir_of(d)))
-            for d in trace_dirs]
+    runs = []
+    for d in trace_dirs:
+        traces, meta = load_traces(d), read_run_meta(run_dir_of(d))
+        if traces.world_size is None and "world_size" in meta:
+            # A one-process run has no distributedInfo; its config.json still knows the world size.
+            traces = dataclasses.replace(traces, world_size=int(meta["world_size"]))
+        runs.append(Run(run_dir_of(d).name, run_dir_of(d), traces, meta))
+    return runs
