@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import re
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -58,6 +60,7 @@ CATEGORIES = [name for name, _, _ in RULES] + [OTHER]
 # GPU kernels take these categories from the CPU range they were launched in, in this precedence.
 CONTEXT_CATEGORIES = ["comm", "bn_bwd", "bn_fwd", "optimizer"]
 AUTOGRAD_NODE = "autograd::engine::evaluate_function"
+NODE_NAME = re.compile(r"^\w+Backward\d*$")  # an autograd node's own range: DivBackward0, ...
 BN_RANGE = re.compile(r"^bn/")
 NCCL = re.compile(r"nccl", re.IGNORECASE)
 
@@ -123,7 +126,8 @@ def _bn_backward_nodes(events: pd.DataFrame, is_cpu: np.ndarray) -> np.ndarray:
     """Autograd nodes whose sequence number is that of a forward op run inside a ``bn/`` range."""
     names = events["name"]
     bn_range = is_cpu & map_names(names, lambda n: bool(BN_RANGE.match(n))).astype(bool)
-    is_node = map_names(names, lambda n: n.startswith(AUTOGRAD_NODE)).astype(bool)
+    # The engine's wrapper range and the node's own range (e.g. "DivBackward0") share its number.
+    is_node = map_names(names, lambda n: n.startswith(AUTOGRAD_NODE) or bool(NODE_NAME.match(n))).astype(bool)
     if not bn_range.any():
         return np.zeros(len(events), dtype=bool)
     rank, tid, ts = (events[c].to_numpy() for c in ("rank", "tid", "ts_us"))

@@ -110,6 +110,31 @@ def test_bn_range_and_sequence_number_give_bn_forward_and_backward(tmp_path):
     assert row["elementwise_time_us"] == pytest.approx(20.0)
 
 
+def test_cpu_trace_attributes_a_decomposed_bn_backward_by_sequence_number(tmp_path):
+    # A from-scratch BN on CPU: its backward is plain autograd nodes (DivBackward0, ...), each
+    # recorded as the engine's wrapper range and the node's own range, both with the number.
+    steps, _ = steps_of(tmp_path, [
+        x("ProfilerStep#1", 0.0, 1000.0, cat="user_annotation"),
+        x("bn/bn1", 10.0, 50.0, cat="user_annotation"),
+        x("aten::div", 12.0, 30.0, **{"Sequence number": 7}),
+        x("aten::sigmoid", 70.0, 10.0, **{"Sequence number": 8}),
+        x("autograd::engine::evaluate_function: SigmoidBackward0", 200.0, 40.0, tid=200,
+          **{"Sequence number": 8}),
+        x("SigmoidBackward0", 201.0, 38.0, tid=200, **{"Sequence number": 8}),
+        x("autograd::engine::evaluate_function: DivBackward0", 300.0, 60.0, tid=200,
+          **{"Sequence number": 7}),
+        x("DivBackward0", 301.0, 58.0, tid=200, **{"Sequence number": 7}),
+    ])
+    (row,) = steps.to_dict("records")
+    assert row["bn_bwd_time_us"] == pytest.approx(60.0)
+    assert row["bn_fwd_time_us"] == pytest.approx(50.0)
+    assert row["other_time_us"] == pytest.approx(40.0)  # the sigmoid's backward is not BN's
+    # The timeline picture colours the node's own range too, not only the engine's wrapper.
+    timeline = step_timeline(load_traces(tmp_path).events, rank=0).set_index("name")
+    assert timeline.loc["DivBackward0", "category"] == "bn_bwd"
+    assert timeline.loc["SigmoidBackward0", "category"] == "other"
+
+
 @pytest.mark.parametrize("name, category", [
     ("void cudnn::bn_fw_tr_1C11_kernel_NCHW<float>", "bn_fwd"),
     ("void at::native::batch_norm_collect_statistics_kernel<>", "bn_fwd"),
