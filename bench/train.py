@@ -124,6 +124,8 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path, resume: bool = 
     scalars = tblog.EpochScalars(run_dir / rundir.TRACES if info.is_main else None)
     losses = torch.empty(steps, device=info.device)
     preds = torch.empty(steps, P, dtype=torch.int64, device=info.device)
+    # Per-step views made once: indexing inside the timed loop would dispatch a select per step.
+    loss_slots, pred_slots = losses.unbind(0), preds.unbind(0)
     log(f"{run_dir.name}: {describe_bn(cfg, W)}; {W} rank(s) × batch {P} on {info.device} "
         f"({info.backend or 'no process group'}); {steps} steps/epoch; mode {cfg.mode}, amp {cfg.amp}")
 
@@ -131,15 +133,16 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path, resume: bool = 
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         order = torch.randperm(len(data.train_x), generator=gen)[: steps * G].view(steps, W, P)[:, info.rank]
         order = order.to(info.device)
+        rows = order.unbind(0)
         t0 = time.perf_counter()
         guard.new_epoch()
         timer.mark()
         for i in range(steps):
-            idx = order[i]
+            idx = rows[i]
             x, y = data.train_x[idx], data.train_y[idx]
             loss, logits = step(x, y)
-            losses[i] = loss.detach()
-            torch.argmax(logits.detach(), dim=1, out=preds[i])
+            loss_slots[i].copy_(loss.detach())
+            torch.argmax(logits.detach(), dim=1, out=pred_slots[i])
             timer.mark()
             prof.step()
             if (bad := guard.first_bad_step(losses, i, steps)) is not None:
