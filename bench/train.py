@@ -215,6 +215,9 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path, resume: bool = 
     # The textbook's closing lines, exactly.
     log(f"loss {last['train_loss']:.3f}, train acc {last['train_acc']:.3f}, test acc {last['test_acc']:.3f}")
     log(f"{eps:.1f} examples/sec on {info.device}")
+    if not times:
+        log(f"note: no step was timed: the first {skip} steps (profiler window and warm-up) are left out "
+            f"and the run had {steps * len(metrics)}; raise --epochs or --limit-train, or pass --no-profile")
     log(f"run directory: {run_dir}", flush=True)
     return summary
 
