@@ -25,7 +25,7 @@ FORMAT = 1
 # how long to wait, and how many epochs in all (a run may be extended). config.json stores the
 # resolved backend, so the flag cannot be compared.
 MAY_DIFFER = frozenset({"epochs", "out", "run_name", "overwrite", "resume", "data_dir", "download",
-                        "pg_timeout_s", "extra", "device", "backend", "check_finite_every"})
+                        "pg_timeout_s", "device", "backend", "check_finite_every"})
 ENDED = ("complete", "diverged")
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bench.model import MODELS
 from bench.norms import VARIANTS
@@ -38,7 +38,6 @@ class TrainConfig:
     check_finite_every: int = 0    # steps between non-finite-loss checks; 0 = every step on CPU, 50 on CUDA
     mode: str = "eager"            # eager | compile (torch.compile) | graph (whole step in a CUDA graph)
     amp: str = "none"              # none | bf16 (autocast forward and loss to bfloat16)
-    extra: dict = field(default_factory=dict, compare=False)  # free-form notes recorded in config.json
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

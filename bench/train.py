@@ -26,9 +26,10 @@ from bench.guard import DivergenceGuard
 from bench.model import build_model, set_bn_labels
 from bench.norms import SYNCHRONISING, make_norm
 from bench.profiling import StepProfiler
-from bench.step import make_step
 from bench.plan import bn_group_size, describe_bn, validate
+from bench.step import make_step
 from bench.timing import StepTimer, percentile
+
 
 def _reduce(t: torch.Tensor, op=tdist.ReduceOp.SUM) -> torch.Tensor:
     if tdist.is_initialized():
@@ -191,7 +192,8 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path, resume: bool = 
     last = metrics[-1] if metrics else {"train_loss": nan, "train_acc": nan, "test_acc": nan}
     summary = {
         "status": status, "run_name": run_dir.name, "variant": cfg.variant, "model": cfg.model,
-        "world_size": W, "per_rank_batch": P, "global_batch": G, "epochs": cfg.epochs, "epochs_done": len(metrics), "seed": cfg.seed,
+        "world_size": W, "per_rank_batch": P, "global_batch": G, "epochs": cfg.epochs,
+        "epochs_done": len(metrics), "seed": cfg.seed,
         "train_loss": last["train_loss"], "train_acc": last["train_acc"], "test_acc": last["test_acc"],
         "examples_per_s": eps, "examples_per_s_per_rank": eps / W, "measured_steps": len(times),
         "step_ms_p50": percentile(times, 50), "step_ms_p90": percentile(times, 90),
@@ -217,7 +219,7 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path, resume: bool = 
     log(f"{eps:.1f} examples/sec on {info.device}")
     if not times:
         log(f"note: no step was timed: the first {skip} steps (profiler window and warm-up) are left out "
-            f"and the run had {steps * len(metrics)}; raise --epochs or --limit-train, or pass --no-profile")
+            f"and this attempt had {steps * (len(metrics) - start)}; raise --epochs or --limit-train, or pass --no-profile")
     log(f"run directory: {run_dir}", flush=True)
     return summary
 
