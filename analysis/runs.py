@@ -61,7 +61,7 @@ def _read_run(path: Path) -> dict | None:
         "run": path.name, "path": str(path), "status": summary.get("status", "running"),
         "epochs_done": summary.get("epochs_done"), "device": env.get("device_name", config.get("device_type")),
         "limit_train": config.get("limit_train") or 0,
-        "bn_synchronised": config.get("variant") in ("sync", "scratch-sync") and config.get("bn_group_size", 1) > 1,
+        "bn_synchronised": config.get("variant") in rundir.SYNCHRONISING and config.get("bn_group_size", 1) > 1,
         "failure": summary.get("failure") or summary.get("reason") or "",
     })
     return row

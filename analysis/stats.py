@@ -28,6 +28,7 @@ from itertools import combinations
 import pandas as pd
 
 from analysis.intervals import diff_ci, mean_ci, ratio_ci
+from bench.rundir import SYNCHRONISING, VARIANTS  # torch-free: the run-directory format
 
 # Columns that define a configuration: everything except seed, run, status and metrics.
 # Columns not listed here (and not metrics) are ignored, so two runs differing only in such a
@@ -41,9 +42,9 @@ DEFAULT_METRICS: tuple[str, ...] = (
     "step_ms_p50", "step_ms_p90", "peak_mem_bytes",
 )
 COMPLETE = "complete"
-VARIANT_ORDER: tuple[str, ...] = ("scratch", "nn", "sync", "scratch-sync")
-LOCAL_VARIANTS = frozenset({"scratch", "nn"})
-SYNC_VARIANTS = frozenset({"sync", "scratch-sync"})
+VARIANT_ORDER: tuple[str, ...] = VARIANTS
+SYNC_VARIANTS = frozenset(SYNCHRONISING)
+LOCAL_VARIANTS = frozenset(VARIANTS) - SYNC_VARIANTS
 ONE_SEED_NOTE = "1 seed: no interval"
 
 

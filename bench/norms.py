@@ -14,8 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-VARIANTS = ("scratch", "nn", "sync", "scratch-sync")
-SYNCHRONISING = ("sync", "scratch-sync")
+from bench.rundir import SYNCHRONISING, VARIANTS  # the one list, shared with analysis/
 
 
 class ScratchBatchNorm(nn.Module):

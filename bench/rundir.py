@@ -29,6 +29,10 @@ CHECKPOINT = "checkpoint.pt"
 METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "test_acc", "examples_per_s", "epoch_s")
 BN_PARAMS_COLUMNS = ("layer", "channel", "weight", "bias", "running_mean", "running_var")
 STATUSES = ("running", "complete", "diverged", "failed")
+# The BN variants a run can name (config.json's "variant"), and which of them synchronise statistics
+# across ranks; bench.norms builds them, analysis groups by them.
+VARIANTS = ("scratch", "nn", "sync", "scratch-sync")
+SYNCHRONISING = ("sync", "scratch-sync")
 
 
 def _umask() -> int:
