@@ -1,8 +1,8 @@
 """Stop a diverging run at the step where its loss first stops being finite, on every rank at once.
 
-The loop stores each step's loss in a device tensor (it does already, for the epoch's mean). Every
-`every` steps, and at the last step of each epoch, the first non-finite entry since the previous
-check is found on the device, reduced with MIN over ranks (one tiny collective), and read by the
+The loop keeps each step's loss on the device (it does already, for the epoch's mean; see
+bench.stash). Every `every` steps, and at the last step of each epoch, the first non-finite entry
+since the previous check is found on the device, reduced with MIN over ranks (one tiny collective), and read by the
 host: one synchronisation per check instead of one per step. On CPU the read costs nothing, so the
 default there is every step (the run stops at the very step); on CUDA every 50 steps (the run stops
 at most 49 steps late, but records the exact first step).
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as tdist
+
+from bench.stash import StepOutputs
 
 CUDA_EVERY = 50
 _NONE = torch.iinfo(torch.int64).max
@@ -25,13 +27,13 @@ class DivergenceGuard:
     def new_epoch(self) -> None:
         self._checked = 0
 
-    def first_bad_step(self, losses: torch.Tensor, step: int, steps: int) -> int | None:
+    def first_bad_step(self, outputs: StepOutputs, step: int, steps: int) -> int | None:
         """After step `step` (0-based) of `steps`: the first step of this epoch whose loss, on any rank,
         was NaN or ±inf, or None. Returns None without work when no check is due; every rank must call
         it at every step (the check is collective)."""
         if (step + 1) % self.every and step + 1 != steps:
             return None
-        seen = losses[self._checked: step + 1]
+        seen = outputs.losses(self._checked, step + 1)
         bad = ~torch.isfinite(seen)
         idx = torch.arange(self._checked, step + 1, device=seen.device)
         first = torch.where(bad, idx, torch.full_like(idx, _NONE)).min()

@@ -26,6 +26,7 @@ from bench.guard import DivergenceGuard
 from bench.model import build_model, set_bn_labels
 from bench.norms import SYNCHRONISING, make_norm
 from bench.profiling import StepProfiler
+from bench.stash import StepOutputs
 from bench.plan import bn_group_size, describe_bn, validate
 from bench.step import make_step
 from bench.timing import StepTimer, percentile
@@ -123,10 +124,7 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path, resume: bool = 
     timer = StepTimer(info.device)
     guard = DivergenceGuard(info.device, cfg.check_finite_every)
     scalars = tblog.EpochScalars(run_dir / rundir.TRACES if info.is_main else None)
-    losses = torch.empty(steps, device=info.device)
-    preds = torch.empty(steps, P, dtype=torch.int64, device=info.device)
-    # Per-step views made once: indexing inside the timed loop would dispatch a select per step.
-    loss_slots, pred_slots = losses.unbind(0), preds.unbind(0)
+    outputs = StepOutputs(steps, P, info.device, copy=cfg.mode == "graph")
     log(f"{run_dir.name}: {describe_bn(cfg, W)}; {W} rank(s) × batch {P} on {info.device} "
         f"({info.backend or 'no process group'}); {steps} steps/epoch; mode {cfg.mode}, amp {cfg.amp}")
 
@@ -137,20 +135,19 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path, resume: bool = 
         rows = order.unbind(0)
         t0 = time.perf_counter()
         guard.new_epoch()
+        outputs.new_epoch()
         timer.mark()
         for i in range(steps):
             idx = rows[i]
             x, y = data.train_x[idx], data.train_y[idx]
-            loss, logits = step(x, y)
-            loss_slots[i].copy_(loss.detach())
-            torch.argmax(logits.detach(), dim=1, out=pred_slots[i])
+            outputs.put(i, *step(x, y))
             timer.mark()
             prof.step()
-            if (bad := guard.first_bad_step(losses, i, steps)) is not None:
+            if (bad := guard.first_bad_step(outputs, i, steps)) is not None:
                 break
         step_ms = timer.read_ms()
         if bad is not None:
-            status, bad_loss = "diverged", losses[bad].item()
+            status, bad_loss = "diverged", outputs.losses(bad, bad + 1).item()
             log(f"epoch {epoch + 1}: loss is {bad_loss} at step {bad} on some rank; stopping every rank")
             break
         if info.device.type == "cuda":
@@ -162,7 +159,8 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path, resume: bool = 
                           tdist.ReduceOp.MAX).item()  # the slowest rank sets the pace
         measured_ms += [(epoch, i + first, t) for i, t in enumerate(timed)]
         labels = data.train_y[order]
-        sums = _reduce(torch.stack([losses.sum().double(), (preds == labels).sum().double(),
+        sums = _reduce(torch.stack([outputs.losses(0, steps).sum().double(),
+                                    (outputs.preds(steps) == labels).sum().double(),
                                     torch.tensor(float(steps * P), dtype=torch.float64, device=info.device)]))
         train_loss, train_acc = (sums[0] / (sums[2] / P)).item(), (sums[1] / sums[2]).item()
         _sync_buffers(net)
