@@ -75,10 +75,26 @@ def test_overhead_prints_the_ratios_of_its_runs(tmp_path, data_dir, capsys):
     assert rc == 0
     rows = _read(out)
     eps = {r["arm"]: float(r["examples_per_s"]) for r in rows}
-    assert set(eps) == {"bare", "harness", "profiled"} and all(v > 0 for v in eps.values())
+    assert set(eps) == {"bare", "bare+marks", "harness", "profiled"} and all(v > 0 for v in eps.values())
     printed = capsys.readouterr().out
     assert f"harness_over_bare      {eps['harness'] / eps['bare']:.3f}" in printed
     assert f"profiled_over_harness  {eps['profiled'] / eps['harness']:.3f}" in printed
+    assert f"marks_over_bare        {eps['bare+marks'] / eps['bare']:.3f}" in printed
+    assert "one round: no spread to judge it by" in printed
+
+
+def test_overhead_rounds_rotate_which_arm_goes_first(monkeypatch):
+    calls = []
+    monkeypatch.setattr(overhead, "bare_loop", lambda cfg, dev, skip, marks=False:
+                        calls.append("bare+marks" if marks else "bare") or 1.0)
+    monkeypatch.setattr(overhead, "harness", lambda cfg: calls.append(
+                        "profiled" if cfg.profile else "harness") or 1.0)
+    rows = overhead.measure(overhead.TrainConfig(), torch.device("cpu"), repeats=4)
+    n = len(overhead.ARMS)
+    firsts = [calls[r * n] for r in range(4)]
+    assert sorted(firsts) == sorted(overhead.ARMS)  # each arm leads one round
+    assert [r["arm"] for r in rows] == calls
+    assert all(sorted(calls[r * n:(r + 1) * n]) == sorted(overhead.ARMS) for r in range(4))
 
 
 @pytest.mark.parametrize("values, harness_over_bare, profiled_over_harness", [
@@ -91,6 +107,20 @@ def test_overhead_ratios_use_medians(values, harness_over_bare, profiled_over_ha
     res = overhead.ratios(rows)
     assert res["harness_over_bare"] == pytest.approx(harness_over_bare)
     assert res["profiled_over_harness"] == pytest.approx(profiled_over_harness)
+
+
+@pytest.mark.parametrize("bare, harness, expected", [
+    ([100.0, 100.5, 99.5, 100.0, 100.2], [98.0, 98.1, 97.9, 98.0, 98.2], "within"),
+    ([100.0, 100.5, 99.5, 100.0, 100.2], [95.0, 95.1, 94.9, 95.0, 95.2], "OVER"),
+    # IQR of the harness rounds: 97.5 - 90 = 7.5 over a median of 96: wider than the 3 % margin
+    ([100.0, 100.5, 99.5, 100.0, 100.2], [80.0, 90.0, 96.0, 97.5, 99.0], "OVER, but unresolved: an arm "
+                                                                        "spreads 7.8%"),
+])
+def test_overhead_verdict_says_when_rounds_cannot_resolve_the_budget(bare, harness, expected):
+    rows = [{"arm": a, "repeat": i, "examples_per_s": v}
+            for a, vs in (("bare", bare), ("bare+marks", bare), ("harness", harness), ("profiled", harness))
+            for i, v in enumerate(vs)]
+    assert overhead.verdict(overhead.ratios(rows), "harness_over_bare").startswith(expected)
 
 
 def test_overhead_refuses_runs_without_measured_profiled_steps(data_dir, capsys):
