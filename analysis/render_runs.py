@@ -44,7 +44,7 @@ def runs_section(runs: pd.DataFrame) -> str:
     cols = [c for c in SUMMARY_COLUMNS if c not in ("status", "mode", "amp") or runs[c].nunique() > 1]
     md = ["## Runs", "",
           "Throughput is global examples/s over the timed steps (warm-up and profiled steps excluded), "
-          "set by the slowest rank; step times are rank 0's, in milliseconds.", ""]
+          "set by the slowest rank; step times are that rank's, in milliseconds.", ""]
     if len(done):
         md += [to_markdown(_fmt_runs(done[cols]), ".4g"), ""]
     else:

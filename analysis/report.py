@@ -13,8 +13,8 @@ from pathlib import Path
 
 import markdown
 
-from analysis import render_kernels, render_runs, render_sweep
-from analysis.runs import load_bn_params, load_metrics, load_runs
+from analysis import render_kernels, render_runs, render_steps, render_sweep
+from analysis.runs import load_bn_params, load_metrics, load_runs, load_step_times
 
 HTML_HEAD = """<!doctype html><html><head><meta charset="utf-8"><title>bnbench report</title><style>
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -47,6 +47,7 @@ def build(paths: list[str], out_dir: str | Path) -> Path:
         f"{', '.join(sorted(map(str, runs['device'].dropna().unique())))}.", "",
         render_runs.runs_section(runs),
         render_runs.curves_section(load_metrics(runs), load_bn_params(runs), out_dir),
+        render_steps.steps_section(load_step_times(runs), out_dir),
         render_sweep.sweep_section(runs, out_dir),
         render_kernels.kernel_section([Path(p) for p in runs["path"]], out_dir),
     ]

@@ -99,3 +99,25 @@ def load_bn_params(runs: pd.DataFrame) -> pd.DataFrame:
             frames.append(pd.read_csv(f).assign(run=row.run, variant=row.variant))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["run", "variant", *rundir.BN_PARAMS_COLUMNS])
+
+
+def load_step_times(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every measured step of every rank of every run in `runs` (STEP_TIMES_COLUMNS), with the run's
+    grouping columns attached. Run directories written before step_times.csv had a `rank` column
+    hold rank 0's steps only, and are read as such."""
+    frames = []
+    for row in runs.itertuples(index=False):
+        f = Path(row.path) / rundir.STEP_TIMES
+        if not f.is_file():
+            continue
+        try:
+            s = pd.read_csv(f)
+        except (OSError, ValueError, pd.errors.ParserError) as e:
+            warnings.warn(f"skipping {f}: unreadable ({e})", stacklevel=2)
+            continue
+        if "rank" not in s.columns:
+            s = s.assign(rank=0)
+        frames.append(s.assign(run=row.run, variant=row.variant, world_size=row.world_size,
+                               global_batch=row.global_batch, seed=row.seed))
+    cols = ["run", "variant", "world_size", "global_batch", "seed", *rundir.STEP_TIMES_COLUMNS]
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)

@@ -3,8 +3,9 @@
     <out>/<run>/config.json    every resolved option, variant, world size, batches, launcher
                 env.json       torch / CUDA / cuDNN / NCCL versions, devices, host, python, git commit
                 metrics.csv    one row per epoch (METRICS_COLUMNS)
-                step_times.csv raw measured step times of rank 0 (epoch, step, step_ms)
-                summary.json   final metrics, throughput, step-time percentiles, peak memory, status
+                step_times.csv raw measured step times of every rank (STEP_TIMES_COLUMNS)
+                summary.json   final metrics, throughput, the slowest rank's step-time percentiles,
+                               peak memory, status
                 bn_params.csv  final BN scale, shift and running statistics per layer and channel
                 traces/        one gzip'd kineto Chrome trace per rank (worker name rank<r>) and rank 0's
                                TensorBoard event file of the metrics.csv scalars (bench.tblog)
@@ -26,6 +27,7 @@ from typing import Any, Iterable, Mapping
 CONFIG, ENV, METRICS, STEP_TIMES, SUMMARY, TRACES, BN_PARAMS = (
     "config.json", "env.json", "metrics.csv", "step_times.csv", "summary.json", "traces", "bn_params.csv")
 CHECKPOINT = "checkpoint.pt"
+STEP_TIMES_COLUMNS = ("rank", "epoch", "step", "step_ms")
 METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "test_acc", "examples_per_s", "epoch_s")
 BN_PARAMS_COLUMNS = ("layer", "channel", "weight", "bias", "running_mean", "running_var")
 STATUSES = ("running", "complete", "diverged", "failed")

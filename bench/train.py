@@ -52,6 +52,23 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, info: dis
     return _reduce(correct).item() / n
 
 
+def gather_step_ms(times: list[float], info: dist.DistInfo) -> list[list[float]]:
+    """Every rank's measured step times (ms), indexed by rank. Ranks time the same steps; a rank
+    with a different count is a bug, reported as one rather than as a hung collective."""
+    if not info.distributed:
+        return [times]
+    counts = [torch.zeros((), dtype=torch.int64, device=info.device) for _ in range(info.world_size)]
+    tdist.all_gather(counts, torch.tensor(len(times), device=info.device))
+    if len({int(c) for c in counts}) > 1:
+        raise RuntimeError(f"ranks timed different numbers of steps: {[int(c) for c in counts]}")
+    if not times:
+        return [[] for _ in range(info.world_size)]
+    mine = torch.tensor(times, dtype=torch.float64, device=info.device)
+    out = [torch.empty_like(mine) for _ in range(info.world_size)]
+    tdist.all_gather(out, mine)
+    return [t.tolist() for t in out]
+
+
 def _sync_buffers(model: torch.nn.Module) -> None:
     """Rank 0's running statistics everywhere, so every rank evaluates the same network."""
     if tdist.is_initialized():
@@ -178,10 +195,10 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path, resume: bool = 
     prof.stop()
     scalars.close()
 
-    times = [t for _, _, t in measured_ms]
-    total_s = _reduce(torch.tensor(sum(times) / 1e3, dtype=torch.float64, device=info.device),
-                      tdist.ReduceOp.MAX).item()
-    eps = G * len(times) / total_s if times else float("nan")
+    by_rank = gather_step_ms([t for _, _, t in measured_ms], info)
+    slowest = max(range(W), key=lambda r: sum(by_rank[r]))  # the slowest rank sets the pace
+    times = by_rank[slowest]
+    eps = G * len(times) / (sum(times) / 1e3) if times else float("nan")
     peak = None
     if info.device.type == "cuda":
         peak = int(_reduce(torch.tensor(torch.cuda.max_memory_allocated(info.device), device=info.device),
@@ -195,6 +212,7 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path, resume: bool = 
         "train_loss": last["train_loss"], "train_acc": last["train_acc"], "test_acc": last["test_acc"],
         "examples_per_s": eps, "examples_per_s_per_rank": eps / W, "measured_steps": len(times),
         "step_ms_p50": percentile(times, 50), "step_ms_p90": percentile(times, 90),
+        "step_ms_rank": slowest,
         "peak_mem_bytes": peak, "device": str(info.device),
         "bn_group_size": bn_group_size(cfg, W), "bn_description": describe_bn(cfg, W),
         "mode": cfg.mode, "amp": cfg.amp, **step.setup_times(),
@@ -205,8 +223,9 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path, resume: bool = 
         summary.update(diverged_epoch=epoch + 1, diverged_step=bad, diverged_loss=repr(bad_loss),
                        failure=f"loss {bad_loss} at epoch {epoch + 1}, step {bad}")
     if info.is_main:
-        rundir.write_csv(run_dir / rundir.STEP_TIMES, ("epoch", "step", "step_ms"),
-                         [{"epoch": e + 1, "step": s, "step_ms": t} for e, s, t in measured_ms])
+        rundir.write_csv(run_dir / rundir.STEP_TIMES, rundir.STEP_TIMES_COLUMNS,
+                         [{"rank": r, "epoch": e + 1, "step": s, "step_ms": t}
+                          for r, ms in enumerate(by_rank) for (e, s, _), t in zip(measured_ms, ms)])
         rundir.write_csv(run_dir / rundir.BN_PARAMS, rundir.BN_PARAMS_COLUMNS, bn_param_rows(net))
         rundir.write_json(run_dir / rundir.SUMMARY, summary)
     if cfg.mode != "eager":

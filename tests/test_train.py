@@ -44,7 +44,17 @@ def test_torchrun_run_directory_is_complete(ws2_run):
     assert list(metrics.columns) == list(rundir.METRICS_COLUMNS) and metrics["epoch"].tolist() == [1, 2]
     assert metrics["test_acc"].iloc[-1] == pytest.approx(summary["test_acc"])
     steps = pd.read_csv(run / rundir.STEP_TIMES)
-    assert len(steps) == summary["measured_steps"] == 2 * 16 - 7 - 5  # profiler window and warm-up left out
+    assert list(steps.columns) == list(rundir.STEP_TIMES_COLUMNS)
+    assert summary["measured_steps"] == 2 * 16 - 7 - 5  # profiler window and warm-up left out
+    per_rank = {r: g for r, g in steps.groupby("rank")}
+    assert sorted(per_rank) == [0, 1] and all(len(g) == summary["measured_steps"] for g in per_rank.values())
+    assert per_rank[0][["epoch", "step"]].values.tolist() == per_rank[1][["epoch", "step"]].values.tolist()
+    # The summary's percentiles and throughput are the slowest rank's: it sets the pace.
+    slowest = max(per_rank, key=lambda r: per_rank[r]["step_ms"].sum())
+    assert summary["step_ms_rank"] == slowest
+    assert summary["step_ms_p50"] == pytest.approx(per_rank[slowest]["step_ms"].median())
+    assert summary["examples_per_s"] == pytest.approx(256 * len(per_rank[slowest])
+                                                      / (per_rank[slowest]["step_ms"].sum() / 1e3))
     bn = pd.read_csv(run / rundir.BN_PARAMS)
     assert sorted(bn["layer"].unique()) == ["bn1", "bn2", "bn3", "bn4"] and len(bn) == 6 + 16 + 120 + 84
     # The textbook's closing lines, exactly in its format.
@@ -78,6 +88,12 @@ def test_report_over_the_run(ws2_run, tmp_path):
     assert len(mine) == 1 and mine["world_size"].iloc[0] == 2 and mine["variant"].iloc[0] == "nn"
     assert mine["test_acc"].iloc[0] == pytest.approx(rundir.read_json(run / rundir.SUMMARY)["test_acc"])
     assert set(summary["source"]) > {"measured"}  # the published reference rows sit beside it
+    by_rank = pd.read_csv(tmp_path / "report" / "step_times_by_rank.csv")
+    steps = pd.read_csv(run / rundir.STEP_TIMES)
+    assert by_rank["rank"].tolist() == [0, 1]
+    assert by_rank["step_ms_p50"].tolist() == pytest.approx(steps.groupby("rank")["step_ms"].median().tolist())
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "## Step times by rank" in md and "(step_times_by_rank.png)" in md
     html = (tmp_path / "report" / "report.html").read_text()
     assert "data:image/png;base64," in html and "lenet-nn-ws2-b256-s0" in html
     assert (tmp_path / "report" / "training_curves.png").stat().st_size > 10_000

@@ -1,0 +1,68 @@
+"""Markdown and a plot for per-rank step times: the report's "Step times by rank" section.
+
+Numbers come from analysis.steptimes; this module only lays them out and draws.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis.mdtable import to_markdown  # noqa: E402
+from analysis.steptimes import NOISY_IQR_OVER_MEDIAN, rank_stats, run_stats  # noqa: E402
+
+STEPS_PNG = "step_times_by_rank.png"
+STEPS_CSV = "step_times_by_rank.csv"
+MAX_BOXES = 24  # one box per (run, rank); past this the plot is unreadable and is left out
+
+
+def plot_steps(steps: pd.DataFrame, path: Path) -> None:
+    """One horizontal box per (run, rank): median, quartiles, whiskers at 1.5 IQR, outliers."""
+    groups = list(steps.groupby(["run", "rank"], sort=True)["step_ms"])
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(groups) + 1.2))
+    ax.boxplot([g.to_numpy() for _, g in groups], orientation="horizontal", showfliers=True,
+               flierprops={"markersize": 2})
+    ax.set_yticks(range(1, len(groups) + 1), [f"{run} · rank {rank}" for (run, rank), _ in groups], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("step time (ms)")
+    ax.set_title("Measured step times per rank")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def steps_section(steps: pd.DataFrame, out_dir: Path) -> str:
+    """Per-run table (the slowest rank's numbers and the rank skew), noise warnings, the box plot;
+    writes every rank's statistics to step_times_by_rank.csv. Empty when no run stored step times."""
+    if steps.empty:
+        return ""
+    ranks = rank_stats(steps)
+    ranks.to_csv(out_dir / STEPS_CSV, index=False)
+    runs = run_stats(ranks)
+    view = runs.rename(columns={"steps_per_rank": "steps/rank", "step_ms_p50": "p50 ms", "step_ms_p90": "p90 ms",
+                                "iqr_over_median": "IQR/median", "noisy_ranks": "noisy ranks",
+                                "slowest_over_fastest_p50": "slowest/fastest p50"})
+    md = ["## Step times by rank", "",
+          "Every rank's measured steps (milliseconds; warm-up and profiled steps excluded). The row gives "
+          "the slowest rank's median, p90 and IQR/median; *slowest/fastest p50* is that median over the "
+          "fastest rank's — under DDP the faster ranks wait for the slowest at every all-reduce. Every "
+          f"rank's numbers are in `{STEPS_CSV}`.", "",
+          to_markdown(view, ".4g"), ""]
+    noisy = ranks[ranks["noisy"]]
+    if len(noisy):
+        md += [f"**Noisy:** IQR/median above {NOISY_IQR_OVER_MEDIAN:.0%} — treat these medians with care "
+               "(shared machine, clock changes, a neighbour, or too few steps):", ""]
+        md += [f"- {r.run} rank {r.rank}: IQR/median {r.iqr_over_median:.1%} over {r.steps} steps"
+               for r in noisy.itertuples(index=False)]
+        md += [""]
+    if len(ranks) <= MAX_BOXES:
+        plot_steps(steps, out_dir / STEPS_PNG)
+        md += [f"![step times by rank]({STEPS_PNG})", ""]
+    else:
+        md += [f"({len(ranks)} run-rank pairs: too many for one plot; see `{STEPS_CSV}`.)", ""]
+    return "\n".join(md)
