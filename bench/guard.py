@@ -2,10 +2,10 @@
 
 The loop keeps each step's loss on the device (it does already, for the epoch's mean; see
 bench.stash). Every `every` steps, and at the last step of each epoch, the first non-finite entry
-since the previous check is found on the device, reduced with MIN over ranks (one tiny collective), and read by the
-host: one synchronisation per check instead of one per step. On CPU the read costs nothing, so the
-default there is every step (the run stops at the very step); on CUDA every 50 steps (the run stops
-at most 49 steps late, but records the exact first step).
+since the previous check is found on the device, reduced with MIN over ranks (one tiny
+collective), and read by the host: one synchronisation per check instead of one per step. On CPU
+the read costs nothing, so the default there is every step (the run stops at the very step); on
+CUDA every 50 steps (the run stops at most 49 steps late, but records the exact first step).
 """
 from __future__ import annotations
 

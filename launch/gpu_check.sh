@@ -4,12 +4,13 @@
 #   PYTHONPATH=. OUT=/path/to/out launch/gpu_check.sh            # on the GPU machine, from the repo root
 #   OUT=/tmp/smoke launch/gpu_check.sh --cpu-smoke                 # the same pieces, tiny, on CPU
 #
-# Pieces, each under its own time limit (450 s in all; about 4-5 minutes expected) so one slow piece
+# Pieces, each under its own time limit (480 s in all; about 4-5 minutes expected) so one slow piece
 # cannot eat the others' time:
 #   1. tests/test_gpu.py: k graph replays == k eager steps (running stats included), graph via bench.train
 #   2. bench.modes: eager vs graph examples/s, nn and scratch, batch 256 and 1024 (issue 7: graph/eager >= 3.5
 #      for nn at 256)
-#   3. bench.overhead: bare loop vs harness (budget 3 %), profiler configured vs off (budget 2 %)
+#   3. bench.overhead: bare loop vs harness (budget 3 %), profiler configured vs off (budget 2 %), and the
+#      bare loop with per-step timing marks; 5 rotated rounds
 #   4. bench.micro: every shape in float32 and bfloat16, eager; then compiled rows for two shapes
 #   5. analysis.render_micro: the README's micro-benchmark table and bar chart, into $OUT/report
 # Everything printed is also in $OUT/<piece>.log; CSVs land in $OUT. DATA (default .gpu/data) holds
@@ -49,8 +50,8 @@ else
   piece test_gpu 90 "$PY" -m pytest -q -x tests/test_gpu.py
   piece modes 110 "$PY" -m bench.modes --data-dir "$DATA" --variants nn,scratch --batches 256,1024 \
     --modes eager,graph --epochs 2 --limit-test 1000 --out "$OUT/runs" --csv "$OUT/modes.csv"
-  piece overhead 90 "$PY" -m bench.overhead --data-dir "$DATA" --variant nn --batch-size 256 --epochs 3 \
-    --repeats 3 --csv "$OUT/overhead.csv"
+  piece overhead 120 "$PY" -m bench.overhead --data-dir "$DATA" --variant nn --batch-size 256 --epochs 2 \
+    --repeats 5 --csv "$OUT/overhead.csv"
   piece micro 60 "$PY" -m bench.micro --compile no --reps 30 --out "$OUT/micro.csv"
   piece micro_compiled 100 "$PY" -m bench.micro --compile only --shapes resnet50.layer1,lenet.bn1 --reps 30 \
     --out "$OUT/micro_compiled.csv"
