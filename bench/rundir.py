@@ -10,6 +10,8 @@
                 traces/        one gzip'd kineto Chrome trace per rank (worker name rank<r>) and rank 0's
                                TensorBoard event file of the metrics.csv scalars (bench.tblog)
                 checkpoint.pt  state at the last epoch end, for --resume (bench.checkpoint)
+    <out>/skipped.csv          variants a launcher was asked for but did not start (SKIPPED_COLUMNS:
+                               variant, reason); written by launch.compare, header only when none
 
 Every file is written atomically (temp file, fsync, rename): a reader sees the old file or the new
 one, never half of one.
@@ -27,6 +29,8 @@ from typing import Any, Iterable, Mapping
 CONFIG, ENV, METRICS, STEP_TIMES, SUMMARY, TRACES, BN_PARAMS = (
     "config.json", "env.json", "metrics.csv", "step_times.csv", "summary.json", "traces", "bn_params.csv")
 CHECKPOINT = "checkpoint.pt"
+SKIPPED = "skipped.csv"
+SKIPPED_COLUMNS = ("variant", "reason")
 STEP_TIMES_COLUMNS = ("rank", "epoch", "step", "step_ms")
 METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "test_acc", "examples_per_s", "epoch_s")
 BN_PARAMS_COLUMNS = ("layer", "channel", "weight", "bias", "running_mean", "running_var")
@@ -92,6 +96,17 @@ def write_csv(path: str | os.PathLike, columns: Iterable[str], rows: Iterable[Ma
     w.writeheader()
     w.writerows(rows)
     atomic_write_text(path, buf.getvalue())
+
+
+def write_skipped(out: str | os.PathLike, skipped: Iterable[tuple[str, str]]) -> Path:
+    """Record (variant, reason) for each variant asked for but not run, as `<out>/skipped.csv`.
+
+    Written even when nothing was skipped, so a rerun into the same folder replaces an older record.
+    """
+    path = Path(out) / SKIPPED
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_csv(path, SKIPPED_COLUMNS, (dict(zip(SKIPPED_COLUMNS, s)) for s in skipped))
+    return path
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:

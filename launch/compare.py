@@ -8,6 +8,7 @@ so a report never mixes runs of an earlier comparison.
 Several GPUs: torchrun over all of them (nccl). One GPU: one process. No GPU: one CPU process, where
 `sync` takes SyncBatchNorm's local path (no synchronisation — the report says so); `--nproc N` runs N
 gloo ranks instead, and then `scratch-sync` stands in for `sync`, which cannot run on CPU ranks.
+Variants asked for but not run are recorded, with the reason, in <out>/skipped.csv; the report lists them.
 """
 from __future__ import annotations
 
@@ -19,23 +20,25 @@ import time
 import torch
 
 from analysis import report
+from bench import rundir
 
 DEFAULT_VARIANTS = ("scratch", "nn", "sync", "scratch-sync")
+SYNC_ON_CPU_RANKS = "nn.SyncBatchNorm refuses CPU tensors"
 
 
 def plan(variants: list[str], nproc: int, cuda: bool) -> list[tuple[str, str]]:
-    """(variant, note) for each run; drops `sync` where it cannot run (CPU with several ranks).
+    """(variant, why it is skipped) for each variant asked for; the reason is '' for those that run.
 
-    >>> plan(["nn", "sync"], 2, cuda=False)
-    [('nn', ''), ('sync', 'skipped: nn.SyncBatchNorm refuses CPU tensors; scratch-sync runs instead')]
+    `sync` cannot run on several CPU ranks; the reason names scratch-sync, the stand-in, and says
+    whether it is part of this comparison.
+
+    >>> plan(["nn", "sync", "scratch-sync"], 2, cuda=False)[1]
+    ('sync', 'nn.SyncBatchNorm refuses CPU tensors; scratch-sync runs instead')
     """
-    out = []
-    for v in variants:
-        if v == "sync" and nproc > 1 and not cuda:
-            out.append((v, "skipped: nn.SyncBatchNorm refuses CPU tensors; scratch-sync runs instead"))
-        else:
-            out.append((v, ""))
-    return out
+    stand_in = ("scratch-sync runs instead" if "scratch-sync" in variants
+                else "scratch-sync, not asked for here, is the cross-rank BN for CPU ranks")
+    return [(v, f"{SYNC_ON_CPU_RANKS}; {stand_in}" if v == "sync" and nproc > 1 and not cuda else "")
+            for v in variants]
 
 
 def command(variant: str, nproc: int, out: str, extra: list[str]) -> list[str]:
@@ -61,9 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     t0 = time.perf_counter()
     steps = plan(args.variants, nproc, cuda)
-    for i, (variant, note) in enumerate(steps, 1):
-        if note:
-            print(f"[{i}/{len(steps)}] {variant}: {note}", flush=True)
+    # Recorded beside the runs so the report lists what was asked for and not run, and why.
+    rundir.write_skipped(args.out, [(v, why) for v, why in steps if why])
+    for i, (variant, why) in enumerate(steps, 1):
+        if why:
+            print(f"[{i}/{len(steps)}] {variant}: skipped: {why}", flush=True)
             continue
         print(f"[{i}/{len(steps)}] {variant} (elapsed {time.perf_counter() - t0:.0f} s)", flush=True)
         rc = subprocess.call(command(variant, nproc, args.out, extra))

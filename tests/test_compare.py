@@ -2,16 +2,40 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from bench import rundir
+from launch import compare
 from launch.compare import plan
 from tests.procs import python_m
 
 
-def test_plan_replaces_sync_on_cpu_ranks_only():
-    assert plan(["nn", "sync"], 2, cuda=False)[1][1].startswith("skipped")
-    assert plan(["nn", "sync"], 1, cuda=False) == [("nn", ""), ("sync", "")]
-    assert plan(["sync"], 2, cuda=True) == [("sync", "")]
+@pytest.mark.parametrize("variants", [["nn", "sync"], ["nn", "sync", "scratch-sync"]])
+def test_plan_skips_sync_on_cpu_ranks_only(variants):
+    skipped = [(v, why) for v, why in plan(variants, 2, cuda=False) if why]
+    assert [v for v, _ in skipped] == ["sync"]
+    assert "SyncBatchNorm" in skipped[0][1] and "CPU" in skipped[0][1]
+    # The stand-in is named either way; whether it runs depends on what was asked for.
+    assert "scratch-sync" in skipped[0][1]
+    assert plan(variants, 1, cuda=False) == [(v, "") for v in variants]
+    assert plan(variants, 2, cuda=True) == [(v, "") for v in variants]
+
+
+def test_plan_reason_says_whether_the_stand_in_runs():
+    without = dict(plan(["sync"], 2, cuda=False))["sync"]
+    with_it = dict(plan(["sync", "scratch-sync"], 2, cuda=False))["sync"]
+    assert without != with_it
+
+
+def test_compare_records_skips_before_training(tmp_path, monkeypatch):
+    """Only `sync` asked for on two CPU ranks: nothing starts, and the skip is on disk with its reason."""
+    monkeypatch.setattr(compare.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(compare.subprocess, "call", lambda *a, **k: pytest.fail(f"started {a}"))
+    out = tmp_path / "runs"
+    compare.main(["--variants", "sync", "--nproc", "2", "--out", str(out), "--report", str(tmp_path / "r")])
+    recorded = pd.read_csv(out / rundir.SKIPPED, dtype=str, keep_default_na=False)
+    assert list(recorded.columns) == list(rundir.SKIPPED_COLUMNS)
+    assert list(recorded.itertuples(index=False, name=None)) == plan(["sync"], 2, cuda=False)
 
 
 def test_compare_on_cpu_runs_each_variant_and_reports(data_dir, tmp_path):
@@ -25,4 +49,8 @@ def test_compare_on_cpu_runs_each_variant_and_reports(data_dir, tmp_path):
     assert "no synchronisation" in sync_config["bn_description"]
     summary = pd.read_csv(tmp_path / "report" / "summary.csv")
     assert sorted(summary.loc[summary["source"] == "measured", "variant"]) == ["nn", "scratch", "sync"]
-    assert "no synchronisation" in (tmp_path / "report" / "report.md").read_text()
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "no synchronisation" in md
+    # Nothing skipped: the record is there (header only), the report has no "Not run" section.
+    assert (tmp_path / "runs" / rundir.SKIPPED).read_text().strip() == ",".join(rundir.SKIPPED_COLUMNS)
+    assert "Not run" not in md
