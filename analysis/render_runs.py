@@ -37,6 +37,19 @@ def _fmt_runs(df: pd.DataFrame) -> pd.DataFrame:
                                 "step_ms_p50": "step ms p50", "step_ms_p90": "step ms p90"})
 
 
+def not_run_section(skipped: pd.DataFrame) -> str:
+    """Variants asked for and not started, with the reason (analysis.runs.load_skipped); '' when none.
+
+    The folder each record came from is shown only when the report spans several.
+    """
+    if skipped.empty:
+        return ""
+    cols = ["variant", "reason"] + (["path"] if skipped["path"].nunique() > 1 else [])
+    return "\n".join(["## Not run", "",
+                      "Variants the launcher was asked for but did not start, and why.", "",
+                      to_markdown(skipped[cols].drop_duplicates()), ""])
+
+
 def runs_section(runs: pd.DataFrame) -> str:
     """Completed runs, runs that did not complete (apart), where each BN implementation ran."""
     done = runs[runs["status"] == "complete"]

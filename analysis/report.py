@@ -14,7 +14,7 @@ from pathlib import Path
 import markdown
 
 from analysis import render_kernels, render_runs, render_steps, render_sweep
-from analysis.runs import load_bn_params, load_metrics, load_runs, load_step_times
+from analysis.runs import load_bn_params, load_metrics, load_runs, load_skipped, load_step_times
 
 HTML_HEAD = """<!doctype html><html><head><meta charset="utf-8"><title>bnbench report</title><style>
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -45,6 +45,7 @@ def build(paths: list[str], out_dir: str | Path) -> Path:
         "# bnbench report", "",
         f"{len(runs)} run(s) from {', '.join(map(str, paths))}; devices: "
         f"{', '.join(sorted(map(str, runs['device'].dropna().unique())))}.", "",
+        render_runs.not_run_section(load_skipped(paths)),
         render_runs.runs_section(runs),
         render_runs.curves_section(load_metrics(runs), load_bn_params(runs), out_dir),
         render_steps.steps_section(load_step_times(runs), out_dir),

@@ -121,3 +121,35 @@ def load_step_times(runs: pd.DataFrame) -> pd.DataFrame:
                                global_batch=row.global_batch, seed=row.seed))
     cols = ["run", "variant", "world_size", "global_batch", "seed", *rundir.STEP_TIMES_COLUMNS]
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+
+
+def _skipped_files(paths: Iterable[str | Path]) -> list[Path]:
+    found: set[Path] = set()
+    for p in map(Path, paths):
+        if p.is_dir():
+            found.update(p.rglob(rundir.SKIPPED))
+    return sorted(found)
+
+
+def load_skipped(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """Variants a launcher was asked for and did not run: every `skipped.csv` under `paths`.
+
+    Columns: variant, reason, path (the folder holding the record). Empty when nothing was skipped
+    or no launcher left a record.
+
+        <out>/skipped.csv = "variant,reason\\nsync,no CUDA\\n"
+        -> load_skipped([out]) == [{"variant": "sync", "reason": "no CUDA", "path": "<out>"}]
+    """
+    cols = [*rundir.SKIPPED_COLUMNS, "path"]
+    frames = []
+    for f in _skipped_files(paths):
+        try:
+            s = pd.read_csv(f, dtype=str, keep_default_na=False)
+        except (OSError, ValueError, pd.errors.ParserError) as e:
+            warnings.warn(f"skipping {f}: unreadable ({e})", stacklevel=2)
+            continue
+        if missing := set(rundir.SKIPPED_COLUMNS) - set(s.columns):
+            warnings.warn(f"skipping {f}: no {', '.join(sorted(missing))} column", stacklevel=2)
+            continue
+        frames.append(s[list(rundir.SKIPPED_COLUMNS)].assign(path=str(f.parent)))
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
