@@ -43,7 +43,7 @@ def test_compare_on_cpu_runs_each_variant_and_reports(data_dir, tmp_path):
                  "--report", tmp_path / "report", "--epochs", "1", "--limit-train", "1024",
                  "--limit-test", "500", "--no-profile", "--data-dir", data_dir, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
-    runs = sorted(d.name for d in (tmp_path / "runs").iterdir())
+    runs = [d.name for d in rundir.find_run_dirs([tmp_path / "runs"])]  # skipped.csv sits beside them
     assert runs == ["lenet-nn-ws1-b256-s0", "lenet-scratch-ws1-b256-s0", "lenet-sync-ws1-b256-s0"]
     sync_config = rundir.read_json(tmp_path / "runs" / "lenet-sync-ws1-b256-s0" / rundir.CONFIG)
     assert "no synchronisation" in sync_config["bn_description"]
