@@ -90,7 +90,8 @@ def test_gpu_check_cpu_smoke_runs_every_piece(tmp_path, data_dir):
         modes = f.read().splitlines()
     assert len(modes) == 2 and modes[1].startswith("lenet,nn,64,eager,none,")
     with open(out / "overhead.csv") as f:
-        assert sorted(line.split(",")[1] for line in f.read().splitlines()[1:]) == ["bare", "harness", "profiled"]
+        arms = sorted(line.split(",")[1] for line in f.read().splitlines()[1:])
+    assert arms == ["bare", "bare+marks", "harness", "profiled"]
     with open(out / "micro.csv") as f:
         assert len(f.read().splitlines()) == 1 + 20
     assert (out / "report" / "micro_ratio_to_copy.png").stat().st_size > 0
