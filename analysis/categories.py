@@ -32,7 +32,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from analysis.traces import CPU_CATS, GPU_CATS, LAUNCH_CATS, map_names
+from analysis.events import CPU_CATS, GPU_CATS, LAUNCH_CATS, map_names
 
 # (category, kernel-name regex, CPU-op-name regex); first match wins.
 RULES: list[tuple[str, str, str]] = [

@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.categories import CATEGORIES, NCCL, classify
+from analysis.events import GPU_CATS, map_names, step_windows
 from analysis.timespans import busy_per_window
-from analysis.traces import GPU_CATS, map_names, step_windows
 
 STEP_KEYS = ["rank", "step"]
 

@@ -306,12 +306,12 @@ def test_docstring_examples():
     import doctest
 
     import analysis.categories
+    import analysis.events
     import analysis.timespans
     import analysis.kernels
     import analysis.render_kernels
-    import analysis.traces
 
     for module in (analysis.categories, analysis.timespans, analysis.kernels,
-                   analysis.render_kernels, analysis.traces):
+                   analysis.render_kernels, analysis.events):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
