@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import re
 
-import re
-
 import numpy as np
 import pandas as pd
 
