@@ -215,7 +215,10 @@ def scaling_table(group_stats_df: pd.DataFrame) -> pd.DataFrame:
 
     Baseline is world size 1 of the same variant, per-rank batch and every other config column
     (`SCALING_KEY`); speedup = eps(W) / eps(1) with a log delta-method interval, efficiency =
-    speedup / W. Without a world-size-1 baseline speedup is NaN and the note says so.
+    speedup / W. Without a world-size-1 baseline speedup is NaN and the note says so. A
+    synchronised variant over the whole world (bn_group_size == world_size, as run directories
+    record it) scales against its world-size-1 run; a smaller group (sync over 2 of 4 ranks) is
+    another configuration.
 
     Example:
         variant per_rank_batch world_size examples_per_s_mean    speedup efficiency
@@ -227,13 +230,18 @@ def scaling_table(group_stats_df: pd.DataFrame) -> pd.DataFrame:
                          "examples_per_s_ci95_low", "examples_per_s_ci95_high")
     _require(group_stats_df, need, "group_stats table")
     rows = []
-    gs = group_stats_df[group_stats_df["n_seeds"] > 0]
-    for key, cfg in gs.groupby(list(SCALING_KEY), dropna=False, sort=True):
+    gs = group_stats_df[group_stats_df["n_seeds"] > 0].copy()
+    # A synchronised BN over the whole world has group size W at world size W (1 at the baseline):
+    # weak scaling compares it across W as one configuration, so group on "whole world" (0).
+    whole = gs["variant"].isin(SYNCHRONISING) & (gs["bn_group_size"] == gs["world_size"])
+    gs["_scaling_group"] = gs["bn_group_size"].where(~whole, 0)
+    key_cols = [c if c != "bn_group_size" else "_scaling_group" for c in SCALING_KEY]
+    for key, cfg in gs.groupby(key_cols, dropna=False, sort=True):
         base = cfg[cfg["world_size"] == 1]
         for r in cfg.sort_values("world_size").to_dict("records"):
             w = r["world_size"]
-            out = {**dict(zip(SCALING_KEY, key)), "world_size": w, "global_batch": r["global_batch"],
-                   "n_seeds": r["n_seeds"]}
+            out = {**dict(zip(SCALING_KEY, key)), "bn_group_size": r["bn_group_size"], "world_size": w,
+                   "global_batch": r["global_batch"], "n_seeds": r["n_seeds"]}
             for s in ("mean", "ci95_low", "ci95_high"):
                 out[f"examples_per_s_{s}"] = r[f"examples_per_s_{s}"]
             note = ""

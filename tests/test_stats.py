@@ -281,6 +281,19 @@ def test_scaling_speedup_and_efficiency_by_hand():
         assert sc.loc[key, "note"] == "no world size 1 baseline"
 
 
+def test_whole_world_sync_scales_against_its_world_size_1_run():
+    # As run directories record it: a synchronising variant's group is the whole world (W of W).
+    sc = scaling_table(group_stats(make_runs(
+        {"variant": "scratch-sync", "world_size": 1, "bn_group_size": 1, "examples_per_s": [1000.0, 1010.0]},
+        {"variant": "scratch-sync", "world_size": 2, "bn_group_size": 2, "examples_per_s": [1500.0, 1515.0]},
+        {"variant": "scratch-sync", "world_size": 4, "bn_group_size": 4, "examples_per_s": [2800.0, 2828.0]},
+        {"variant": "scratch-sync", "world_size": 4, "bn_group_size": 2, "examples_per_s": [3000.0, 3030.0]},
+    ))).set_index(["world_size", "bn_group_size"])
+    assert sc.loc[(2, 2), "speedup"] == pytest.approx((1500.0 + 1515.0) / (1000.0 + 1010.0))
+    assert sc.loc[(4, 4), "efficiency"] == pytest.approx((2800.0 + 2828.0) / (1000.0 + 1010.0) / 4)
+    assert sc.loc[(4, 2), "note"] == "no world size 1 baseline"  # sync over 2 of 4: another configuration
+
+
 def test_effective_bn_batch_per_variant():
     runs = make_runs(
         {"variant": "nn", "world_size": 4, "per_rank_batch": 16, "test_acc": [0.86, 0.88]},
