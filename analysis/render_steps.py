@@ -18,6 +18,7 @@ from analysis.steptimes import NOISY_IQR_OVER_MEDIAN, rank_stats, run_stats  # n
 STEPS_PNG = "step_times_by_rank.png"
 STEPS_CSV = "step_times_by_rank.csv"
 MAX_BOXES = 24  # one box per (run, rank); past this the plot is unreadable and is left out
+MAX_NOISY_LISTED = 8  # the noisiest run-rank pairs are named; the rest are counted
 
 
 def plot_steps(steps: pd.DataFrame, path: Path) -> None:
@@ -50,15 +51,22 @@ def steps_section(steps: pd.DataFrame, out_dir: Path) -> str:
     md = ["## Step times by rank", "",
           "Every rank's measured steps (milliseconds; warm-up and profiled steps excluded). The row gives "
           "the slowest rank's median, p90 and IQR/median; *slowest/fastest p50* is that median over the "
-          "fastest rank's — under DDP the faster ranks wait for the slowest at every all-reduce. Every "
-          f"rank's numbers are in `{STEPS_CSV}`.", "",
+          "fastest rank's. Under DDP every step ends in the same gradient all-reduce, so a faster rank's "
+          "wait for the slowest is inside its own step and the ratio stays near 1 even with a straggler; "
+          "a ratio well above 1 means the ranks' clocks or step boundaries disagree. Which rank computes "
+          "and which waits shows in the kernel section's communication share per rank. Every rank's "
+          f"numbers are in `{STEPS_CSV}`.", "",
           to_markdown(view, ".4g"), ""]
     noisy = ranks[ranks["noisy"]]
     if len(noisy):
         md += [f"**Noisy:** IQR/median above {NOISY_IQR_OVER_MEDIAN:.0%} — treat these medians with care "
                "(shared machine, clock changes, a neighbour, or too few steps):", ""]
+        worst = noisy.sort_values("iqr_over_median", ascending=False)
         md += [f"- {r.run} rank {r.rank}: IQR/median {r.iqr_over_median:.1%} over {r.steps} steps"
-               for r in noisy.itertuples(index=False)]
+               for r in worst.head(MAX_NOISY_LISTED).itertuples(index=False)]
+        if len(worst) > MAX_NOISY_LISTED:
+            md += [f"- … and {len(worst) - MAX_NOISY_LISTED} more of {len(ranks)} run-rank pairs "
+                   f"(`noisy` in `{STEPS_CSV}`)"]
         md += [""]
     if len(ranks) <= MAX_BOXES:
         plot_steps(steps, out_dir / STEPS_PNG)

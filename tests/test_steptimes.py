@@ -95,3 +95,15 @@ def test_section_warns_about_noisy_ranks_only(tmp_path):
 
 def test_section_is_empty_without_step_times(tmp_path):
     assert render_steps.steps_section(load_step_times(pd.DataFrame(columns=["run", "path"])), tmp_path) == ""
+
+
+def test_section_names_the_noisiest_pairs_and_counts_the_rest(tmp_path):
+    # Two alternating values 1 and 1 + d: IQR d, median 1 + d/2, so every run is noisy (d >= 0.2).
+    runs = [_steps(f"run{i:02d}", {0: [1.0, 1.0 + (i + 2) / 10] * 10})
+            for i in range(render_steps.MAX_NOISY_LISTED + 3)]
+    md = render_steps.steps_section(pd.concat(runs), tmp_path)
+    listed = [line for line in md.splitlines() if line.startswith("- run")]
+    # IQR/median grows with i, so the listed ones are the last MAX_NOISY_LISTED runs, noisiest first.
+    n = render_steps.MAX_NOISY_LISTED
+    assert [line.split()[1] for line in listed] == [f"run{i:02d}" for i in range(n + 2, 2, -1)]
+    assert f"- … and 3 more of {n + 3} run-rank pairs" in md
