@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 
 from analysis.mdtable import to_markdown  # noqa: E402
 from analysis.stats import (  # noqa: E402
-    CONFIG_KEY, SCALING_KEY, accuracy_vs_per_rank_batch, group_stats, pairwise, scaling_table,
+    CONFIG_KEY, SCALING_LINE_KEY, accuracy_vs_per_rank_batch, group_stats, pairwise, scaling_table,
 )
 
 CSV_NAMES = {"groups": "sweep_groups.csv", "pairwise": "sweep_pairwise.csv",
@@ -78,7 +78,7 @@ def _plot_lines(df: pd.DataFrame, x: str, metric: str, scale: float, label_cols:
 
 
 def _plot_scaling(scaling: pd.DataFrame, path: Path) -> None:
-    _plot_lines(scaling, "world_size", "examples_per_s", 1.0, _varying(scaling, SCALING_KEY),
+    _plot_lines(scaling, "world_size", "examples_per_s", 1.0, _varying(scaling, SCALING_LINE_KEY),
                 "world size (ranks)", "examples/s (global)",
                 "Throughput vs world size (fixed per-rank batch), 95 % CI", path)
 
@@ -169,7 +169,7 @@ def sweep_section(runs_df: pd.DataFrame, out_dir: str | Path) -> str:
                                           "estimate [95 % CI]", "verdict"]]), ""]
 
     if scaling["world_size"].nunique() > 1:
-        scols = _varying(scaling, SCALING_KEY)
+        scols = _varying(scaling, SCALING_LINE_KEY)
         sview = scaling[scols + ["world_size", "n_seeds", "examples_per_s_mean"]].copy()
         sview["speedup"] = _interval(scaling["speedup"], scaling["speedup_ci95_low"],
                                      scaling["speedup_ci95_high"], ".2f")

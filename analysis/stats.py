@@ -208,6 +208,20 @@ def compare_variants(runs_df: pd.DataFrame, metric: str, a: str, b: str) -> pd.D
 
 
 SCALING_KEY: tuple[str, ...] = tuple(c for c in CONFIG_KEY if c not in ("world_size", "global_batch"))
+# What one weak-scaling line holds fixed: SCALING_KEY with the group size read as a scope
+# ("local", "world", or "k ranks"), since a whole-world group grows with the world size.
+SCALING_LINE_KEY: tuple[str, ...] = tuple("bn_scope" if c == "bn_group_size" else c for c in SCALING_KEY)
+
+
+def bn_scope(variant: str, bn_group_size: int, world_size: int) -> str:
+    """'local' (one rank's samples), 'world' (every rank's) or 'k ranks' (a group of k).
+
+    >>> bn_scope("nn", 1, 4), bn_scope("sync", 4, 4), bn_scope("sync", 1, 1), bn_scope("sync", 2, 4)
+    ('local', 'world', 'world', '2 ranks')
+    """
+    if variant in SYNCHRONISING and bn_group_size in (0, world_size):
+        return "world"
+    return "local" if bn_group_size <= 1 else f"{int(bn_group_size)} ranks"
 
 
 def scaling_table(group_stats_df: pd.DataFrame) -> pd.DataFrame:
@@ -232,15 +246,13 @@ def scaling_table(group_stats_df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     gs = group_stats_df[group_stats_df["n_seeds"] > 0].copy()
     # A synchronised BN over the whole world has group size W at world size W (1 at the baseline):
-    # weak scaling compares it across W as one configuration, so group on "whole world" (0).
-    whole = gs["variant"].isin(SYNCHRONISING) & (gs["bn_group_size"] == gs["world_size"])
-    gs["_scaling_group"] = gs["bn_group_size"].where(~whole, 0)
-    key_cols = [c if c != "bn_group_size" else "_scaling_group" for c in SCALING_KEY]
-    for key, cfg in gs.groupby(key_cols, dropna=False, sort=True):
+    # weak scaling compares it across W as one configuration, so lines are keyed on its scope.
+    gs["bn_scope"] = [bn_scope(v, g, w) for v, g, w in zip(gs["variant"], gs["bn_group_size"], gs["world_size"])]
+    for key, cfg in gs.groupby(list(SCALING_LINE_KEY), dropna=False, sort=True):
         base = cfg[cfg["world_size"] == 1]
         for r in cfg.sort_values("world_size").to_dict("records"):
             w = r["world_size"]
-            out = {**dict(zip(SCALING_KEY, key)), "bn_group_size": r["bn_group_size"], "world_size": w,
+            out = {**dict(zip(SCALING_LINE_KEY, key)), "bn_group_size": r["bn_group_size"], "world_size": w,
                    "global_batch": r["global_batch"], "n_seeds": r["n_seeds"]}
             for s in ("mean", "ci95_low", "ci95_high"):
                 out[f"examples_per_s_{s}"] = r[f"examples_per_s_{s}"]
@@ -263,7 +275,7 @@ def scaling_table(group_stats_df: pd.DataFrame) -> pd.DataFrame:
                         "efficiency_ci95_high": hi / w, "note": note})
             rows.append(out)
     columns = list(SCALING_KEY) + [
-        "world_size", "global_batch", "n_seeds", "examples_per_s_mean", "examples_per_s_ci95_low",
+        "bn_scope", "world_size", "global_batch", "n_seeds", "examples_per_s_mean", "examples_per_s_ci95_low",
         "examples_per_s_ci95_high", "speedup", "speedup_ci95_low", "speedup_ci95_high",
         "efficiency", "efficiency_ci95_low", "efficiency_ci95_high", "note"]
     return pd.DataFrame(rows, columns=columns)

@@ -292,6 +292,7 @@ def test_whole_world_sync_scales_against_its_world_size_1_run():
     assert sc.loc[(2, 2), "speedup"] == pytest.approx((1500.0 + 1515.0) / (1000.0 + 1010.0))
     assert sc.loc[(4, 4), "efficiency"] == pytest.approx((2800.0 + 2828.0) / (1000.0 + 1010.0) / 4)
     assert sc.loc[(4, 2), "note"] == "no world size 1 baseline"  # sync over 2 of 4: another configuration
+    assert sc["bn_scope"].to_dict() == {(1, 1): "world", (2, 2): "world", (4, 4): "world", (4, 2): "2 ranks"}
 
 
 def test_effective_bn_batch_per_variant():
