@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 
 from analysis.mdtable import to_markdown  # noqa: E402
 from analysis.stats import (  # noqa: E402
-    CONFIG_KEY, SCALING_LINE_KEY, accuracy_vs_per_rank_batch, group_stats, pairwise, scaling_table,
+    CONFIG_KEY, PAIR_KEY, SCALING_LINE_KEY, accuracy_vs_per_rank_batch, group_stats, pairwise, scaling_table,
 )
 
 CSV_NAMES = {"groups": "sweep_groups.csv", "pairwise": "sweep_pairwise.csv",
@@ -157,7 +157,7 @@ def sweep_section(runs_df: pd.DataFrame, out_dir: str | Path) -> str:
            f"![test accuracy and examples/s per configuration]({PNG_NAMES['bars']})", ""]
 
     if not pairs.empty:
-        pcols = _varying(pairs, [c for c in CONFIG_KEY if c != "variant"], keep=())
+        pcols = _varying(pairs, list(PAIR_KEY), keep=())
         shown = pairs[pairs["metric"].isin(["test_acc", "examples_per_s", "step_ms_p50"])].copy()
         shown["estimate [95 % CI]"] = [
             "–" if pd.isna(e) else

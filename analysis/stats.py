@@ -134,8 +134,9 @@ def group_stats(runs_df: pd.DataFrame, metrics=None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def _variant_rank(v: str) -> tuple[int, str]:
-    return (VARIANT_ORDER.index(v), v) if v in VARIANT_ORDER else (len(VARIANT_ORDER), v)
+def _variant_rank(label: str) -> tuple[int, str]:
+    v = label.split(" (")[0]
+    return (VARIANT_ORDER.index(v), label) if v in VARIANT_ORDER else (len(VARIANT_ORDER), label)
 
 
 def _verdict(spec: MetricSpec, a: str, b: str, est: float, lo: float, hi: float) -> str:
@@ -155,7 +156,22 @@ def _verdict(spec: MetricSpec, a: str, b: str, est: float, lo: float, hi: float)
     return f"{winner} {spec.better}: {s * d:+.{p}f}{spec.unit} [{s * dlo:.{p}f}, {s * dhi:.{p}f}]"
 
 
-PAIR_KEY: tuple[str, ...] = tuple(c for c in CONFIG_KEY if c != "variant")
+# Variants are paired within a configuration minus the variant and its group size: the group size
+# follows from the variant (local ones 1, synchronising ones the world), and comparing nn with
+# scratch-sync at world size 2 is the question. A group other than the variant's own (sync over 2 of
+# 4 ranks) is named in the pair's label, e.g. "sync (2 ranks)".
+PAIR_KEY: tuple[str, ...] = tuple(c for c in CONFIG_KEY if c not in ("variant", "bn_group_size"))
+
+
+def pair_label(variant: str, bn_group_size: int, world_size: int) -> str:
+    """The variant's name, with its BN scope when that is not the variant's own.
+
+    >>> pair_label("sync", 4, 4), pair_label("nn", 1, 4), pair_label("sync", 2, 4)
+    ('sync', 'nn', 'sync (2 ranks)')
+    """
+    scope = bn_scope(variant, bn_group_size, world_size)
+    own = "world" if variant in SYNCHRONISING else "local"
+    return variant if scope == own else f"{variant} ({scope})"
 
 
 def pairwise(runs_df: pd.DataFrame, metrics=None, pairs=None) -> pd.DataFrame:
@@ -176,7 +192,8 @@ def pairwise(runs_df: pd.DataFrame, metrics=None, pairs=None) -> pd.DataFrame:
     gs = gs[gs["n_seeds"] > 0]
     rows = []
     for key, cfg in gs.groupby(list(PAIR_KEY), dropna=False, sort=True):
-        by_variant = {v: r for v, r in zip(cfg["variant"], cfg.to_dict("records"))}
+        by_variant = {pair_label(r["variant"], r["bn_group_size"], r["world_size"]): r
+                      for r in cfg.to_dict("records")}
         if pairs is None:
             chosen = combinations(sorted(by_variant, key=_variant_rank), 2)
         else:

@@ -281,6 +281,22 @@ def test_scaling_speedup_and_efficiency_by_hand():
         assert sc.loc[key, "note"] == "no world size 1 baseline"
 
 
+def test_local_and_whole_world_variants_pair_at_the_same_world_size():
+    # As run directories record group sizes: nn 1, scratch-sync over the world 4, sync over 2 of 4.
+    runs = make_runs(
+        {"variant": "nn", "world_size": 4, "bn_group_size": 1, "examples_per_s": [4000.0, 4040.0]},
+        {"variant": "scratch-sync", "world_size": 4, "bn_group_size": 4, "examples_per_s": [3000.0, 3030.0]},
+        {"variant": "sync", "world_size": 4, "bn_group_size": 2, "examples_per_s": [2000.0, 2020.0]},
+        {"variant": "sync", "world_size": 4, "bn_group_size": 4, "examples_per_s": [1000.0, 1010.0]},
+    )
+    got = pairwise(runs, metrics=("examples_per_s",))
+    est = {(a, b): e for a, b, e in zip(got["variant_a"], got["variant_b"], got["estimate"])}
+    assert est[("nn", "scratch-sync")] == pytest.approx(3015.0 / 4020.0)
+    assert est[("nn", "sync")] == pytest.approx(1005.0 / 4020.0)
+    assert est[("sync", "sync (2 ranks)")] == pytest.approx(2010.0 / 1005.0)
+    assert len(est) == 6  # every pair of the four configurations, none lost to a shared name
+
+
 def test_whole_world_sync_scales_against_its_world_size_1_run():
     # As run directories record it: a synchronising variant's group is the whole world (W of W).
     sc = scaling_table(group_stats(make_runs(
