@@ -40,7 +40,7 @@ from bench.errors import EXIT_USAGE, UsageError
 from bench.model import MODELS, build_model
 from bench.norms import make_norm
 from bench.profiling import ACTIVE, WAIT, WARMUP
-from bench.timing import StepTimer, percentile
+from bench.timing import StepTimer, gc_paused, percentile
 from bench.plan import N_TRAIN
 from bench.train import train
 
@@ -67,20 +67,21 @@ def bare_loop(cfg: TrainConfig, device: torch.device, skip: int, marks: bool = F
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         order = torch.randperm(len(data.train_x), generator=gen)[: steps * B].view(steps, B).to(device)
         first = skip if epoch == 0 else 0
-        for i in range(steps):
-            if i == first:
+        with gc_paused():  # as bench.train does: the arms differ in harness, not in collector pauses
+            for i in range(steps):
+                if i == first:
+                    spans.append(_clock(device))
+                idx = order[i]
+                x, y = data.train_x[idx], data.train_y[idx]
+                loss = F.cross_entropy(net(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if timer is not None:
+                    timer.mark()
+            if first < steps:
                 spans.append(_clock(device))
-            idx = order[i]
-            x, y = data.train_x[idx], data.train_y[idx]
-            loss = F.cross_entropy(net(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if timer is not None:
-                timer.mark()
-        if first < steps:
-            spans.append(_clock(device))
-            measured += steps - first
+                measured += steps - first
         if timer is not None:
             timer.read_ms()
     seconds = sum(_elapsed_s(a, b) for a, b in zip(spans[::2], spans[1::2]))

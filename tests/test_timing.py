@@ -1,12 +1,16 @@
-"""Step timing: marks at step boundaries, durations read once, percentiles."""
+"""Step timing: marks at step boundaries, durations read once, percentiles, the paused collector."""
 from __future__ import annotations
 
+import gc
 import time
 
 import pytest
 import torch
 
-from bench.timing import StepTimer, percentile
+from bench import step as step_mod
+from bench import train as train_mod
+from bench.config import TrainConfig
+from bench.timing import StepTimer, gc_paused, percentile
 
 
 def test_cpu_marks_give_one_duration_per_step_and_start_over():
@@ -27,3 +31,36 @@ def test_percentile_interpolates_like_numpy():
     assert percentile(values, 50) == pytest.approx(2.5)
     assert percentile(values, 90) == pytest.approx(4.4)  # numpy.percentile([1,2,3,5], 90, 'linear')
     assert percentile([], 50) != percentile([], 50)  # NaN for no values
+
+
+def test_gc_paused_keeps_the_collector_off_inside_and_restores_it():
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError):
+        with gc_paused():
+            assert not gc.isenabled()
+            raise RuntimeError("a failing step")
+    assert gc.isenabled()  # restored on the way out of an exception too
+    gc.disable()
+    try:
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()
+
+
+def test_train_steps_run_with_the_collector_paused(tmp_path, data_dir, monkeypatch):
+    seen = []
+    real = step_mod.make_step
+
+    def spying_make_step(*a, **k):
+        inner = real(*a, **k)
+        run = inner.run
+        inner.run = lambda x, y: seen.append(gc.isenabled()) or run(x, y)
+        return inner
+
+    monkeypatch.setattr(train_mod, "make_step", spying_make_step)
+    train_mod.train(TrainConfig(variant="nn", epochs=2, batch_size=64, limit_train=640, limit_test=64,
+                                profile=False, device="cpu", data_dir=str(data_dir), out=str(tmp_path)))
+    assert len(seen) == 20 and not any(seen)
+    assert gc.isenabled()
