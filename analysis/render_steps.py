@@ -29,7 +29,12 @@ def plot_steps(steps: pd.DataFrame, path: Path) -> None:
                flierprops={"markersize": 2})
     ax.set_yticks(range(1, len(groups) + 1), [f"{run} · rank {rank}" for (run, rank), _ in groups], fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("step time (ms)")
+    # A few extreme steps (a neighbour, a page fault) would squash every box into a corner: the axis
+    # ends past the largest 99th percentile and the caption counts what lies beyond it.
+    right = 1.15 * max(g.quantile(0.99) for _, g in groups)
+    beyond = int(sum((g > right).sum() for _, g in groups))
+    ax.set_xlim(left=0, right=right)
+    ax.set_xlabel("step time (ms)" + (f"; {beyond} step(s) beyond the axis, in the CSV" if beyond else ""))
     ax.set_title("Measured step times per rank")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
