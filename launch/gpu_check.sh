@@ -4,9 +4,10 @@
 #   PYTHONPATH=. OUT=/path/to/out launch/gpu_check.sh            # on the GPU machine, from the repo root
 #   OUT=/tmp/smoke launch/gpu_check.sh --cpu-smoke                 # the same pieces, tiny, on CPU
 #
-# Pieces, each under its own time limit (480 s in all; about 4-5 minutes expected) so one slow piece
+# Pieces, each under its own time limit (510 s in all; about 4-5 minutes expected) so one slow piece
 # cannot eat the others' time:
-#   1. tests/test_gpu.py: k graph replays == k eager steps (running stats included), graph via bench.train
+#   1. tests/test_gpu.py: k graph replays == k eager steps (running stats included), graph via bench.train;
+#      tests/test_gpu_syncbn.py: scratch-sync == nn.SyncBatchNorm on CUDA tensors
 #   2. bench.modes: eager vs graph examples/s, nn and scratch, batch 256 and 1024 (issue 7: graph/eager >= 3.5
 #      for nn at 256)
 #   3. bench.overhead: bare loop vs harness (budget 3 %), profiler configured vs off (budget 2 %), and the
@@ -47,7 +48,7 @@ if [[ $SMOKE -eq 1 ]]; then
 else
   "$PY" -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))'
   nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,utilization.gpu --format=csv || true
-  piece test_gpu 90 "$PY" -m pytest -q -x tests/test_gpu.py
+  piece test_gpu 120 "$PY" -m pytest -q tests/test_gpu.py tests/test_gpu_syncbn.py
   piece modes 110 "$PY" -m bench.modes --data-dir "$DATA" --variants nn,scratch --batches 256,1024 \
     --modes eager,graph --epochs 2 --limit-test 1000 --out "$OUT/runs" --csv "$OUT/modes.csv"
   piece overhead 120 "$PY" -m bench.overhead --data-dir "$DATA" --variant nn --batch-size 256 --epochs 2 \
