@@ -46,6 +46,9 @@ VARIANT_ORDER: tuple[str, ...] = VARIANTS
 SYNC_VARIANTS = frozenset(SYNCHRONISING)
 LOCAL_VARIANTS = frozenset(VARIANTS) - SYNC_VARIANTS
 ONE_SEED_NOTE = "1 seed: no interval"
+# With two seeds t_0.975,1 = 12.7: the interval is honest but too wide to say much (and for a positive
+# quantity such as examples/s it can reach below zero); say so next to it.
+TWO_SEEDS_NOTE = "2 seeds: t = 12.7, interval very wide"
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,8 @@ def _group_note(group: pd.DataFrame, complete: pd.DataFrame) -> str:
         notes.append("no complete run")
     elif len(complete) == 1:
         notes.append(ONE_SEED_NOTE)
+    elif len(complete) == 2:
+        notes.append(TWO_SEEDS_NOTE)
     if "seed" in complete.columns and complete["seed"].duplicated().any():
         notes.append("repeated seed")
     excluded = group.loc[group["status"] != COMPLETE, "status"].value_counts()

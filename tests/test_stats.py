@@ -110,6 +110,13 @@ def test_one_seed_group_has_no_interval_and_a_note():
     assert r["note"] == ONE_SEED_NOTE == "1 seed: no interval"
 
 
+def test_two_seed_group_says_its_interval_is_wide():
+    r = group_stats(make_runs({"examples_per_s": [1000.0, 3000.0]})).iloc[0]
+    assert f"t = {T_TABLE[1]:.1f}" in r["note"] and "very wide" in r["note"]
+    # mean 2000, s = 1414.2: the t interval reaches below zero, which is why the note is there
+    assert r["examples_per_s_ci95_low"] == pytest.approx(2000.0 - T_TABLE[1] * 1000.0)
+
+
 def test_incomplete_runs_are_excluded_and_counted():
     runs = make_runs({"test_acc": [0.80, 0.84, 0.10, math.nan],
                       "status": ["complete", "complete", "failed", "diverged"]})
@@ -117,7 +124,7 @@ def test_incomplete_runs_are_excluded_and_counted():
     assert r["n_seeds"] == 2 and r["n_incomplete"] == 2
     assert r["test_acc_mean"] == pytest.approx(0.82)
     assert r["test_acc_std"] == pytest.approx(math.sqrt(0.0008))  # (0.02² + 0.02²) / 1
-    assert r["note"] == "excluded: diverged 1, failed 1"
+    assert r["note"] == "2 seeds: t = 12.7, interval very wide; excluded: diverged 1, failed 1"
 
 
 def test_config_with_only_failed_runs_has_zero_seeds():
