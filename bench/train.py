@@ -159,8 +159,8 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path, resume: bool = 
                 idx = rows[i]
                 x, y = data.train_x[idx], data.train_y[idx]
                 outputs.put(i, *step(x, y))
+                prof.step()  # before the mark: the window's trace export lands in an untimed step
                 timer.mark()
-                prof.step()
                 if (bad := guard.first_bad_step(outputs, i, steps)) is not None:
                     break
         step_ms = timer.read_ms()
@@ -171,7 +171,7 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path, resume: bool = 
         if info.device.type == "cuda":
             torch.cuda.synchronize(info.device)
         epoch_s = time.perf_counter() - t0
-        first = skip if epoch == start else 0
+        first = max(0, skip - (epoch - start) * steps)  # a window longer than an epoch spills into the next
         timed = step_ms[first:]
         timed_s = _reduce(torch.tensor(sum(timed) / 1e3, dtype=torch.float64, device=info.device),
                           tdist.ReduceOp.MAX).item()  # the slowest rank sets the pace

@@ -64,3 +64,14 @@ def test_train_steps_run_with_the_collector_paused(tmp_path, data_dir, monkeypat
                                 profile=False, device="cpu", data_dir=str(data_dir), out=str(tmp_path)))
     assert len(seen) == 20 and not any(seen)
     assert gc.isenabled()
+
+
+def test_untimed_first_steps_carry_over_when_the_profiler_window_outlasts_an_epoch(tmp_path, data_dir):
+    # 4 steps an epoch; the profiler's 7 window steps and 5 warm-up steps are the attempt's first 12
+    # steps, so only epoch 4 is timed: the window's end (and its trace export) in epoch 2 is not.
+    cfg = TrainConfig(variant="nn", epochs=4, batch_size=256, limit_train=1024, limit_test=64, profile=True,
+                      warmup_steps=5, device="cpu", data_dir=str(data_dir), out=str(tmp_path))
+    summary = train_mod.train(cfg)
+    rows = (tmp_path / summary["run_name"] / "step_times.csv").read_text().splitlines()[1:]
+    assert summary["measured_steps"] == 4 * 4 - (7 + 5)
+    assert sorted({int(r.split(",")[1]) for r in rows}) == [4]  # the epoch column
