@@ -88,9 +88,10 @@ class Viewer:
 
 @pytest.fixture(scope="module")
 def run_dir(data_dir, tmp_path_factory) -> Path:
-    """Two epochs, so every scalar (examples/s leaves out epoch 1's profiled steps) has a point."""
+    """Two epochs of 8 steps. The first 12 (profiler window, warm-up) are untimed, so examples/s has
+    a point for epoch 2 only; every other scalar has both."""
     out = tmp_path_factory.mktemp("runs")
-    p = torchrun(2, "bench.train", "--variant", "nn", "--epochs", "2", "--limit-train", "1024",
+    p = torchrun(2, "bench.train", "--variant", "nn", "--epochs", "2", "--limit-train", "2048",
                  "--limit-test", "500", "--data-dir", data_dir, "--out", out)
     assert p.returncode == 0, p.stderr[-3000:]
     return out / RUN
