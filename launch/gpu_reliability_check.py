@@ -1,5 +1,6 @@
 """GPU checks of the README's "When things go wrong" section: --deterministic repeats,
-kill-and-resume equality, divergence step on CUDA, and the divergence guard's cost (check every 50 steps vs only at epoch ends).
+kill-and-resume equality, divergence step on CUDA, and the divergence guard's cost (check every
+50 steps vs only at epoch ends).
 
     OUT=/tmp/out python launch/gpu_reliability_check.py /usr/share/datasets/fashion-mnist
 
