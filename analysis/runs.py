@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import pandas as pd
 
@@ -74,20 +74,34 @@ def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
     return df.sort_values(["variant", "world_size", "global_batch", "seed", "run"], ignore_index=True)
 
 
-def load_metrics(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per-epoch metrics of every run in `runs`, with the run's grouping columns attached."""
+GROUP_COLUMNS = ("run", "variant", "world_size", "global_batch", "seed")  # attached to per-run tables
+
+
+def _per_run_csv(runs: pd.DataFrame, name: str, columns: Iterable[str], missing_ok: bool,
+                 fill: Mapping[str, object] | None = None) -> pd.DataFrame:
+    """`name` read from every run directory in `runs`, GROUP_COLUMNS attached, then `columns`.
+
+    An unreadable file is skipped with a warning naming it; so is a missing one unless
+    `missing_ok`. `fill` gives a value for a column an older file lacks."""
     frames = []
     for row in runs.itertuples(index=False):
-        f = Path(row.path) / rundir.METRICS
-        try:
-            m = pd.read_csv(f)
-        except (OSError, ValueError, pd.errors.ParserError) as e:
-            warnings.warn(f"skipping {f}: unreadable ({e})", stacklevel=2)
+        f = Path(row.path) / name
+        if missing_ok and not f.is_file():
             continue
-        frames.append(m.assign(run=row.run, variant=row.variant, world_size=row.world_size,
-                               global_batch=row.global_batch, seed=row.seed))
-    cols = ["run", "variant", "world_size", "global_batch", "seed", *rundir.METRICS_COLUMNS]
+        try:
+            table = pd.read_csv(f)
+        except (OSError, ValueError, pd.errors.ParserError) as e:
+            warnings.warn(f"skipping {f}: unreadable ({e})", stacklevel=3)
+            continue
+        table = table.assign(**{k: v for k, v in (fill or {}).items() if k not in table.columns})
+        frames.append(table.assign(**{c: getattr(row, c) for c in GROUP_COLUMNS}))
+    cols = [*GROUP_COLUMNS, *columns]
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+
+
+def load_metrics(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per-epoch metrics of every run in `runs`, with the run's grouping columns attached."""
+    return _per_run_csv(runs, rundir.METRICS, rundir.METRICS_COLUMNS, missing_ok=False)
 
 
 def load_bn_params(runs: pd.DataFrame) -> pd.DataFrame:
@@ -105,22 +119,7 @@ def load_step_times(runs: pd.DataFrame) -> pd.DataFrame:
     """Every measured step of every rank of every run in `runs` (STEP_TIMES_COLUMNS), with the run's
     grouping columns attached. Run directories written before step_times.csv had a `rank` column
     hold rank 0's steps only, and are read as such."""
-    frames = []
-    for row in runs.itertuples(index=False):
-        f = Path(row.path) / rundir.STEP_TIMES
-        if not f.is_file():
-            continue
-        try:
-            s = pd.read_csv(f)
-        except (OSError, ValueError, pd.errors.ParserError) as e:
-            warnings.warn(f"skipping {f}: unreadable ({e})", stacklevel=2)
-            continue
-        if "rank" not in s.columns:
-            s = s.assign(rank=0)
-        frames.append(s.assign(run=row.run, variant=row.variant, world_size=row.world_size,
-                               global_batch=row.global_batch, seed=row.seed))
-    cols = ["run", "variant", "world_size", "global_batch", "seed", *rundir.STEP_TIMES_COLUMNS]
-    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+    return _per_run_csv(runs, rundir.STEP_TIMES, rundir.STEP_TIMES_COLUMNS, missing_ok=True, fill={"rank": 0})
 
 
 def _skipped_files(paths: Iterable[str | Path]) -> list[Path]:
