@@ -175,7 +175,7 @@ def pair_label(variant: str, bn_group_size: int, world_size: int) -> str:
     ('sync', 'nn', 'sync (2 ranks)')
     """
     scope = bn_scope(variant, bn_group_size, world_size)
-    own = "world" if variant in SYNCHRONISING else "local"
+    own = "world" if variant in SYNC_VARIANTS else "local"
     return variant if scope == own else f"{variant} ({scope})"
 
 
@@ -241,7 +241,7 @@ def bn_scope(variant: str, bn_group_size: int, world_size: int) -> str:
     >>> bn_scope("nn", 1, 4), bn_scope("sync", 4, 4), bn_scope("sync", 1, 1), bn_scope("sync", 2, 4)
     ('local', 'world', 'world', '2 ranks')
     """
-    if variant in SYNCHRONISING and bn_group_size in (0, world_size):
+    if variant in SYNC_VARIANTS and bn_group_size in (0, world_size):
         return "world"
     return "local" if bn_group_size <= 1 else f"{int(bn_group_size)} ranks"
 
