@@ -25,8 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
-FIXTURE = (Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "traces"
-           / "external" / "a100_ddp_ws2" / "rank0.json.gz")
+FIXTURE = REPO / "tests" / "data" / "traces" / "external" / "a100_ddp_ws2" / "rank0.json.gz"
 
 
 def replicate(doc: dict, target_bytes: int) -> bytes:

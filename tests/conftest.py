@@ -1,4 +1,4 @@
-"""Shared fixtures: real Fashion-MNIST laid out once per session, and the shared trace fixtures."""
+"""Shared fixtures: real Fashion-MNIST laid out once per session, and the real traces in tests/data."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,7 +18,7 @@ def data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def traces_dir() -> Path:
-    """The shared real-trace fixtures: ``<repo>/../shared/fixtures/traces``. Missing is a failure."""
-    path = REPO.parent / "shared" / "fixtures" / "traces"
+    """Real kineto traces kept in the repository (provenance: tests/data/traces/PROVENANCE.md)."""
+    path = REPO / "tests" / "data" / "traces"
     assert path.is_dir(), f"trace fixtures not found at {path}"
     return path
