@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ import pandas as pd
 from analysis.categories import CATEGORIES, NCCL, classify
 from analysis.events import GPU_CATS, map_names, step_windows
 from analysis.timespans import busy_per_window
+from bench.errors import UsageError, cli, one_line_warnings
 
 STEP_KEYS = ["rank", "step"]
 
@@ -194,22 +194,28 @@ def step_timeline(events: pd.DataFrame, rank: int = 0, step: int | None = None) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from analysis.tracedirs import load_runs  # loading stays out of the transforms above
-
     p = argparse.ArgumentParser(prog="python -m analysis.kernels", description=__doc__.split("\n")[0])
     p.add_argument("trace_dirs", nargs="+", type=Path, metavar="TRACE_DIR")
     p.add_argument("-o", "--out", type=Path, required=True)
     args = p.parse_args(argv)
-    missing = [str(d) for d in args.trace_dirs if not d.exists()]
+    return cli("analysis.kernels", lambda: _run(args.trace_dirs, args.out))
+
+
+def _run(trace_dirs: list[Path], out: Path) -> int:
+    from analysis.tracedirs import load_runs  # loading stays out of the transforms above
+
+    missing = [str(d) for d in trace_dirs if not d.exists()]
     if missing:
-        print(f"analysis.kernels: error: no such directory: {', '.join(missing)}", file=sys.stderr)
-        return 2
-    warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
-    try:
-        runs = load_runs(args.trace_dirs)
-    except ValueError as e:  # no traces at all, or two files claiming one rank
-        print(f"analysis.kernels: error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(f"no such directory: {', '.join(missing)}")
+    with one_line_warnings():
+        try:
+            runs = load_runs(trace_dirs)
+        except ValueError as e:  # no traces at all, or two files claiming one rank
+            raise UsageError(str(e)) from None
+        return _write_tables(runs, out)
+
+
+def _write_tables(runs: list, out: Path) -> int:
     steps_parts, cat_parts = [], []
     for run in runs:
         print(f"{run.name}: {run.traces.describe_ranks()}", file=sys.stderr)
@@ -223,9 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     steps = steps[meta_cols + [c for c in steps.columns if c not in meta_cols]]
     cats = pd.concat(cat_parts, ignore_index=True)
     cats = cats[meta_cols + [c for c in cats.columns if c not in meta_cols]]
-    args.out.mkdir(parents=True, exist_ok=True)
-    steps.to_csv(args.out / "steps.csv", index=False)
-    cats.to_csv(args.out / "categories.csv", index=False)
+    out.mkdir(parents=True, exist_ok=True)
+    steps.to_csv(out / "steps.csv", index=False)
+    cats.to_csv(out / "categories.csv", index=False)
     table = summarize_steps(steps)
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print("times in microseconds (us); medians over steps")

@@ -16,10 +16,10 @@ import pandas as pd  # noqa: E402
 
 from analysis.mdtable import to_markdown  # noqa: E402
 from analysis.micro import load_micro, micro_table  # noqa: E402
+from bench.rundir import NOISY_IQR_OVER_MEDIAN as NOISY  # noqa: E402
 
 TABLE_COLUMNS = ["shape_name", "shape", "dtype", "impl", "forward_us", "forward_gb_per_s", "forward_x_copy",
                  "forward_backward_us", "forward_backward_gb_per_s", "forward_backward_x_copy"]
-NOISY = 0.10
 
 
 def plot_ratios(table: pd.DataFrame, path: Path) -> None:

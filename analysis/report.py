@@ -8,13 +8,13 @@ import argparse
 import base64
 import re
 import sys
-import warnings
 from pathlib import Path
 
 import markdown
 
 from analysis import render_kernels, render_runs, render_steps, render_sweep
 from analysis.runs import load_bn_params, load_metrics, load_runs, load_skipped, load_step_times
+from bench.errors import UsageError, cli, one_line_warnings
 
 HTML_HEAD = """<!doctype html><html><head><meta charset="utf-8"><title>bnbench report</title><style>
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -64,14 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("paths", nargs="+", help="run directories or folders holding them")
     p.add_argument("-o", "--out", default="reports/latest", help="report directory")
     args = p.parse_args(argv)
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+    return cli("analysis.report", lambda: _run(args.paths, args.out))
+
+
+def _run(paths: list[str], out: str) -> int:
+    with one_line_warnings():
         try:
-            path = build(args.paths, args.out)
+            path = build(paths, out)
         except FileNotFoundError as e:
-            print(f"analysis.report: error: {e}", file=sys.stderr)
-            return 2
+            raise UsageError(str(e)) from None
     print(f"report: {path} (and report.html, summary.csv) in {path.parent}")
     return 0
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-NOISY_IQR_OVER_MEDIAN = 0.10  # torch.utils.benchmark's threshold for "this measurement is noisy"
+from bench.rundir import NOISY_IQR_OVER_MEDIAN  # torch.utils.benchmark's "this measurement is noisy"
 
 RANK_COLUMNS = ("run", "variant", "world_size", "rank", "steps", "step_ms_p50", "step_ms_p90",
                 "step_ms_iqr", "iqr_over_median", "noisy")

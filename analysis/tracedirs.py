@@ -16,6 +16,7 @@ from pathlib import Path
 import msgspec
 
 from analysis.traces import TraceSet, find_trace_files, load_traces
+from bench import rundir  # the format module; it imports no torch
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,9 @@ def find_trace_dirs(path: Path | str) -> list[Path]:
     own JSON files are config and metrics, not traces.
     """
     path = Path(path)
-    if (path / "traces").is_dir():
-        return find_trace_dirs(path / "traces")
-    if (path / "config.json").is_file():
+    if (path / rundir.TRACES).is_dir():
+        return find_trace_dirs(path / rundir.TRACES)
+    if rundir.is_run_dir(path):
         return []
     if find_trace_files(path):
         return [path]
@@ -47,12 +48,12 @@ def find_trace_dirs(path: Path | str) -> list[Path]:
 
 def run_dir_of(trace_dir: Path) -> Path:
     """``run/traces`` → ``run``; a bare folder of traces is its own run."""
-    return trace_dir.parent if trace_dir.name == "traces" else trace_dir
+    return trace_dir.parent if trace_dir.name == rundir.TRACES else trace_dir
 
 
 def read_run_meta(run_dir: Path) -> dict:
     """``variant`` and ``world_size`` from ``run_dir/config.json`` when present."""
-    config = run_dir / "config.json"
+    config = run_dir / rundir.CONFIG
     if not config.is_file():
         return {}
     data = msgspec.json.decode(config.read_bytes())

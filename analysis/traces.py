@@ -2,7 +2,7 @@
 
 One file per rank, as ``tensorboard_trace_handler`` writes them (``*.pt.trace.json[.gz]``), or any
 ``*.json[.gz]`` that holds a kineto trace; other files in the folder (TensorBoard event files that
-bench.tblog writes next to the traces) are not read. Finding the folders of a set of runs is
+bench.run.scalars writes next to the traces) are not read. Finding the folders of a set of runs is
 :mod:`analysis.tracedirs`; the category groups and the pure transforms over this table (step
 windows, per-name lookups) are :mod:`analysis.events`. Only complete ("X") events of the categories
 the analysis uses are kept, with these columns:
@@ -119,9 +119,7 @@ def find_trace_files(trace_dir: Path) -> list[Path]:
 
 def read_trace_bytes(path: Path) -> bytes:
     data = Path(path).read_bytes()
-    if path.name.endswith(".gz"):
-        data = gzip.decompress(data)
-    return data
+    return gzip.decompress(data) if path.name.endswith(".gz") else data
 
 
 @dataclass(frozen=True)
@@ -141,14 +139,11 @@ def parse_trace(data: bytes, path: Path) -> _RawTrace:
             if e.cat in _READ_CATS and e.ph == "X" and type(e.pid) is int and type(e.tid) is int]
     no_args = _Args()
     args = [e.args or no_args for e in kept]
-    columns = dict(cat=[e.cat for e in kept],
-                   name=[e.name for e in kept], ts_us=[e.ts for e in kept],
-                   dur_us=[e.dur for e in kept], pid=[e.pid for e in kept],
-                   tid=[e.tid for e in kept], correlation=[a.correlation for a in args],
-                   seq=[a.seq for a in args])
+    columns = dict(cat=[e.cat for e in kept], name=[e.name for e in kept], ts_us=[e.ts for e in kept],
+                   dur_us=[e.dur for e in kept], pid=[e.pid for e in kept], tid=[e.tid for e in kept],
+                   correlation=[a.correlation for a in args], seq=[a.seq for a in args])
     info = trace.distributedInfo or _DistributedInfo()
-    return _RawTrace(path, info.rank, info.world_size, info.backend,
-                     trace.baseTimeNanoseconds, columns)
+    return _RawTrace(path, info.rank, info.world_size, info.backend, trace.baseTimeNanoseconds, columns)
 
 
 def rank_from_file_name(path: Path) -> int | None:

@@ -1,12 +1,60 @@
-"""The one exception type that means "the user asked for something impossible"."""
+"""Usage errors, exit codes and the one way every command reports them. Imports no torch.
+
+A usage error is the user asking for something impossible: bad flags, missing data, a configuration
+that cannot run. Commands raise :class:`UsageError` anywhere below them and wrap their body in
+:func:`cli`, which prints one line ``<prog>: error: <message>`` on stderr and returns exit code 2 —
+never a traceback, never a half-written run directory.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import warnings
+from typing import Callable, Iterator
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGED = 0, 1, 2, 3
 
 
 class UsageError(Exception):
-    """Bad flags, missing data, impossible configuration.
+    """Bad flags, missing data, impossible configuration: one line naming the problem and the fix."""
 
-    Entry points catch it, print one line naming the problem and the fix, and exit with code 2 —
-    never a traceback, never a half-written run directory.
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line and exit code 2, without the usage block.
+
+    >>> OneLineParser(prog="demo").format_usage().startswith("usage: demo")
+    True
     """
 
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
-EXIT_USAGE = 2
+
+def cli(prog: str, body: Callable[[], int]) -> int:
+    """Run a command's body; a UsageError becomes one line on stderr and exit code 2.
+
+    >>> def bad() -> int:
+    ...     raise UsageError("--reps must be >= 20")
+    >>> cli("demo", bad)
+    2
+    """
+    try:
+        return body()
+    except UsageError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Within the block, warnings print as ``warning: <message>`` (no file and line), each time they
+    occur; the previous formatter and filters come back afterwards."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        saved = warnings.formatwarning
+        warnings.formatwarning = lambda msg, *args, **kwargs: f"warning: {msg}\n"
+        try:
+            yield
+        finally:
+            warnings.formatwarning = saved

@@ -8,8 +8,8 @@
                                peak memory, status
                 bn_params.csv  final BN scale, shift and running statistics per layer and channel
                 traces/        one gzip'd kineto Chrome trace per rank (worker name rank<r>) and rank 0's
-                               TensorBoard event file of the metrics.csv scalars (bench.tblog)
-                checkpoint.pt  state at the last epoch end, for --resume (bench.checkpoint)
+                               TensorBoard event file of the metrics.csv scalars (bench.run.scalars)
+                checkpoint.pt  state at the last epoch end, for --resume (bench.run.checkpoint)
     <out>/skipped.csv          variants a launcher was asked for but did not start (SKIPPED_COLUMNS:
                                variant, reason); written by launch.compare, header only when none
 
@@ -34,11 +34,18 @@ SKIPPED_COLUMNS = ("variant", "reason")
 STEP_TIMES_COLUMNS = ("rank", "epoch", "step", "step_ms")
 METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "test_acc", "examples_per_s", "epoch_s")
 BN_PARAMS_COLUMNS = ("layer", "channel", "weight", "bias", "running_mean", "running_var")
+# summary.json's "status". A finished run (complete, or diverged: a result, and a re-run would diverge
+# again) is never resumed or re-run; "running" is also what a killed run leaves behind.
 STATUSES = ("running", "complete", "diverged", "failed")
+FINISHED = ("complete", "diverged")
 # The BN variants a run can name (config.json's "variant"), and which of them synchronise statistics
-# across ranks; bench.norms builds them, analysis groups by them.
+# across ranks; bench.bn builds them, analysis groups by them.
 VARIANTS = ("scratch", "nn", "sync", "scratch-sync")
 SYNCHRONISING = ("sync", "scratch-sync")
+VARIANT_NAMES = {"scratch": "from-scratch BN (textbook)", "nn": "nn.BatchNorm1d/2d",
+                 "sync": "nn.SyncBatchNorm", "scratch-sync": "from-scratch cross-rank BN"}
+# A set of timings whose IQR over median exceeds this is flagged noisy (torch.utils.benchmark's rule).
+NOISY_IQR_OVER_MEDIAN = 0.10
 
 
 def _umask() -> int:

@@ -22,7 +22,6 @@ import torch
 from analysis import report
 from bench import rundir
 
-DEFAULT_VARIANTS = ("scratch", "nn", "sync", "scratch-sync")
 SYNC_ON_CPU_RANKS = "nn.SyncBatchNorm refuses CPU tensors"
 
 
@@ -50,7 +49,8 @@ def command(variant: str, nproc: int, out: str, extra: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="launch.compare", description=__doc__.splitlines()[0])
-    p.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS))
+    p.add_argument("--variants", nargs="+", default=list(rundir.VARIANTS), choices=rundir.VARIANTS,
+                   metavar="VARIANT", help=f"BN variants to run, in order (default: {' '.join(rundir.VARIANTS)})")
     p.add_argument("--nproc", type=int, default=None,
                    help="ranks per run (default: all visible GPUs, or 1 on CPU)")
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -2,7 +2,7 @@
 
 Precedence, lowest first: `--preset`, then the TOML file (`--config`), then flags. A cell is one
 (seed, world size, batch, variant); its bench.train arguments and its run name (the one bench.train
-will give it, from bench.plan.run_name) are fixed here, so a finished cell can be found again.
+will give it, from bench.run.plan.run_name) are fixed here, so a finished cell can be found again.
 
 TOML keys are the matrix flags with underscores, plus a [train] table of other bench.train options
 by their TrainConfig field names:
@@ -24,7 +24,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.config import TrainConfig, build_parser, from_argv
+from bench.run.config import TrainConfig, build_parser, from_argv
 from bench.errors import UsageError
 
 MATRIX_KEYS = ("variants", "world_sizes", "batch_sizes", "per_rank_batch_sizes", "seeds", "epochs", "out")
@@ -130,7 +130,7 @@ def merge(toml: dict, flags: dict, passthrough: list[str]) -> tuple[dict, list[s
 
 def build(matrix: dict, train_args: list[str]) -> Sweep:
     """Every cell of the matrix, seeds outermost (a partial sweep already has every configuration)."""
-    from bench.plan import run_name  # torch; only once there is something to build
+    from bench.run.plan import run_name  # torch; only once there is something to build
 
     if any(not isinstance(w, int) or w < 1 for w in matrix["world_sizes"]):
         raise UsageError(f"world sizes {matrix['world_sizes']}: each must be a whole number of at least 1")

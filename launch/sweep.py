@@ -19,7 +19,6 @@ analysis.report writes the report (seed intervals, variant comparisons, scaling)
 """
 from __future__ import annotations
 
-import argparse
 import signal
 import subprocess
 import sys
@@ -28,10 +27,9 @@ from pathlib import Path
 from typing import TextIO
 
 from bench import rundir
-from bench.errors import EXIT_USAGE, UsageError
+from bench.errors import OneLineParser, UsageError, cli
+from bench.rundir import FINISHED
 from launch.matrix import PRESETS, Cell, Sweep, build, load_toml, merge
-
-FINISHED = ("complete", "diverged")  # diverged is a result, and a re-run would diverge again
 LOG_TAIL_LINES = 8
 
 
@@ -79,7 +77,7 @@ def check_devices(sweep: Sweep) -> str:
     """Where the ranks will run, in words; UsageError when a world size cannot get its GPUs."""
     import torch
 
-    from bench import dist
+    from bench.run import dist
 
     device = dist.resolve_device(sweep.config.device, 0)
     if device.type != "cuda":
@@ -95,17 +93,32 @@ def check_devices(sweep: Sweep) -> str:
 
 def validate_cells(sweep: Sweep) -> None:
     """bench.train's own checks for every cell before anything runs (a bad cell fails now, not hours in)."""
-    from bench import dist
-    from bench.config import from_argv
-    from bench.plan import validate
+    from bench.run import dist
+    from bench.run.config import from_argv
+    from bench.run.plan import resolve
 
     for cell in sweep.cells:
         cfg = from_argv([*cell.train_args, "--overwrite"])
-        validate(cfg, cell.world_size, dist.resolve_device(cfg.device, 0))
+        resolve(cfg, cell.world_size, dist.resolve_device(cfg.device, 0))
 
 
 def _record(sweep: Sweep, results: list[dict], started: str) -> None:
     rundir.write_json(sweep.out / "sweep.json", {"matrix": sweep.spec, "started": started, "cells": results})
+
+
+def _run_cell(cell: Cell, overwrite: bool, log: Path) -> int:
+    """Run one cell with its output in ``log``; its exit code."""
+    with open(log, "w") as f:
+        proc = subprocess.Popen(command(cell, overwrite=overwrite), stdout=f, stderr=subprocess.STDOUT)
+        try:
+            return proc.wait()
+        except BaseException:  # Ctrl-C or SIGTERM: take the cell's processes down with us
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
 
 
 def run(sweep: Sweep, out: TextIO | None = None) -> int:
@@ -134,17 +147,7 @@ def run(sweep: Sweep, out: TextIO | None = None) -> int:
         leftover = state != "missing"
         log = logs / f"{cell.run_name}.log"
         t = time.perf_counter()
-        with open(log, "w") as f:
-            proc = subprocess.Popen(command(cell, overwrite=leftover), stdout=f, stderr=subprocess.STDOUT)
-            try:
-                rc = proc.wait()
-            except BaseException:  # Ctrl-C or SIGTERM: take the cell's processes down with us
-                proc.terminate()
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                raise
+        rc = _run_cell(cell, leftover, log)
         dt = time.perf_counter() - t
         took_s.setdefault(cell.world_size, []).append(dt)
         final = cell_state(sweep.out / cell.run_name)
@@ -182,25 +185,20 @@ def dry_run(sweep: Sweep, out: TextIO | None = None) -> None:
               f"{' '.join(command(cell, overwrite=state not in ('missing', *FINISHED)))}", file=out or sys.stdout)
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(EXIT_USAGE, f"launch.sweep: error: {message} (see --help)\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _OneLineParser(prog="launch.sweep", allow_abbrev=False,  # --variant must not mean --variants
-                                description=__doc__.splitlines()[0],
-                                epilog="Every other flag goes to each bench.train run (e.g. --limit-train N).")
+def build_parser() -> OneLineParser:
+    p = OneLineParser(prog="launch.sweep", allow_abbrev=False,  # --variant must not mean --variants
+                      description=__doc__.splitlines()[0],
+                      epilog="Every other flag goes to each bench.train run (e.g. --limit-train N).")
     p.add_argument("--config", metavar="FILE.toml", help="matrix from a TOML file (see launch/matrix.py)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="seed: LeNet, 10 epochs, batch 256, lr 1.0, "
                    "scratch and nn, 5 seeds")
-    p.add_argument("--variants", nargs="+")
-    p.add_argument("--world-sizes", nargs="+", type=int)
+    p.add_argument("--variants", nargs="+", help="BN variants, one cell each (default nn)")
+    p.add_argument("--world-sizes", nargs="+", type=int, help="ranks per run; 1 runs one process (default 1)")
     batch = p.add_mutually_exclusive_group()
     batch.add_argument("--batch-sizes", nargs="+", type=int, help="global batches")
     batch.add_argument("--per-rank-batch-sizes", nargs="+", type=int, help="global = per-rank × world size")
-    p.add_argument("--seeds", nargs="+", type=int)
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--seeds", nargs="+", type=int, help="seeds, one cell each (default 0)")
+    p.add_argument("--epochs", type=int, help="epochs of every cell (default 10)")
     p.add_argument("--out", help="parent of the run directories (default: runs)")
     p.add_argument("--report", metavar="DIR", help="report directory (default: <out>/report)")
     p.add_argument("--no-report", action="store_true", help="skip the report after the cells")
@@ -208,23 +206,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _prepare(args, passthrough: list[str]) -> Sweep:
+    """The sweep to run, every cell checked and the data in place; UsageError otherwise."""
+    matrix, train_args = merge(load_toml(args.config) if args.config else {}, vars(args), passthrough)
+    sweep = build(matrix, train_args)
+    validate_cells(sweep)
+    where = check_devices(sweep)
+    if args.dry_run:
+        print(f"launch.sweep: {len(sweep.cells)} cells on {where}; runs in {sweep.out}")
+        return sweep
+    from bench.run.data import prepare
+    prepare(sweep.config.data_dir, sweep.config.download)  # missing data fails once, not in every cell
+    print(f"launch.sweep: {where}", flush=True)
+    return sweep
+
+
 def main(argv: list[str] | None = None) -> int:
     args, passthrough = build_parser().parse_known_args(argv)
-    try:
-        matrix, train_args = merge(load_toml(args.config) if args.config else {}, vars(args), passthrough)
-        sweep = build(matrix, train_args)
-        validate_cells(sweep)
-        where = check_devices(sweep)
-        if args.dry_run:
-            print(f"launch.sweep: {len(sweep.cells)} cells on {where}; runs in {sweep.out}")
-            dry_run(sweep)
-            return 0
-        from bench.data import prepare
-        prepare(sweep.config.data_dir, sweep.config.download)  # missing data fails once, not in every cell
-        print(f"launch.sweep: {where}", flush=True)
-    except UsageError as e:
-        print(f"launch.sweep: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    return cli("launch.sweep", lambda: _main(args, passthrough))
+
+
+def _main(args, passthrough: list[str]) -> int:
+    sweep = _prepare(args, passthrough)
+    if args.dry_run:
+        dry_run(sweep)
+        return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # unwinds through run()
     try:
         rc = run(sweep)

@@ -1,6 +1,7 @@
 """Shared fixtures: real Fashion-MNIST laid out once per session, and the real traces in tests/data."""
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     """torchvision's FashionMNIST/raw layout, built from Debian's dataset-fashion-mnist files."""
-    from bench import data
+    from bench.run import data
 
     return data.prepare(tmp_path_factory.mktemp("fashion-mnist"))
 
@@ -22,3 +23,13 @@ def traces_dir() -> Path:
     path = REPO / "tests" / "data" / "traces"
     assert path.is_dir(), f"trace fixtures not found at {path}"
     return path
+
+
+@pytest.fixture
+def keep_process_state():
+    """In-process runs install a SIGTERM handler and may switch on deterministic algorithms."""
+    import torch
+    handler = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, handler)
+    torch.use_deterministic_algorithms(False)

@@ -24,7 +24,6 @@ import io
 import multiprocessing as mp
 import os
 import queue
-import socket
 import time
 import traceback
 from collections.abc import Callable
@@ -34,7 +33,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["COLLECTIVES", "CountCollectives", "free_port", "run_workers"]
+from tests.procs import free_port
+
+__all__ = ["COLLECTIVES", "CountCollectives", "run_workers"]
 
 # how often the parent looks for dead workers while waiting for results
 _POLL_S = 0.2
@@ -88,13 +89,6 @@ class CountCollectives:
         return taken
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _worker(  # runs in the worker process
     fn: Callable[..., Any],
     rank: int,
@@ -135,6 +129,62 @@ def _context() -> mp.context.BaseContext:
     return ctx
 
 
+def _start(ctx, fn, world_size: int, timeout_s: float, args: tuple, results: mp.Queue) -> list:
+    """One worker process per rank, meeting on a fresh port."""
+    port = free_port()
+    # the fork server, started by the first run, reads OMP_NUM_THREADS when it imports torch
+    saved_omp = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    processes = []
+    try:
+        for rank in range(world_size):
+            process = ctx.Process(target=_worker, args=(fn, rank, world_size, port, timeout_s, args, results),
+                                  daemon=True)
+            process.start()
+            processes.append(process)
+    finally:
+        if saved_omp is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = saved_omp
+    return processes
+
+
+def _next_result(name: str, results: mp.Queue, processes: list, payloads: dict, remaining: float):
+    """(rank, ok, payload) of the next rank to report, or None to keep waiting; RuntimeError when a
+    rank exited without reporting."""
+    try:
+        return results.get(timeout=min(_POLL_S, remaining))
+    except queue.Empty:
+        dead = {r: p.exitcode for r, p in enumerate(processes) if r not in payloads and p.exitcode is not None}
+        if not dead:
+            return None
+        # a rank may have queued its result just before exiting: give it a moment
+        try:
+            return results.get(timeout=1.0)
+        except queue.Empty:
+            raise RuntimeError(f"{name}: ranks exited without a result (exit codes {dead})") from None
+
+
+def _collect(name: str, world_size: int, timeout_s: float, results: mp.Queue, processes: list) -> dict:
+    deadline = time.monotonic() + timeout_s
+    payloads: dict[int, bytes] = {}
+    while len(payloads) < world_size:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            missing = sorted(set(range(world_size)) - payloads.keys())
+            raise TimeoutError(f"{name}: ranks {missing} of {world_size} did not finish within {timeout_s} s "
+                               f"(a collective that some rank never joined?)")
+        got = _next_result(name, results, processes, payloads, remaining)
+        if got is None:
+            continue
+        rank, ok, payload = got
+        if not ok:
+            raise RuntimeError(f"{name} failed on rank {rank}:\n{payload}")
+        payloads[rank] = payload
+    return payloads
+
+
 def run_workers(
     fn: Callable[..., Any], world_size: int, *args: Any, timeout_s: float = 60
 ) -> list[Any]:
@@ -145,58 +195,10 @@ def run_workers(
     """
     ctx = _context()
     results: mp.Queue = ctx.Queue()
-    port = free_port()
-    # the fork server, started by the first run, reads OMP_NUM_THREADS when it imports torch
-    saved_omp = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = "1"
-    processes = []
-    try:
-        for rank in range(world_size):
-            process = ctx.Process(
-                target=_worker,
-                args=(fn, rank, world_size, port, timeout_s, args, results),
-                daemon=True,
-            )
-            process.start()
-            processes.append(process)
-    finally:
-        if saved_omp is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = saved_omp
-
-    name = getattr(fn, "__name__", repr(fn))
-    deadline = time.monotonic() + timeout_s
+    processes = _start(ctx, fn, world_size, timeout_s, args, results)
     payloads: dict[int, bytes] = {}
     try:
-        while len(payloads) < world_size:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                missing = sorted(set(range(world_size)) - payloads.keys())
-                raise TimeoutError(
-                    f"{name}: ranks {missing} of {world_size} did not finish "
-                    f"within {timeout_s} s (a collective that some rank never joined?)"
-                )
-            try:
-                rank, ok, payload = results.get(timeout=min(_POLL_S, remaining))
-            except queue.Empty:
-                dead = {
-                    r: p.exitcode
-                    for r, p in enumerate(processes)
-                    if r not in payloads and p.exitcode is not None
-                }
-                if not dead:
-                    continue
-                # a rank may have queued its result just before exiting: give it a moment
-                try:
-                    rank, ok, payload = results.get(timeout=1.0)
-                except queue.Empty:
-                    raise RuntimeError(
-                        f"{name}: ranks exited without a result (exit codes {dead})"
-                    ) from None
-            if not ok:
-                raise RuntimeError(f"{name} failed on rank {rank}:\n{payload}")
-            payloads[rank] = payload
+        payloads = _collect(getattr(fn, "__name__", repr(fn)), world_size, timeout_s, results, processes)
     finally:
         for process in processes:
             if process.is_alive() and len(payloads) < world_size:
@@ -206,7 +208,4 @@ def run_workers(
             if process.is_alive():
                 process.kill()
                 process.join()
-
-    return [
-        torch.load(io.BytesIO(payloads[rank]), weights_only=False) for rank in range(world_size)
-    ]
+    return [torch.load(io.BytesIO(payloads[rank]), weights_only=False) for rank in range(world_size)]

@@ -16,9 +16,9 @@ import torch.distributed as tdist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from bench import dist
-from bench.model import build_model
-from bench.norms import make_norm
+from bench.run import dist
+from bench.nets import build_model
+from bench.bn import make_norm
 
 GLOBAL_BATCH, STEPS, LR = 16, 2, 0.5
 VARIANTS = ("nn", "scratch")

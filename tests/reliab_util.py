@@ -2,45 +2,18 @@
 from __future__ import annotations
 
 import csv
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
+from tests.procs import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
 TINY = ["--limit-train", "512", "--limit-test", "200", "--batch-size", "64", "--no-profile"]
 OUTCOME_COLUMNS = ("epoch", "train_loss", "train_acc", "test_acc")  # not the timing columns
-
-
-@pytest.fixture
-def keep_process_state():
-    """In-process runs install a SIGTERM handler and may switch on deterministic algorithms."""
-    import torch
-    handler = signal.getsignal(signal.SIGTERM)
-    yield
-    signal.signal(signal.SIGTERM, handler)
-    torch.use_deterministic_algorithms(False)
-
-
-def env(**extra: str) -> dict:
-    e = {k: v for k, v in os.environ.items()
-         if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT",
-                      "TORCHELASTIC_RESTART_COUNT")}
-    e.update(PYTHONPATH=str(ROOT), KINETO_LOG_LEVEL="5", PYTHONUNBUFFERED="1", **extra)
-    return e
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def train_cmd(*args: str) -> list[str]:

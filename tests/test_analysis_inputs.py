@@ -2,7 +2,6 @@
 never pooled. Run directories here are written by hand (the format is plain JSON/CSV)."""
 from __future__ import annotations
 
-import gzip
 import json
 import shutil
 

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from tests.reliab_util import PY, env
+from tests.procs import env
+from tests.reliab_util import PY
 
 # The child writes version 1, then dies by SIGKILL at the chosen moment of writing version 2:
 # after half the bytes reached the file ("write"), or with all bytes written but before the

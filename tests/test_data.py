@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from bench import data
+from bench.run import data
 from bench.errors import UsageError
 
 

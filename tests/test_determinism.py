@@ -6,11 +6,11 @@ import os
 
 import torch
 
-from tests.reliab_util import TINY, keep_process_state, read_rows  # noqa: F401 (fixtures)
+from tests.reliab_util import TINY, read_rows
 
 
 def test_same_seed_same_metrics(tmp_path, data_dir, monkeypatch, keep_process_state):
-    from bench.train import main
+    from bench.run.train import main
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)

@@ -9,10 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.data import load
-from bench.model import build_model
-from bench.norms import make_norm
-from tests.reliab_util import TINY, env, keep_process_state, torchrun_cmd  # noqa: F401 (fixtures)
+from bench.run.data import load
+from bench.nets import build_model
+from bench.bn import make_norm
+from tests.procs import env
+from tests.reliab_util import TINY, torchrun_cmd
 
 LR = "1e36"  # large enough that the loss overflows within the first epoch
 
@@ -37,7 +38,8 @@ def first_nonfinite_step(data_dir, lr: float, world_size: int = 1, batch: int = 
 
 @pytest.mark.parametrize("every", [1, 5])
 def test_diverged_run_stops_at_the_step(every, tmp_path, data_dir, keep_process_state):
-    from bench.train import EXIT_DIVERGED, main
+    from bench.errors import EXIT_DIVERGED
+    from bench.run.train import main
     out = tmp_path / "runs"
     rc = main(TINY + ["--data-dir", str(data_dir), "--out", str(out), "--run-name", "d", "--epochs", "2",
                       "--lr", LR, "--check-finite-every", str(every)])

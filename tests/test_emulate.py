@@ -8,13 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from bench import emulate
-from bench.emulate import EmulatedRanksNorm
+from bench.bn import emulate
+from bench.bn.emulate import EmulatedRanksNorm
 from bench.errors import UsageError
-from bench.model import build_model
-from bench.norms import ScratchBatchNorm, make_norm
+from bench.nets import build_model
+from bench.bn import ScratchBatchNorm, make_norm
 from bench.rundir import default_run_name
-from bench.train import main as train_main
+from bench.run.train import main as train_main
 from tests.procs import REPO, env
 from tests.emulate_worker import LR, STEPS, VARIANTS, fixed_data
 
@@ -129,7 +129,7 @@ def test_bad_emulation_exits_2_without_a_run_dir(tmp_path, capsys):
 def real_two_rank(tmp_path_factory) -> dict:
     """Both local variants trained two steps on 2 real gloo ranks (one torchrun launch)."""
     out = tmp_path_factory.mktemp("real") / "real.pt"
-    proc = subprocess.run(_torchrun(2, "-m", "tests.emulate_worker", str(out)), cwd=REPO, env=env(),
+    proc = subprocess.run(_torchrun(2, "-m", "tests.emulate_worker", str(out)), cwd=REPO, env=env(OMP_NUM_THREADS="1"),
                           capture_output=True, text=True, timeout=TIMEOUT_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return torch.load(out)

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from bench import data as fmnist
-from tests.reliab_util import TINY, env, free_port, keep_process_state, train_cmd  # noqa: F401 (fixtures)
+from bench.run import data as fmnist
+from tests.procs import env, free_port
+from tests.reliab_util import TINY, train_cmd
 
 
 def run_main(argv: list[str], capsys) -> tuple[int, list[str]]:
-    from bench.train import main
+    from bench.run.train import main
     try:
         rc = main(argv)
     except SystemExit as e:  # argparse's own exit for flag errors

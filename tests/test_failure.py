@@ -10,13 +10,15 @@ import time
 import pytest
 import torch
 
-import bench.train
-from tests.reliab_util import TINY, env, keep_process_state, torchrun_cmd, wait_for, worker_pid  # noqa: F401 (fixtures)
+import bench.run.loop
+import bench.run.train
+from tests.procs import env
+from tests.reliab_util import TINY, torchrun_cmd, wait_for, worker_pid
 
 
 def _fail_on_call(n: int, exc: BaseException):
     calls = {"n": 0}
-    real = bench.train.evaluate
+    real = bench.run.loop.evaluate
 
     def evaluate(*a, **k):
         calls["n"] += 1
@@ -32,9 +34,9 @@ def _fail_on_call(n: int, exc: BaseException):
 ])
 def test_exception_is_recorded(exc, fail_on_eval, reason_start, tmp_path, data_dir, monkeypatch, capsys,
                                keep_process_state):
-    monkeypatch.setattr(bench.train, "evaluate", _fail_on_call(fail_on_eval, exc))
+    monkeypatch.setattr(bench.run.loop, "evaluate", _fail_on_call(fail_on_eval, exc))
     out = tmp_path / "runs"
-    rc = bench.train.main(TINY + ["--data-dir", str(data_dir), "--out", str(out), "--run-name", "f",
+    rc = bench.run.train.main(TINY + ["--data-dir", str(data_dir), "--out", str(out), "--run-name", "f",
                                   "--epochs", "3"])
     s = json.loads((out / "f" / "summary.json").read_text())
     assert rc == 1
@@ -82,9 +84,9 @@ def test_report_lists_failed_runs_apart(tmp_path, data_dir, monkeypatch, capsys,
     from analysis.render_runs import runs_section
     from analysis.runs import load_runs
     flags = TINY + ["--data-dir", str(data_dir), "--out", str(tmp_path), "--epochs", "1"]
-    assert bench.train.main(flags + ["--run-name", "good"]) == 0
-    monkeypatch.setattr(bench.train, "evaluate", _fail_on_call(1, RuntimeError("boom: injected")))
-    assert bench.train.main(flags + ["--run-name", "broken"]) == 1
+    assert bench.run.train.main(flags + ["--run-name", "good"]) == 0
+    monkeypatch.setattr(bench.run.loop, "evaluate", _fail_on_call(1, RuntimeError("boom: injected")))
+    assert bench.run.train.main(flags + ["--run-name", "broken"]) == 1
 
     runs = load_runs([tmp_path])
     md = runs_section(runs)

@@ -12,12 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench import data as fmnist
-from bench.config import TrainConfig
-from bench.model import build_model
-from bench.norms import make_norm
-from bench.step import make_step
-from bench.train import train
+from bench.run import data as fmnist
+from bench.run.config import TrainConfig
+from bench.nets import build_model
+from bench.bn import make_norm
+from bench.run.step import make_step
+from bench.run.train import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ def test_k_graph_replays_equal_k_eager_steps(variant, amp):
     for x, y in batches:
         loss_g, logits_g = graph_step(x, y)
         loss_g, logits_g = loss_g.clone(), logits_g.clone()  # static outputs: the next replay overwrites
-        # the reference: the textbook step written out here, not bench.step
+        # the reference: the textbook step written out here, not bench.run.step
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp == "bf16"):
             logits_e = eager_net(x)
             loss_e = F.cross_entropy(logits_e, y)
@@ -92,6 +92,6 @@ def test_graph_mode_trains_like_eager_through_bench_train(tmp_path, data_dir):
 
 
 def test_graph_mode_refuses_sync(tmp_path, data_dir):
-    from bench.train import main
+    from bench.run.train import main
     assert main(["--mode", "graph", "--variant", "sync", "--data-dir", data_dir, "--out", str(tmp_path)]) == 2
     assert list(tmp_path.iterdir()) == []

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.syncnorm import ScratchSyncBatchNorm
+from bench.bn.scratch_sync import ScratchSyncBatchNorm
 from tests.dist_helpers import run_workers
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="nn.SyncBatchNorm needs CUDA tensors")

@@ -13,9 +13,9 @@ import io
 
 import torch
 
-from bench import overhead
-from bench.config import TrainConfig
-from bench.train import train
+from bench.tools import overhead
+from bench.run.config import TrainConfig
+from bench.run.train import train
 from tests.oplog import OpLog
 
 BATCH, FEW, MANY = 64, 4, 8

@@ -3,27 +3,22 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.procs import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 DEADLINE_S = 300
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_nodes_on_loopback_make_one_world_size_2_run(tmp_path, data_dir):
     data = data_dir
     env = {**os.environ, "NNODES": "2", "NPROC_PER_NODE": "1", "RDZV_HOST": "127.0.0.1",
-           "RDZV_PORT": str(_free_port()), "RDZV_ID": f"loopback-{os.getpid()}", "LOCAL_ADDR": "127.0.0.1",
+           "RDZV_PORT": str(free_port()), "RDZV_ID": f"loopback-{os.getpid()}", "LOCAL_ADDR": "127.0.0.1",
            "PYTHON": sys.executable, "KINETO_LOG_LEVEL": "5", "OMP_NUM_THREADS": "1"}
     args = ["bash", str(REPO / "launch" / "multinode.sh"), "--device", "cpu", "--data-dir", str(data),
             "--limit-train", "512", "--limit-test", "100", "--epochs", "1", "--batch-size", "64",

@@ -4,13 +4,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.norms import VARIANTS, ScratchBatchNorm, make_norm
+from bench.bn import VARIANTS, ScratchBatchNorm, make_norm
 
 SHAPES = {2: (32, 5), 4: (16, 5, 6, 7)}
 
 
 def reference_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and biased variance in float64, written independently of bench.norms."""
+    """Per-channel mean and biased variance in float64, written independently of bench.bn."""
     x64 = x.double().transpose(0, 1).reshape(x.shape[1], -1)  # (C, everything else)
     mean = x64.sum(1) / x64.shape[1]
     var = ((x64 - mean[:, None]) ** 2).sum(1) / x64.shape[1]

@@ -9,11 +9,11 @@ import torch
 from torch import nn
 from torch.profiler import profile
 
-from bench import micro, modes, overhead
-from bench.model import build_model, set_bn_labels
-from bench.norms import ScratchBatchNorm, make_norm
-from bench.train import train
-from bench.config import TrainConfig
+from bench.tools import micro, modes, overhead
+from bench.nets import build_model, set_bn_labels
+from bench.bn import ScratchBatchNorm, make_norm
+from bench.run.train import train
+from bench.run.config import TrainConfig
 
 
 def _read(path):

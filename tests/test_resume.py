@@ -6,8 +6,8 @@ import os
 import signal
 import subprocess
 
-from tests.reliab_util import keep_process_state  # noqa: F401 (fixture)
-from tests.reliab_util import TINY, env, read_rows, torchrun_cmd, train_cmd, wait_for, worker_pid
+from tests.procs import env
+from tests.reliab_util import TINY, read_rows, torchrun_cmd, train_cmd, wait_for, worker_pid
 
 EPOCHS = "3"
 
@@ -18,7 +18,7 @@ def _ckpt_epochs(run) -> int:
 
 
 def test_killed_single_process_run_resumes_identically(tmp_path, data_dir, keep_process_state):
-    from bench.train import main
+    from bench.run.train import main
     flags = TINY + ["--data-dir", str(data_dir), "--out", str(tmp_path), "--epochs", EPOCHS, "--variant", "scratch"]
     assert main(flags + ["--run-name", "whole"]) == 0
 

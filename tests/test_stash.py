@@ -1,9 +1,9 @@
-"""bench.stash: what the timed loop dispatches per step, and that the stashed values are the steps'."""
+"""bench.run.outputs: what the timed loop dispatches per step, and that the stashed values are the steps'."""
 from __future__ import annotations
 
 import torch
 
-from bench.stash import StepOutputs
+from bench.run.outputs import StepOutputs
 from tests.oplog import OpLog
 
 

@@ -9,12 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.config import TrainConfig
+from bench.run.config import TrainConfig
 from bench.errors import UsageError
-from bench.model import build_model
-from bench.norms import make_norm
-from bench.step import check_mode, make_step
-from bench.train import main, train
+from bench.nets import build_model
+from bench.bn import make_norm
+from bench.run.step import check_mode, make_step
+from bench.run.train import main, train
 
 
 def _lenet(variant: str, seed: int = 0) -> torch.nn.Module:

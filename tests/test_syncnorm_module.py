@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from bench.syncnorm import ScratchSyncBatchNorm
+from bench.bn.scratch_sync import ScratchSyncBatchNorm
 from tests.dist_helpers import run_workers
 
 

@@ -1,4 +1,4 @@
-"""Viewing: a real 2-rank run served by TensorBoard through analysis.view, checked over HTTP.
+"""Viewing: a real 2-rank run served by TensorBoard through launch.view, checked over HTTP.
 
 Expected values come from the run's own files (trace JSON, metrics.csv), read here independently
 of the plugin.
@@ -21,18 +21,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.view import view_folders
+from launch.view import view_folders
 from bench import rundir
-from tests.procs import REPO, env, torchrun
+from tests.procs import REPO, env, free_port, torchrun
 
 RUN = "lenet-nn-ws2-b256-s0"
 READY_S = 90  # TensorBoard start plus the plugin parsing two small traces; more is a hang
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fetch(port: int, path: str, **query) -> bytes:
@@ -51,21 +45,21 @@ def profiler(port: int, endpoint: str, **query):
 
 
 class Viewer:
-    """``python -m analysis.view`` as a user starts it, with its temp dir and console captured."""
+    """``python -m launch.view`` as a user starts it, with its temp dir and console captured."""
 
     def __init__(self, paths: list[Path], tmp: Path):
         self.port, self.tmp = free_port(), tmp
         self.log = tmp / "view.log"
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "analysis.view", *map(str, paths), "--port", str(self.port)],
+                [sys.executable, "-m", "launch.view", *map(str, paths), "--port", str(self.port)],
                 stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env(TMPDIR=str(tmp)))
 
     def wait_for_runs(self, n: int) -> list[str]:
         """Poll the plugin until it has loaded `n` runs; fail (with the console) after READY_S."""
         deadline = time.monotonic() + READY_S
         while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"analysis.view exited early:\n{self.log.read_text()}"
+            assert self.proc.poll() is None, f"launch.view exited early:\n{self.log.read_text()}"
             try:
                 runs = profiler(self.port, "runs")
                 if not runs["loading"] and len(runs["runs"]) >= n:
@@ -177,7 +171,7 @@ def test_stopping_the_viewer_stops_tensorboard_and_removes_its_links(run_dir, tm
         assert (tree / RUN).is_symlink() and (tree / RUN).resolve() == (run_dir / rundir.TRACES).resolve()
     finally:
         rc = viewer.stop()
-    assert rc == 128 + 15  # SIGTERM, unwound through analysis.view's own clean-up
+    assert rc == 128 + 15  # SIGTERM, unwound through launch.view's own clean-up
     assert not list(tmp_path.glob("bnbench-view-*"))
     assert (run_dir / rundir.TRACES).is_dir() and len(list((run_dir / rundir.TRACES).iterdir())) == 3
     with pytest.raises(OSError):
@@ -205,9 +199,9 @@ def test_view_names_runs_below_the_folder_passed(tmp_path):
     (lambda p: p, "no run directories or trace folders"),
 ])
 def test_view_refuses_paths_without_runs(tmp_path, make, message):
-    p = subprocess.run([sys.executable, "-m", "analysis.view", str(make(tmp_path))], capture_output=True,
-                       text=True, timeout=60, cwd=REPO, env=env())
-    assert p.returncode == 2 and p.stderr.startswith("analysis.view: error:") and message in p.stderr
+    p = subprocess.run([sys.executable, "-m", "launch.view", str(make(tmp_path))], capture_output=True,
+                       text=True, timeout=60, cwd=REPO, env=env(OMP_NUM_THREADS="1"))
+    assert p.returncode == 2 and p.stderr.startswith("launch.view: error:") and message in p.stderr
     assert "Traceback" not in p.stderr
 
 
@@ -222,7 +216,7 @@ def test_trace_loader_skips_the_event_file_beside_the_traces(run_dir):
 
 
 def test_viewing_imports_no_torch():
-    code = "import sys, analysis.view, analysis.tracedirs; print('torch' in sys.modules)"
+    code = "import sys, launch.view, analysis.tracedirs; print('torch' in sys.modules)"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                       cwd=REPO, env=env())
+                       cwd=REPO, env=env(OMP_NUM_THREADS="1"))
     assert p.returncode == 0 and p.stdout.strip() == "False", p.stderr

@@ -13,16 +13,16 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
 
-from bench.model import set_bn_labels
+from bench.nets import set_bn_labels
 
 WAIT, WARMUP, ACTIVE = 1, 2, 4
+WINDOW_STEPS = WAIT + WARMUP + ACTIVE  # steps the profiler touches; the run leaves them untimed
 
 
 class StepProfiler:
-    """Call `step()` after every training step; `window_steps` tells which steps it touched."""
+    """Call `step()` after every training step; the first WINDOW_STEPS steps are the window."""
 
     def __init__(self, trace_dir: Path | None, rank: int, model: torch.nn.Module, device: torch.device):
-        self.window_steps = WAIT + WARMUP + ACTIVE if trace_dir is not None else 0
         self._model = model
         self._steps = 0
         self._prof = None
@@ -41,16 +41,12 @@ class StepProfiler:
         set_bn_labels(model, True)
         self._prof.start()
 
-    @property
-    def active(self) -> bool:
-        return self._prof is not None
-
     def step(self) -> None:
         if self._prof is None:
             return
         self._steps += 1
         self._prof.step()
-        if self._steps >= self.window_steps:
+        if self._steps >= WINDOW_STEPS:
             self.stop()
 
     def stop(self) -> None:

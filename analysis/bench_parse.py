@@ -1,6 +1,6 @@
 """Throughput of the trace loader and of the whole ``python -m analysis.kernels`` command.
 
-    python benchmarks/trace_parse.py [--mb 120] [--source FIXTURE.json.gz]
+    python -m analysis.bench_parse [--mb 120] [--source FIXTURE.json.gz]
 
 Builds a synthetic job of two ranks in a temp dir by repeating a real fixture trace end to end (each
 copy shifted in time, with fresh correlation ids, sequence numbers and ProfilerStep numbers) until the
@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run as a script from anywhere
 FIXTURE = REPO / "tests" / "data" / "traces" / "external" / "a100_ddp_ws2" / "rank0.json.gz"
 
 
@@ -72,14 +70,15 @@ class Timer:
         return f"{n_bytes / 1e6 / self.wall:6.1f} MB/s wall, {n_bytes / 1e6 / self.cpu:6.1f} MB/s CPU"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     from analysis.kernels import main as kernels_main
     from analysis.traces import load_traces, parse_trace
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="analysis.bench_parse", description=__doc__.split("\n")[0])
     p.add_argument("--mb", type=float, default=120.0, help="uncompressed size of the job (MB)")
-    p.add_argument("--source", type=Path, default=FIXTURE)
-    args = p.parse_args()
+    p.add_argument("--source", type=Path, default=FIXTURE, help="gzip'd kineto trace to replicate "
+                   "(default: the A100 DDP fixture in tests/data)")
+    args = p.parse_args(argv)
     doc = json.loads(gzip.decompress(args.source.read_bytes()))
     with tempfile.TemporaryDirectory() as tmp:
         traces = Path(tmp) / "bench_run" / "traces"
@@ -105,7 +104,8 @@ def main() -> None:
         with Timer() as t:
             kernels_main([str(traces.parent), "-o", str(Path(tmp) / "out")])
         print(f"command  {t.rates(total)}  (python -m analysis.kernels, end to end)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,7 +1,7 @@
 """Stop a diverging run at the step where its loss first stops being finite, on every rank at once.
 
 The loop keeps each step's loss on the device (it does already, for the epoch's mean; see
-bench.stash). Every `every` steps, and at the last step of each epoch, the first non-finite entry
+bench.run.outputs). Every `every` steps, and at the last step of each epoch, the first non-finite entry
 since the previous check is found on the device, reduced with MIN over ranks (one tiny
 collective), and read by the host: one synchronisation per check instead of one per step. On CPU
 the read costs nothing, so the default there is every step (the run stops at the very step); on
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as tdist
 
-from bench.stash import StepOutputs
+from bench.run.outputs import StepOutputs
 
 CUDA_EVERY = 50
 _NONE = torch.iinfo(torch.int64).max

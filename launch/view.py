@@ -1,12 +1,12 @@
 """Open runs in TensorBoard: each run's loss/accuracy curves and its profile under one run name.
 
-    python -m analysis.view RUNS... [--port 6006]     # or launch/view.sh RUNS...
+    python -m launch.view RUNS... [--port 6006]     # or launch/view.sh RUNS...
 
 RUNS are run directories, folders holding them, or bare folders of ``*.pt.trace.json[.gz]`` files.
 TensorBoard (with the torch-tb-profiler plugin) serves on 127.0.0.1 only; it reads a temporary tree
 of symbolic links ``<name> -> <run>/traces``, so a run shows as ``<name>`` (not ``<name>/traces``)
 in the scalars dashboard and in the PyTorch Profiler tab alike, with workers ``rank0 … rankN``.
-The tree is removed when TensorBoard stops (Ctrl-C). See docs/viewing.md.
+The tree is removed when TensorBoard stops (Ctrl-C). See docs/traces.md.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from pathlib import Path
 from analysis.tracedirs import find_trace_dirs, run_dir_of
 from analysis.traces import find_trace_files
 from bench import rundir  # the format module; it imports no torch
+from bench.errors import UsageError, cli
 
 DEFAULT_PORT = 6006
 HOST = "127.0.0.1"
@@ -110,29 +111,31 @@ def how_to_open(folders: dict[str, Path], port: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="analysis.view", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="launch.view", description=__doc__.splitlines()[0])
     p.add_argument("paths", nargs="+", metavar="RUNS", help="run directories, folders holding them, "
                    "or folders of *.pt.trace.json.gz files")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port on {HOST} (default {DEFAULT_PORT})")
     args = p.parse_args(argv)
-    missing = [q for q in args.paths if not Path(q).exists()]
-    folders = view_folders([q for q in args.paths if Path(q).exists()])
+    return cli("launch.view", lambda: _run(args.paths, args.port))
+
+
+def _run(paths: list[str], port: int) -> int:
+    missing = [q for q in paths if not Path(q).exists()]
+    folders = view_folders([q for q in paths if Path(q).exists()])
     if missing or not folders:
         what = f"{', '.join(missing)} not found" if missing else \
-            f"no run directories or trace folders under {', '.join(args.paths)}"
-        print(f"analysis.view: error: {what}: pass the --out folder of bench.train or a run directory",
-              file=sys.stderr)
-        return 2
+            f"no run directories or trace folders under {', '.join(paths)}"
+        raise UsageError(f"{what}: pass the --out folder of bench.train or a run directory")
     # SIGTERM (a closed terminal, a test's finaliser) unwinds like Ctrl-C, so the tree goes too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     root = Path(tempfile.mkdtemp(prefix="bnbench-view-"))
     try:
-        link_tree(folders, root)
-        print(how_to_open(folders, args.port), flush=True)
-        return _serve(root, args.port)
-    except ValueError as e:
-        print(f"analysis.view: error: {e}", file=sys.stderr)
-        return 2
+        try:
+            link_tree(folders, root)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        print(how_to_open(folders, port), flush=True)
+        return _serve(root, port)
     except KeyboardInterrupt:
         return 0
     finally:

@@ -4,12 +4,12 @@ With local statistics (variants scratch and nn) a K-rank data-parallel run norma
 slice of the global batch with that slice's own mean and variance. `EmulatedRanksNorm` does the
 same on one device: in training mode it splits the batch along dim 0 into K equal slices, in order,
 and runs the wrapped BN layer on each slice separately. Slice r holds exactly the examples rank r
-would get from bench.train's sharding (rank r takes examples r·P … (r+1)·P − 1 of each global
+would get from bench.run's sharding (rank r takes examples r·P … (r+1)·P − 1 of each global
 batch), so "per-GPU batch 8 on 32 GPUs" can be studied for accuracy on one GPU.
 
 Running statistics follow rank 0. A real run keeps K diverging copies of the running statistics,
 one per rank; DDP (broadcast_buffers=True) overwrites every rank's copy with rank 0's at the start
-of each forward, and bench.train broadcasts rank 0's before evaluating, so the statistics that
+of each forward, and the training loop broadcasts rank 0's before evaluating, so the statistics that
 matter are rank 0's: updated from slice 0 only, once per step. The other slices are normalised
 with their own statistics and update throw-away copies of the buffers.
 
@@ -32,7 +32,7 @@ class EmulatedRanksNorm(nn.Module):
 
     It takes over `norm`'s parameters and buffers as its own, under the same names (weight, bias,
     running_mean, running_var, each (C,); nn's num_batches_tracked), so state_dicts, DDP's buffer
-    broadcast and bench.train's bn_params.csv see an ordinary BN layer. `norm` itself is kept only
+    broadcast and the run's bn_params.csv see an ordinary BN layer. `norm` itself is kept only
     for its arithmetic, not as a submodule: each slice runs `norm`'s forward through
     torch.func.functional_call on this module's tensors, so scratch and nn keep their own maths.
     In eval mode the whole batch goes through at once: the running statistics are shared, so

@@ -26,7 +26,6 @@ FORMAT = 1
 # resolved backend, so the flag cannot be compared.
 MAY_DIFFER = frozenset({"epochs", "out", "run_name", "overwrite", "resume", "data_dir", "download",
                         "pg_timeout_s", "device", "backend", "check_finite_every"})
-ENDED = ("complete", "diverged")
 
 
 def _status(run_dir: Path) -> str | None:
@@ -65,13 +64,13 @@ def choose_run_dir(options: dict, default_dir: Path, world_size: int, restarted:
         if not (run_dir / rundir.CHECKPOINT).is_file():
             raise UsageError(f"--resume {run_dir}: no {rundir.CHECKPOINT} (the run stopped before its first "
                              f"epoch ended); start it again with --overwrite")
-        if _status(run_dir) in ENDED:
+        if _status(run_dir) in rundir.FINISHED:
             raise UsageError(f"--resume {run_dir}: the run already ended ({_status(run_dir)}); nothing to "
                              f"resume — use --overwrite or another --run-name to run it again")
         _check_same_run(run_dir, options, world_size)
         return run_dir, True
     run_dir = default_dir
-    if restarted and run_dir.exists() and _status(run_dir) not in ENDED:
+    if restarted and run_dir.exists() and _status(run_dir) not in rundir.FINISHED:
         if (run_dir / rundir.CHECKPOINT).is_file():
             _check_same_run(run_dir, options, world_size)
             return run_dir, True

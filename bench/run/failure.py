@@ -107,7 +107,7 @@ def record(run_dir: Path, rank: int, exc: BaseException, peers: list[tuple[str, 
         before = {}
     if lost_peer and before.get("status") == "failed":
         return None  # a better-placed witness already wrote
-    if before.get("status") in ("complete", "diverged"):
+    if before.get("status") in rundir.FINISHED:
         return None
     dead = dead_ranks(peers) if lost_peer else []
     try:

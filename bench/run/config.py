@@ -1,0 +1,155 @@
+"""Every option of a training run: one frozen dataclass, its defaults commented, and its flags.
+
+``FLAGS`` declares each flag once, with its type check and help line; ``python -m bench.train`` uses
+them all, and the tools in bench/tools declare the ones they share with ``add_flags`` so a flag means
+the same thing (and is checked the same way) everywhere.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from typing import Iterable
+
+from bench.errors import OneLineParser
+from bench.nets import MODELS
+from bench.run.step import AMPS, MODES
+from bench.rundir import VARIANTS
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    variant: str = "nn"            # BN implementation: scratch | nn | sync | scratch-sync
+    model: str = "lenet"           # network
+    epochs: int = 10               # the textbook's 10
+    batch_size: int = 256          # GLOBAL batch over all ranks; per-rank batch = batch_size / world size
+    lr: float = 1.0                # SGD, no momentum, as the textbook
+    seed: int = 0                  # model init and the shared per-epoch permutation
+    data_dir: str = "data"         # torchvision layout goes here (laid out from Debian's files if needed)
+    download: bool = False         # let torchvision download when no local copy exists
+    limit_train: int | None = None  # first N training images (quick runs)
+    limit_test: int | None = None   # first N test images
+    device: str = "auto"           # auto | cpu | cuda
+    backend: str = "auto"          # auto (nccl on CUDA, gloo on CPU) | nccl | gloo
+    out: str = "runs"              # parent of run directories
+    run_name: str | None = None    # default: derived from the configuration (bench.rundir.default_run_name)
+    overwrite: bool = False        # replace an existing run directory of the same name
+    profile: bool = True           # profiler window early in training, one trace per rank
+    warmup_steps: int = 5          # steps after the profiler window left out of the timing
+    eval_batch: int = 1000         # test-set batch (evaluation is not timed)
+    bn_group_size: int | None = None  # sync variants: ranks per BN group (None = all ranks)
+    bn_emulate_ranks: int = 1      # local variants: normalise K equal slices of each rank's batch apart (bench.bn.emulate)
+    pg_timeout_s: float = 300.0    # collectives fail after this long when a peer rank is gone
+    resume: str | None = None      # run directory to continue from its last checkpoint (same flags)
+    deterministic: bool = False    # deterministic algorithms, cuDNN/cuBLAS settings (bench.run.dist)
+    check_finite_every: int = 0    # steps between non-finite-loss checks; 0 = every step on CPU, 50 on CUDA
+    mode: str = "eager"            # eager | compile (torch.compile) | graph (whole step in a CUDA graph)
+    amp: str = "none"              # none | bf16 (autocast forward and loss to bfloat16)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def positive_int(text: str) -> int:
+    v = int(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return v
+
+
+def non_negative_int(text: str) -> int:
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {text}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    v = float(text)
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return v
+
+
+def comma_list(kind=str, choices=None):
+    """An argparse type: 'a,b' -> [kind('a'), kind('b')], each among `choices` when given.
+
+    >>> comma_list(int)("64,256")
+    [64, 256]
+    """
+    def parse(text: str) -> list:
+        try:
+            items = [kind(t) for t in text.split(",") if t]
+        except ValueError:
+            items = []
+        if not items or (choices and any(i not in choices for i in items)):
+            what = ", ".join(map(str, choices)) if choices else f"{kind.__name__} values"
+            raise argparse.ArgumentTypeError(f"comma-separated {what} expected, got {text!r}")
+        return items
+    return parse
+
+
+_D = TrainConfig()
+# dest -> (option strings, argparse keywords); help lines say what the default means.
+FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
+    "variant": (("--variant",), dict(choices=VARIANTS, help="BN implementation (default %(default)s)")),
+    "model": (("--model",), dict(choices=MODELS, help="network (default %(default)s)")),
+    "epochs": (("--epochs",), dict(type=positive_int, help="training epochs (default %(default)s)")),
+    "batch_size": (("--batch-size",), dict(type=positive_int, metavar="N",
+                   help="GLOBAL batch over all ranks; each rank takes N / world size (default %(default)s)")),
+    "lr": (("--lr",), dict(type=positive_float, help="SGD learning rate, no momentum (default %(default)s)")),
+    "seed": (("--seed",), dict(type=int, help="seed of the initial weights and the data order (default %(default)s)")),
+    "data_dir": (("--data-dir",), dict(metavar="DIR", help="Fashion-MNIST folder; laid out there from Debian's "
+                 "dataset-fashion-mnist when absent (default %(default)s)")),
+    "download": (("--download",), dict(action="store_true", help="let torchvision download the data if no copy is found")),
+    "limit_train": (("--limit-train",), dict(type=positive_int, metavar="N", help="train on the first N images only")),
+    "limit_test": (("--limit-test",), dict(type=positive_int, metavar="N", help="evaluate on the first N test images only")),
+    "device": (("--device",), dict(choices=("auto", "cpu", "cuda"), help="auto: CUDA when visible, else CPU")),
+    "backend": (("--backend",), dict(choices=("auto", "nccl", "gloo"),
+                help="process-group backend; auto: nccl on CUDA, gloo on CPU")),
+    "out": (("--out",), dict(metavar="DIR", help="parent folder of run directories (default %(default)s)")),
+    "run_name": (("--run-name",), dict(metavar="NAME", help="run directory name (default: from the configuration, "
+                 "e.g. lenet-nn-ws2-b256-s0)")),
+    "overwrite": (("--overwrite",), dict(action="store_true", help="replace an existing run directory of the same name")),
+    "profile": (("--no-profile",), dict(dest="profile", action="store_false",
+                help="no profiler window (by default the first 7 steps are a window that records 4, one trace per rank)")),
+    "warmup_steps": (("--warmup-steps",), dict(type=non_negative_int, metavar="N",
+                     help="steps after the profiler window left out of the timing (default %(default)s)")),
+    "eval_batch": (("--eval-batch",), dict(type=positive_int, metavar="N", help="test-set batch; evaluation is "
+                   "not timed (default %(default)s)")),
+    "bn_group_size": (("--bn-group-size",), dict(type=positive_int, metavar="K",
+                      help="sync variants: normalise over groups of K consecutive ranks (default: all ranks)")),
+    "mode": (("--mode",), dict(choices=MODES, help="eager | compile (torch.compile) | graph (whole step in a "
+             "CUDA graph; CUDA only)")),
+    "amp": (("--amp",), dict(choices=AMPS, help="bf16: autocast forward and loss to bfloat16")),
+    "bn_emulate_ranks": (("--bn-emulate-ranks",), dict(type=positive_int, metavar="K",
+                         help="local BN as on K ranks: each 1/K slice of the batch uses its own statistics")),
+    "pg_timeout_s": (("--pg-timeout-s",), dict(type=positive_float, metavar="S",
+                     help="a collective fails after S seconds when a peer is gone (default %(default)s)")),
+    "resume": (("--resume",), dict(metavar="RUN_DIR", help="continue this run from its checkpoint (same flags)")),
+    "deterministic": (("--deterministic",), dict(action="store_true",
+                      help="deterministic algorithms and cuDNN/cuBLAS settings (bitwise-repeatable runs)")),
+    "check_finite_every": (("--check-finite-every",), dict(type=positive_int, metavar="N",
+                           help="steps between divergence checks (default: every step on CPU, 50 on CUDA)")),
+}
+
+
+def add_flags(parser: argparse.ArgumentParser, names: Iterable[str], **defaults) -> None:
+    """Declare the bench.train flags ``names`` (TrainConfig field names) on ``parser``, with their checks
+    and help; ``defaults`` overrides TrainConfig's default for a tool."""
+    for name in names:
+        options, kwargs = FLAGS[name]
+        default = defaults.get(name, getattr(_D, name))
+        parser.add_argument(*options, default=default, **kwargs)
+
+
+def build_parser(prog: str = "bench.train") -> argparse.ArgumentParser:
+    p = OneLineParser(prog=prog, description="Train one network with one BN variant and write a run "
+                      "directory; run under torchrun for several ranks.")
+    add_flags(p, FLAGS)
+    return p
+
+
+def from_argv(argv: list[str] | None = None) -> TrainConfig:
+    ns = build_parser().parse_args(argv)
+    return TrainConfig(**vars(ns))

@@ -1,0 +1,162 @@
+"""The training loop of one rank, in pieces of one concern each: set-up, one epoch, its metrics.
+
+Every rank trains on its shard of one seeded permutation per epoch (``epoch_order``); steps are timed
+by bench.run.timing, their outputs kept on the device by bench.run.outputs, divergence checked by
+bench.run.divergence. bench.run.train drives these pieces; bench.run.results writes what they found.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as tdist
+
+from bench import rundir
+from bench.bn import emulate, make_norm
+from bench.nets import build_model
+from bench.run import data as fmnist
+from bench.run import dist, envinfo
+from bench.run.config import TrainConfig
+from bench.run.divergence import DivergenceGuard
+from bench.run.outputs import StepOutputs
+from bench.run.plan import RunPlan
+from bench.run.step import Step
+from bench.run.timing import StepTimer, gc_paused
+
+
+def reduce_(t: torch.Tensor, op=tdist.ReduceOp.SUM) -> torch.Tensor:
+    """All-reduce in place when a process group exists; the tensor itself otherwise."""
+    if tdist.is_initialized():
+        tdist.all_reduce(t, op=op)
+    return t
+
+
+def epoch_order(seed: int, epoch: int, n: int, steps: int, global_batch: int) -> torch.Tensor:
+    """(steps, global_batch) example indices of one epoch: a permutation seeded by (seed, epoch).
+
+    >>> epoch_order(0, 0, 10, 2, 4).shape
+    torch.Size([2, 4])
+    """
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=gen)[: steps * global_batch].view(steps, global_batch)
+
+
+def build_net(cfg: TrainConfig, device: torch.device, group=None) -> torch.nn.Module:
+    """The seeded network of ``cfg`` with its BN variant (synchronising over ``group``), on ``device``."""
+    torch.manual_seed(cfg.seed)
+    norm = lambda c, d: emulate.wrap(make_norm(cfg.variant, c, d, process_group=group),  # noqa: E731
+                                     cfg.bn_emulate_ranks)
+    return build_model(cfg.model, norm).to(device)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, info: dist.DistInfo,
+             batch: int) -> float:
+    """Accuracy over all of (x, y) exactly once: each rank scores a contiguous slice, counts summed."""
+    n = len(x)
+    lo, hi = n * info.rank // info.world_size, n * (info.rank + 1) // info.world_size
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    for i in range(lo, hi, batch):
+        correct += (model(x[i:min(i + batch, hi)]).argmax(1) == y[i:min(i + batch, hi)]).sum()
+    model.train()
+    return reduce_(correct).item() / n
+
+
+def sync_buffers(model: torch.nn.Module) -> None:
+    """Rank 0's running statistics everywhere, so every rank evaluates the same network."""
+    if tdist.is_initialized():
+        for b in model.buffers():
+            tdist.broadcast(b, src=0)
+
+
+def start_run_dir(plan: RunPlan, info: dist.DistInfo) -> None:
+    """Rank 0 lays out the run directory (fresh, or as left for a resume) and records what runs."""
+    if info.distributed:
+        tdist.barrier()  # every rank has validated before rank 0 touches the file system
+    if info.is_main:
+        if not plan.resume:
+            if plan.run_dir.exists():
+                shutil.rmtree(plan.run_dir)
+            (plan.run_dir / rundir.TRACES).mkdir(parents=True)
+        config = {**plan.record(), "launcher": info.launcher, "backend": info.backend,
+                  "device_type": info.device.type, "restart_count": info.restart_count}
+        rundir.write_json(plan.run_dir / rundir.CONFIG, config)
+        rundir.write_json(plan.run_dir / rundir.ENV, envinfo.collect(info.device))
+        rundir.write_json(plan.run_dir / rundir.SUMMARY, {"status": "running", "run_name": plan.run_name,
+                                                          "resumed": plan.resume,
+                                                          "restart_count": info.restart_count})
+    if info.distributed:
+        tdist.barrier()
+
+
+@dataclass
+class Job:
+    """What one rank trains with: the plan, its place in the world, data, network and step."""
+    plan: RunPlan
+    info: dist.DistInfo
+    data: fmnist.FashionMNIST
+    net: torch.nn.Module               # the network itself (checkpoints, BN parameters)
+    model: torch.nn.Module             # what the step calls: the network, or DDP around it
+    opt: torch.optim.Optimizer
+    step: Step
+    metrics: list[dict] = field(default_factory=list)  # one row per finished epoch (metrics.csv)
+    measured_ms: list = field(default_factory=list)    # (epoch index, step, ms) of every timed step
+
+
+@dataclass
+class Epoch:
+    """One epoch's raw outcome on this rank."""
+    index: int                 # 0-based
+    order: torch.Tensor        # (steps, per-rank batch) example indices
+    step_ms: list[float]       # every step's time (ms), untimed ones included
+    seconds: float             # wall time of the epoch's steps
+    bad_step: int | None       # first step whose loss diverged, on any rank
+
+
+def run_epoch(job: Job, epoch: int, prof, timer: StepTimer, guard: DivergenceGuard,
+              outputs: StepOutputs) -> Epoch:
+    """Train one epoch; stop early at a diverged step (every rank at the same step)."""
+    plan, info, data = job.plan, job.info, job.data
+    steps = plan.steps_per_epoch
+    order = epoch_order(plan.cfg.seed, epoch, len(data.train_x), steps, plan.global_batch)
+    order = order.view(steps, plan.world_size, plan.per_rank_batch)[:, info.rank].to(info.device)
+    rows = order.unbind(0)
+    t0 = time.perf_counter()
+    guard.new_epoch()
+    outputs.new_epoch()
+    bad = None
+    with gc_paused():  # a full collection would land in one timed step (bench.run.timing)
+        timer.mark()
+        for i in range(steps):
+            idx = rows[i]
+            outputs.put(i, *job.step(data.train_x[idx], data.train_y[idx]))
+            prof.step()  # before the mark: the window's trace export lands in an untimed step
+            timer.mark()
+            if (bad := guard.first_bad_step(outputs, i, steps)) is not None:
+                break
+    step_ms = timer.read_ms()
+    if bad is None and info.device.type == "cuda":
+        torch.cuda.synchronize(info.device)
+    return Epoch(epoch, order, step_ms, time.perf_counter() - t0, bad)
+
+
+def epoch_metrics(job: Job, ep: Epoch, first_timed: int, outputs: StepOutputs) -> dict:
+    """The metrics.csv row of a finished epoch (collective: every rank calls it)."""
+    plan, info, data = job.plan, job.info, job.data
+    steps, P, G = plan.steps_per_epoch, plan.per_rank_batch, plan.global_batch
+    timed = ep.step_ms[first_timed:]
+    timed_s = reduce_(torch.tensor(sum(timed) / 1e3, dtype=torch.float64, device=info.device),
+                      tdist.ReduceOp.MAX).item()  # the slowest rank sets the pace
+    job.measured_ms += [(ep.index, i + first_timed, t) for i, t in enumerate(timed)]
+    labels = data.train_y[ep.order]
+    sums = reduce_(torch.stack([outputs.losses(0, steps).sum().double(),
+                                (outputs.preds(steps) == labels).sum().double(),
+                                torch.tensor(float(steps * P), dtype=torch.float64, device=info.device)]))
+    sync_buffers(job.net)
+    test_acc = evaluate(job.net, data.test_x, data.test_y, info, plan.cfg.eval_batch)
+    return {"epoch": ep.index + 1, "train_loss": (sums[0] / (sums[2] / P)).item(),
+            "train_acc": (sums[1] / sums[2]).item(), "test_acc": test_acc,
+            "examples_per_s": G * len(timed) / timed_s if timed else float("nan"), "epoch_s": ep.seconds}

@@ -1,0 +1,137 @@
+"""A run resolved once, before it starts: every check that can fail before a process group exists
+(bad input exits 2 with one line, leaving nothing behind), and the derived facts the rest of the run
+reads — name, directory, batches, BN group size, description, untimed steps — from one frozen object.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bench import rundir
+from bench.bn import emulate
+from bench.errors import UsageError
+from bench.run import checkpoint
+from bench.run.config import TrainConfig
+from bench.run.profiler import WINDOW_STEPS
+from bench.run.step import check_mode
+
+N_TRAIN = 60_000  # Fashion-MNIST's training images
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What one job is, as every rank computes it alike from its flags and the world size."""
+    cfg: TrainConfig
+    world_size: int
+    device: torch.device
+    run_dir: Path
+    resume: bool           # continue run_dir from its checkpoint
+    per_rank_batch: int
+    steps_per_epoch: int   # the last incomplete global batch is dropped, as DistributedSampler can
+    bn_group_size: int     # ranks whose samples one BN layer normalises together (1 = local statistics)
+    bn_description: str
+    profile: bool          # a profiler window in this attempt (a resumed attempt keeps the first's trace)
+    untimed_steps: int     # first steps of this attempt left out of the timing: profiler window + warm-up
+
+    @property
+    def run_name(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def global_batch(self) -> int:
+        return self.cfg.batch_size
+
+    def record(self) -> dict:
+        """The plan's part of config.json."""
+        return {**self.cfg.as_dict(), "world_size": self.world_size, "per_rank_batch": self.per_rank_batch,
+                "global_batch": self.global_batch, "bn_group_size": self.bn_group_size,
+                "bn_description": self.bn_description, "run_name": self.run_name}
+
+
+def run_name(cfg: TrainConfig, world_size: int) -> str:
+    return cfg.run_name or rundir.default_run_name(cfg.model, cfg.variant, world_size, cfg.batch_size,
+                                                    cfg.seed, mode=cfg.mode, amp=cfg.amp,
+                                                    bn_group_size=cfg.bn_group_size,
+                                                    bn_emulate_ranks=cfg.bn_emulate_ranks)
+
+
+def _group_size(cfg: TrainConfig, world_size: int) -> int:
+    """The one place the BN group size is derived: 1 for local variants, else the flag or the world."""
+    if cfg.variant not in rundir.SYNCHRONISING:
+        return 1
+    return cfg.bn_group_size or world_size
+
+
+def _describe_bn(cfg: TrainConfig, k: int, world_size: int) -> str:
+    impl = rundir.VARIANT_NAMES[cfg.variant]
+    if cfg.variant in rundir.SYNCHRONISING and k == 1:
+        return f"{impl}: local statistics only (world size {world_size}), no synchronisation"
+    if k > 1:
+        return f"{impl}: statistics synchronised over {k} of {world_size} ranks"
+    if cfg.bn_emulate_ranks > 1:
+        return f"{impl}: local statistics on each of {cfg.bn_emulate_ranks} emulated ranks per process"
+    return f"{impl}: local statistics on each rank"
+
+
+def _check_numbers(cfg: TrainConfig, world_size: int) -> None:
+    if cfg.variant not in rundir.VARIANTS:
+        raise UsageError(f"unknown variant {cfg.variant!r}: choose one of {', '.join(rundir.VARIANTS)}")
+    from bench.nets import MODELS
+    if cfg.model not in MODELS:
+        raise UsageError(f"unknown model {cfg.model!r}: choose one of {', '.join(MODELS)}")
+    if cfg.epochs <= 0 or not 0 < cfg.lr <= torch.finfo(torch.float32).max:
+        raise UsageError(f"--epochs and --lr must be positive and --lr a finite float32 (got {cfg.epochs}, "
+                         f"{cfg.lr}): pass e.g. --epochs 10 --lr 0.9")
+    if cfg.batch_size % world_size:
+        raise UsageError(f"--batch-size {cfg.batch_size} is not divisible by world size {world_size}: "
+                         f"pick a multiple of {world_size}")
+    if cfg.bn_group_size is not None:
+        if cfg.variant not in rundir.SYNCHRONISING:
+            raise UsageError(f"--bn-group-size applies to {' and '.join(rundir.SYNCHRONISING)}, not {cfg.variant}")
+        if world_size % cfg.bn_group_size:
+            raise UsageError(f"--bn-group-size {cfg.bn_group_size} does not divide world size {world_size}")
+    n_train = min(cfg.limit_train or N_TRAIN, N_TRAIN)
+    if n_train < cfg.batch_size:
+        raise UsageError(f"--limit-train {n_train} is smaller than one global batch ({cfg.batch_size}): "
+                         f"raise --limit-train or lower --batch-size")
+
+
+def _check_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create --out {out} ({e.strerror}): pass a writable directory") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out} is not writable: pass a writable directory")
+
+
+def resolve(cfg: TrainConfig, world_size: int, device: torch.device, restarted: bool = False) -> RunPlan:
+    """Check everything that can be checked before any process group exists; return the plan.
+
+    Raises UsageError naming the problem and the fix. ``restarted``: torchrun restarted this job
+    (bench.run.checkpoint.choose_run_dir decides whether it resumes).
+    """
+    _check_numbers(cfg, world_size)
+    per_rank = cfg.batch_size // world_size
+    k = _group_size(cfg, world_size)
+    emulate.check(cfg.variant, per_rank, cfg.bn_emulate_ranks, cfg.mode)
+    if per_rank * k < 2:
+        raise UsageError(f"per-rank batch {per_rank} with local BN statistics: BN needs more than one value "
+                         f"per channel; use a larger --batch-size or a synchronised variant")
+    check_mode(cfg.mode, cfg.amp, cfg.variant, world_size, device,
+               (WINDOW_STEPS if cfg.profile else 0) + cfg.warmup_steps)
+    if cfg.variant == "sync" and device.type != "cuda" and world_size > 1:
+        raise UsageError("nn.SyncBatchNorm synchronises only CUDA tensors, so --variant sync cannot run on "
+                         "CPU with world size > 1: use --variant scratch-sync (runs on gloo) or GPUs")
+    out = Path(cfg.out)
+    _check_out(out)
+    options = {**cfg.as_dict(), "bn_group_size": k}
+    run_dir, resume = checkpoint.choose_run_dir(options, out / run_name(cfg, world_size), world_size, restarted)
+    profile = cfg.profile and not resume
+    return RunPlan(cfg=cfg, world_size=world_size, device=device, run_dir=run_dir, resume=resume,
+                   per_rank_batch=per_rank, steps_per_epoch=min(cfg.limit_train or N_TRAIN, N_TRAIN) // cfg.batch_size,
+                   bn_group_size=k, bn_description=_describe_bn(cfg, k, world_size), profile=profile,
+                   untimed_steps=(WINDOW_STEPS if profile else 0) + cfg.warmup_steps)
