@@ -4,6 +4,7 @@
         --seeds 0 1 2 --epochs 2 --out runs/my-sweep --limit-train 4096      # any bench.train flag
     python -m launch.sweep --preset seed --out runs/seed                    # the textbook experiment
     python -m launch.sweep --config sweep.toml --dry-run                    # print the cells only
+    python -m launch.sweep --out runs/my-sweep --plan-seeds --resolve 1.4pt # seeds needed, from a pilot
 
 World size 1 runs `python -m bench.train`; more runs torchrun with that many processes: gloo ranks
 on a machine without GPUs. On a GPU machine with fewer GPUs than a world size the sweep refuses,
@@ -15,7 +16,8 @@ of a cell (killed mid-run, failed) is replaced: that cell runs again with --over
 output goes to <out>/logs/<run>.log; <out>/sweep.json records the matrix and every cell's outcome.
 A failed cell does not stop the sweep; the sweep exits 1 at the end and names it. Then
 analysis.report writes the report (seed intervals, variant comparisons, scaling) for every run under
-<out> into <out>/report (--report DIR elsewhere, --no-report for none).
+<out> into <out>/report (--report DIR elsewhere, --no-report for none; --resolve goes to it).
+--plan-seeds runs nothing: it prints the seeds needed from a pilot's spread (launch/plan_seeds.py).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from typing import TextIO
 from bench import rundir
 from bench.errors import EXIT_USAGE, UsageError
 from launch.matrix import PRESETS, Cell, Sweep, build, load_toml, merge
+from launch import plan_seeds
 
 FINISHED = ("complete", "diverged")  # diverged is a result, and a re-run would diverge again
 LOG_TAIL_LINES = 8
@@ -205,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="DIR", help="report directory (default: <out>/report)")
     p.add_argument("--no-report", action="store_true", help="skip the report after the cells")
     p.add_argument("--dry-run", action="store_true", help="print the cells and their commands; run nothing")
+    plan_seeds.add_arguments(p)  # --resolve, --plan-seeds, --pilot
     return p
 
 
@@ -212,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     args, passthrough = build_parser().parse_known_args(argv)
     try:
         matrix, train_args = merge(load_toml(args.config) if args.config else {}, vars(args), passthrough)
+        targets, planned_rc = plan_seeds.targets_and_plan(args, matrix)
+        if planned_rc is not None:  # --plan-seeds: before any cell is built or run
+            return planned_rc
         sweep = build(matrix, train_args)
         validate_cells(sweep)
         where = check_devices(sweep)
@@ -234,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_report:
         return rc
     from analysis import report  # every run under --out, this sweep's and any earlier ones
-    report_rc = report.main([str(sweep.out), "-o", args.report or str(sweep.out / "report")])
+    report_rc = report.main([str(sweep.out), "-o", args.report or str(sweep.out / "report"),
+                             *[f"--resolve={t}" for t in targets]])
     return rc or report_rc
 
 
