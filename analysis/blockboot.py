@@ -63,6 +63,8 @@ def block_length(x: np.ndarray) -> int:
     """Politis–White block length for the circular block bootstrap (see the module docstring)."""
     x = np.asarray(x, dtype=float)
     n = len(x)
+    if n < MIN_STEPS:
+        raise ValueError(f"a block length needs at least {MIN_STEPS} steps, got {n}")
     k_n = max(5, math.ceil(math.sqrt(math.log10(n))))
     m_max = min(math.ceil(math.sqrt(n)) + k_n, n - 1 - k_n)
     acov = autocovariances(x, m_max + k_n)
