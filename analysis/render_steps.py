@@ -13,10 +13,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.mdtable import to_markdown  # noqa: E402
-from analysis.steptimes import NOISY_IQR_OVER_MEDIAN, rank_stats, run_stats  # noqa: E402
+from analysis.steptimes import NOISY_IQR_OVER_MEDIAN, rank_stats, run_median_cis, run_stats  # noqa: E402
 
 STEPS_PNG = "step_times_by_rank.png"
 STEPS_CSV = "step_times_by_rank.csv"
+MEDIAN_CI_CSV = "step_times_median_ci.csv"
 MAX_BOXES = 24  # one box per (run, rank); past this the plot is unreadable and is left out
 MAX_NOISY_LISTED = 8  # the noisiest run-rank pairs are named; the rest are counted
 
@@ -50,9 +51,16 @@ def steps_section(steps: pd.DataFrame, out_dir: Path) -> str:
     ranks = rank_stats(steps)
     ranks.to_csv(out_dir / STEPS_CSV, index=False)
     runs = run_stats(ranks)
+    cis = run_median_cis(steps)
+    cis.to_csv(out_dir / MEDIAN_CI_CSV, index=False)
     view = runs.rename(columns={"steps_per_rank": "steps/rank", "step_ms_p50": "p50 ms", "step_ms_p90": "p90 ms",
                                 "iqr_over_median": "IQR/median", "noisy_ranks": "noisy ranks",
                                 "slowest_over_fastest_p50": "slowest/fastest p50"})
+    by_run = cis.set_index("run")
+    view.insert(view.columns.get_loc("p50 ms") + 1, "p50 95 % CI (within run)", [
+        "–" if pd.isna(by_run.loc[r, "step_ms_p50_ci95_low"]) else
+        f"[{by_run.loc[r, 'step_ms_p50_ci95_low']:.4g}, {by_run.loc[r, 'step_ms_p50_ci95_high']:.4g}]"
+        for r in view["run"]])
     md = ["## Step times by rank", "",
           "Every rank's measured steps (milliseconds; warm-up and profiled steps excluded). The row gives "
           "the slowest rank's median, p90 and IQR/median; *slowest/fastest p50* is that median over the "
@@ -61,6 +69,12 @@ def steps_section(steps: pd.DataFrame, out_dir: Path) -> str:
           "a ratio well above 1 means the ranks' clocks or step boundaries disagree. Which rank computes "
           "and which waits shows in the kernel section's communication share per rank. Every rank's "
           f"numbers are in `{STEPS_CSV}`.", "",
+          "*p50 95 % CI (within run)* is a circular block bootstrap of that rank's steps in time order, "
+          "with blocks as long as their autocorrelation asks (Politis–White), so correlated steps are not "
+          "counted as independent. It covers the noise within the run only: another run on the same "
+          "machine (process placement, clock state, a neighbour, another seed) can differ by more. With "
+          f"two or more seeds, use the sweep section's interval over seeds. Block lengths: `{MEDIAN_CI_CSV}`; "
+          "method: docs/statistics.md.", "",
           to_markdown(view, ".4g"), ""]
     noisy = ranks[ranks["noisy"]]
     if len(noisy):

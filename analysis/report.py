@@ -1,10 +1,12 @@
 """Comparison report from run directories: report.md, report.html (plots embedded), summary.csv.
 
-    python -m analysis.report RUN_DIR_OR_PARENT... -o REPORT_DIR
+    python -m analysis.report RUN_DIR_OR_PARENT... -o REPORT_DIR [--resolve 0.5pt] [--resolve 5%]
+
+--resolve names a difference to resolve: the sweep section then gives, for each comparison with two
+or more seeds, the seeds per variant needed to find it with 80 % power (docs/statistics.md).
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import re
 import sys
@@ -13,8 +15,9 @@ from pathlib import Path
 import markdown
 
 from analysis import render_kernels, render_runs, render_steps, render_sweep
+from analysis.power import ResolveTarget, parse_targets
 from analysis.runs import load_bn_params, load_metrics, load_runs, load_skipped, load_step_times
-from bench.errors import UsageError, cli, one_line_warnings
+from bench.errors import OneLineParser, UsageError, cli, one_line_warnings
 
 HTML_HEAD = """<!doctype html><html><head><meta charset="utf-8"><title>bnbench report</title><style>
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -33,14 +36,17 @@ def _embed_images(html: str, out_dir: Path) -> str:
     return re.sub(r'src="([^":]+\.png)"', repl, html)
 
 
-def build(paths: list[str], out_dir: str | Path) -> Path:
-    """Write the report for the run directories under `paths` into out_dir; return report.md's path."""
+def build(paths: list[str], out_dir: str | Path, resolve: tuple[ResolveTarget, ...] = ()) -> Path:
+    """Write the report for the run directories under `paths` into out_dir; return report.md's path.
+
+    `resolve`: differences to resolve, for the sweep section's seeds-needed column."""
     out_dir = Path(out_dir)
     runs = load_runs(paths)
     if runs.empty:
         raise FileNotFoundError(f"no run directories (with config.json) under {', '.join(map(str, paths))}")
     out_dir.mkdir(parents=True, exist_ok=True)
     render_runs.summary_table(runs).to_csv(out_dir / "summary.csv", index=False)
+    steps = load_step_times(runs)
     sections = [
         "# bnbench report", "",
         f"{len(runs)} run(s) from {', '.join(map(str, paths))}; devices: "
@@ -48,8 +54,8 @@ def build(paths: list[str], out_dir: str | Path) -> Path:
         render_runs.not_run_section(load_skipped(paths)),
         render_runs.runs_section(runs),
         render_runs.curves_section(load_metrics(runs), load_bn_params(runs), out_dir),
-        render_steps.steps_section(load_step_times(runs), out_dir),
-        render_sweep.sweep_section(runs, out_dir),
+        render_steps.steps_section(steps, out_dir),
+        render_sweep.sweep_section(runs, out_dir, resolve=resolve, steps=steps),
         render_kernels.kernel_section([Path(p) for p in runs["path"]], out_dir),
     ]
     md = "\n".join(sections)
@@ -60,17 +66,20 @@ def build(paths: list[str], out_dir: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="analysis.report", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="analysis.report", description=__doc__.splitlines()[0])
     p.add_argument("paths", nargs="+", help="run directories or folders holding them")
     p.add_argument("-o", "--out", default="reports/latest", help="report directory")
+    p.add_argument("--resolve", action="append", metavar="DIFF",
+                   help="a difference to resolve, e.g. 0.5pt (accuracy points) or 5%% (relative, for "
+                        "throughput and step time): adds the seeds needed per comparison; once per kind")
     args = p.parse_args(argv)
-    return cli("analysis.report", lambda: _run(args.paths, args.out))
+    return cli("analysis.report", lambda: _run(args.paths, args.out, args.resolve))
 
 
-def _run(paths: list[str], out: str) -> int:
+def _run(paths: list[str], out: str, resolve: list[str] | None) -> int:
     with one_line_warnings():
         try:
-            path = build(paths, out)
+            path = build(paths, out, parse_targets(resolve))
         except FileNotFoundError as e:
             raise UsageError(str(e)) from None
     print(f"report: {path} (and report.html, summary.csv) in {path.parent}")

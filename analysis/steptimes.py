@@ -4,16 +4,21 @@ The input is `analysis.runs.load_step_times`: one row per measured step per rank
 world_size, ..., rank, epoch, step, step_ms). Under DDP every step ends in a gradient all-reduce, so
 a rank that computes faster waits for the slowest one; comparing ranks' medians shows that skew,
 and each rank's IQR over its median says whether its steps were steady enough to trust one number
-(torch.utils.benchmark flags more than 10 %).
+(torch.utils.benchmark flags more than 10 %). A run's median also gets a within-run interval by a
+block bootstrap of its steps in time order (analysis.blockboot, whose docstring states its limits).
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
+from analysis.blockboot import median_ci
 from bench.rundir import NOISY_IQR_OVER_MEDIAN  # torch.utils.benchmark's "this measurement is noisy"
 
 RANK_COLUMNS = ("run", "variant", "world_size", "rank", "steps", "step_ms_p50", "step_ms_p90",
                 "step_ms_iqr", "iqr_over_median", "noisy")
+MEDIAN_CI_COLUMNS = ("run", "rank", "steps", "step_ms_p50", "step_ms_p50_ci95_low", "step_ms_p50_ci95_high",
+                     "block_steps")
 RUN_COLUMNS = ("run", "variant", "world_size", "steps_per_rank", "slowest_rank", "step_ms_p50",
                "step_ms_p90", "iqr_over_median", "noisy_ranks", "slowest_over_fastest_p50")
 
@@ -63,3 +68,32 @@ def run_stats(ranks: pd.DataFrame) -> pd.DataFrame:
             "slowest_over_fastest_p50": slow["step_ms_p50"] / g["step_ms_p50"].min(),
         })
     return pd.DataFrame(rows, columns=list(RUN_COLUMNS))
+
+
+def _slowest_rank(g: pd.DataFrame) -> tuple[int, np.ndarray]:
+    """(rank with the largest median, that rank's step_ms in time order) of one run's steps."""
+    slowest = g.groupby("rank")["step_ms"].median().idxmax()
+    return int(slowest), g[g["rank"] == slowest].sort_values(["epoch", "step"])["step_ms"].to_numpy(dtype=float)
+
+
+def slowest_rank_samples(steps: pd.DataFrame) -> dict[str, np.ndarray]:
+    """{run: step_ms of its slowest rank (largest median, as `run_stats`), in time order}.
+
+    >>> s = pd.DataFrame({"run": "r", "rank": [0, 0, 1, 1], "epoch": 1, "step": [1, 2, 1, 2],
+    ...                   "step_ms": [1.0, 2.0, 5.0, 4.0]})
+    >>> slowest_rank_samples(s)["r"].tolist()
+    [5.0, 4.0]
+    """
+    return {run: _slowest_rank(g)[1] for run, g in steps.groupby("run", sort=True)}
+
+
+def run_median_cis(steps: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: its slowest rank's median step time with a within-run 95 % block-bootstrap
+    interval (NaN below blockboot.MIN_STEPS steps) and the block length used (`MEDIAN_CI_COLUMNS`)."""
+    rows = []
+    for run, g in steps.groupby("run", sort=True):
+        rank, x = _slowest_rank(g)
+        ci = median_ci(x)
+        rows.append({"run": run, "rank": rank, "steps": len(x), "step_ms_p50": ci.estimate,
+                     "step_ms_p50_ci95_low": ci.low, "step_ms_p50_ci95_high": ci.high, "block_steps": ci.block})
+    return pd.DataFrame(rows, columns=list(MEDIAN_CI_COLUMNS))

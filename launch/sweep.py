@@ -4,6 +4,7 @@
         --seeds 0 1 2 --epochs 2 --out runs/my-sweep --limit-train 4096      # any bench.train flag
     python -m launch.sweep --preset seed --out runs/seed                    # the textbook experiment
     python -m launch.sweep --config sweep.toml --dry-run                    # print the cells only
+    python -m launch.sweep --out runs/my-sweep --plan-seeds --resolve 1.4pt # seeds needed, from a pilot
 
 World size 1 runs `python -m bench.train`; more runs torchrun with that many processes: gloo ranks
 on a machine without GPUs. On a GPU machine with fewer GPUs than a world size the sweep refuses,
@@ -15,7 +16,8 @@ of a cell (killed mid-run, failed) is replaced: that cell runs again with --over
 output goes to <out>/logs/<run>.log; <out>/sweep.json records the matrix and every cell's outcome.
 A failed cell does not stop the sweep; the sweep exits 1 at the end and names it. Then
 analysis.report writes the report (seed intervals, variant comparisons, scaling) for every run under
-<out> into <out>/report (--report DIR elsewhere, --no-report for none).
+<out> into <out>/report (--report DIR elsewhere, --no-report for none; --resolve goes to it).
+--plan-seeds runs nothing: it prints the seeds needed from a pilot's spread (launch/plan_seeds.py).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from bench import rundir
 from bench.errors import OneLineParser, UsageError, cli
 from bench.rundir import FINISHED
 from launch.matrix import PRESETS, Cell, Sweep, build, load_toml, merge
+from launch import plan_seeds
 LOG_TAIL_LINES = 8
 
 
@@ -203,22 +206,20 @@ def build_parser() -> OneLineParser:
     p.add_argument("--report", metavar="DIR", help="report directory (default: <out>/report)")
     p.add_argument("--no-report", action="store_true", help="skip the report after the cells")
     p.add_argument("--dry-run", action="store_true", help="print the cells and their commands; run nothing")
+    plan_seeds.add_arguments(p)  # --resolve, --plan-seeds, --pilot
     return p
 
 
-def _prepare(args, passthrough: list[str]) -> Sweep:
-    """The sweep to run, every cell checked and the data in place; UsageError otherwise."""
-    matrix, train_args = merge(load_toml(args.config) if args.config else {}, vars(args), passthrough)
-    sweep = build(matrix, train_args)
+def _prepare(sweep: Sweep, dry_run_only: bool) -> None:
+    """Check every cell and, unless only printing them, put the data in place; UsageError otherwise."""
     validate_cells(sweep)
     where = check_devices(sweep)
-    if args.dry_run:
+    if dry_run_only:
         print(f"launch.sweep: {len(sweep.cells)} cells on {where}; runs in {sweep.out}")
-        return sweep
+        return
     from bench.run.data import prepare
     prepare(sweep.config.data_dir, sweep.config.download)  # missing data fails once, not in every cell
     print(f"launch.sweep: {where}", flush=True)
-    return sweep
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,7 +228,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args, passthrough: list[str]) -> int:
-    sweep = _prepare(args, passthrough)
+    matrix, train_args = merge(load_toml(args.config) if args.config else {}, vars(args), passthrough)
+    targets, planned_rc = plan_seeds.targets_and_plan(args, matrix)
+    if planned_rc is not None:  # --plan-seeds: before any cell is built or run
+        return planned_rc
+    sweep = build(matrix, train_args)
+    _prepare(sweep, args.dry_run)
     if args.dry_run:
         dry_run(sweep)
         return 0
@@ -240,7 +246,8 @@ def _main(args, passthrough: list[str]) -> int:
     if args.no_report:
         return rc
     from analysis import report  # every run under --out, this sweep's and any earlier ones
-    report_rc = report.main([str(sweep.out), "-o", args.report or str(sweep.out / "report")])
+    report_rc = report.main([str(sweep.out), "-o", args.report or str(sweep.out / "report"),
+                             *[f"--resolve={t}" for t in targets]])
     return rc or report_rc
 
 

@@ -107,3 +107,19 @@ def test_section_names_the_noisiest_pairs_and_counts_the_rest(tmp_path):
     n = render_steps.MAX_NOISY_LISTED
     assert [line.split()[1] for line in listed] == [f"run{i:02d}" for i in range(n + 2, 2, -1)]
     assert f"- … and 3 more of {n + 3} run-rank pairs" in md
+
+
+def test_within_run_interval_uses_the_slowest_rank_in_time_order(tmp_path):
+    from analysis.blockboot import median_ci
+    from analysis.steptimes import run_median_cis
+
+    rng = np.random.default_rng(1)
+    slow = 10.0 + np.cumsum(rng.normal(0, 0.05, 150))  # a drifting, strongly autocorrelated series
+    steps = _steps("r", {0: (slow - 2.0).tolist(), 1: slow.tolist()}).iloc[::-1]  # rows out of order
+    got = run_median_cis(steps).iloc[0]
+    want = median_ci(slow)
+    assert got["rank"] == 1 and got["steps"] == 150 and got["block_steps"] == want.block > 1
+    assert (got["step_ms_p50_ci95_low"], got["step_ms_p50_ci95_high"]) == pytest.approx((want.low, want.high))
+    md = render_steps.steps_section(steps, tmp_path)
+    assert f"[{want.low:.4g}, {want.high:.4g}]" in md and "within run" in md
+    assert pd.read_csv(tmp_path / render_steps.MEDIAN_CI_CSV)["block_steps"].tolist() == [want.block]

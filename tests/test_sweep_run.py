@@ -106,10 +106,14 @@ def test_report_has_intervals_comparisons_and_scaling(tiny_sweep):
     assert len(groups) == 4 and set(groups["n_seeds"]) == {2}
     # the interval for one configuration, recomputed from the runs' own summary.json files
     accs = [json.loads((out / f"lenet-nn-ws2-b128-s{s}" / "summary.json").read_text())["test_acc"] for s in SEEDS]
-    mean, half = statistics.mean(accs), T_975[1] * statistics.stdev(accs) / math.sqrt(2)
+    # accuracy's interval is on the logit scale: expit(logit m ± t·(s/√n)/(m(1 − m)))
+    mean = statistics.mean(accs)
+    half = T_975[1] * statistics.stdev(accs) / math.sqrt(2) / (mean * (1 - mean))
+    ends = [1 / (1 + math.exp(-(math.log(mean / (1 - mean)) + sign * half))) for sign in (-1, 1)]
     row = groups[(groups["variant"] == "nn") & (groups["world_size"] == 2)].iloc[0]
     assert row["test_acc_mean"] == pytest.approx(mean)
-    assert (row["test_acc_ci95_low"], row["test_acc_ci95_high"]) == pytest.approx((mean - half, mean + half))
+    assert (row["test_acc_ci95_low"], row["test_acc_ci95_high"]) == pytest.approx(tuple(ends))
+    assert "comparisons**" in md and "survives Holm" in md
     scaling = pd.read_csv(out / "report" / "sweep_scaling.csv")
     two = scaling[(scaling["variant"] == "scratch") & (scaling["world_size"] == 2)].iloc[0]
     eps = {w: statistics.mean(json.loads((out / f"lenet-scratch-ws{w}-b{PER_RANK * w}-s{s}" / "summary.json")
