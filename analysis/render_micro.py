@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.mdtable import to_markdown  # noqa: E402
+from analysis.plotting import legend_outside, save  # noqa: E402
 from analysis.micro import load_micro, micro_table  # noqa: E402
 
 TABLE_COLUMNS = ["shape_name", "shape", "dtype", "impl", "forward_us", "forward_gb_per_s", "forward_x_copy",
@@ -26,7 +27,7 @@ def plot_ratios(table: pd.DataFrame, path: Path) -> None:
     """Bars of time / copy time per impl, grouped by shape; one panel per (dtype, pass); log scale."""
     impls = [i for i in table["impl"].unique() if i != "copy"]
     panels = [(d, op) for d in table["dtype"].unique() for op in ("forward", "forward_backward")]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.8 * len(panels)), squeeze=False)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.8 * len(panels)), squeeze=False, layout="constrained")
     for ax, (dtype, op) in zip(axes[:, 0], panels):
         sub = table[table["dtype"] == dtype]
         shapes = list(sub["shape_name"].unique())
@@ -39,10 +40,8 @@ def plot_ratios(table: pd.DataFrame, path: Path) -> None:
         ax.set_xticks([i + width * (len(impls) - 1) / 2 for i in range(len(shapes))], shapes)
         ax.set_ylabel("time / copy time")
         ax.set_title(f"{op.replace('_', '+')}, {dtype} (1 = a copy of the tensor)")
-        ax.legend(fontsize=8, ncol=len(impls))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    legend_outside(fig, title="implementation")
+    save(fig, path, dpi=120)
 
 
 def micro_section(df: pd.DataFrame, fig_dir: Path) -> str:

@@ -12,7 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.mdtable import to_markdown  # noqa: E402
+from analysis.mdtable import fmt_number, to_markdown  # noqa: E402
+from analysis.plotting import legend_outside, save  # noqa: E402
 from analysis.stats import (  # noqa: E402
     CONFIG_KEY, PAIR_KEY, SCALING_LINE_KEY, accuracy_vs_per_rank_batch, group_stats, pairwise, scaling_table,
 )
@@ -40,14 +41,14 @@ def _label(row: dict, cols) -> str:
 
 
 def _interval(mean: pd.Series, lo: pd.Series, hi: pd.Series, fmt: str) -> list[str]:
+    """'mean [low, high]' per row through mdtable.fmt_number (`fmt` '.Nf'), the mean alone without
+    an interval, '–' without a mean."""
     out = []
     for m, a, b in zip(mean, lo, hi):
-        if pd.isna(m):
-            out.append("–")
-        elif pd.isna(a):
-            out.append(format(m, fmt))
+        if pd.isna(a):
+            out.append(fmt_number(m, fmt))
         else:
-            out.append(f"{m:{fmt}} [{a:{fmt}}, {b:{fmt}}]")
+            out.append(f"{fmt_number(m, fmt)} [{fmt_number(a, fmt)}, {fmt_number(b, fmt)}]")
     return out
 
 
@@ -59,7 +60,7 @@ def _errorbar(ax, x, mean, lo, hi, **kw) -> None:
 def _plot_lines(df: pd.DataFrame, x: str, metric: str, scale: float, label_cols: list[str],
                 xlabel: str, ylabel: str, title: str, path: Path, log2_x: bool = False) -> None:
     """One line per label group: `metric` mean with its 95 % CI as error bars, against `x`."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
     for _, line in df.groupby(label_cols, dropna=False, sort=True):
         line = line.sort_values(x)
         _errorbar(ax, line[x], scale * line[f"{metric}_mean"], scale * line[f"{metric}_ci95_low"],
@@ -71,10 +72,8 @@ def _plot_lines(df: pd.DataFrame, x: str, metric: str, scale: float, label_cols:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    legend_outside(fig)
+    save(fig, path, dpi=120)
 
 
 def _plot_scaling(scaling: pd.DataFrame, path: Path) -> None:
@@ -94,7 +93,7 @@ def _plot_bars(groups: pd.DataFrame, path: Path) -> None:
     labels = [_label(r, label_cols) for r in groups.to_dict("records")]
     variants = list(dict.fromkeys(groups["variant"]))
     colors = [f"C{variants.index(v) % 10}" for v in groups["variant"]]
-    fig, axes = plt.subplots(1, 2, figsize=(max(8, 0.6 * len(groups) + 4), 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(max(8, 0.6 * len(groups) + 4), 4.5), layout="constrained")
     for ax, metric, scale, ylabel in ((axes[0], "test_acc", 100, "test accuracy (%)"),
                                       (axes[1], "examples_per_s", 1, "examples/s (global)")):
         mean = scale * groups[f"{metric}_mean"]
@@ -103,10 +102,8 @@ def _plot_bars(groups: pd.DataFrame, path: Path) -> None:
         ax.bar(range(len(groups)), mean, yerr=yerr, capsize=3, color=colors)
         ax.set_xticks(range(len(groups)), labels, rotation=60, ha="right", fontsize=7)
         ax.set_ylabel(ylabel)
-    fig.suptitle("Per configuration, 95 % CI (no bar = 1 seed)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    fig.suptitle("Per configuration, 95 % CI (no error bar = 1 seed)")
+    save(fig, path, dpi=120)
 
 
 def _has_something_to_say(groups: pd.DataFrame) -> bool:
