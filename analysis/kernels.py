@@ -197,8 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     from analysis.tracedirs import load_runs  # loading stays out of the transforms above
 
     p = argparse.ArgumentParser(prog="python -m analysis.kernels", description=__doc__.split("\n")[0])
-    p.add_argument("trace_dirs", nargs="+", type=Path, metavar="TRACE_DIR")
-    p.add_argument("-o", "--out", type=Path, required=True)
+    p.add_argument("trace_dirs", nargs="+", type=Path, metavar="TRACE_DIR",
+                   help="run directories, folders holding them, or folders of kineto trace files")
+    p.add_argument("-o", "--out", type=Path, required=True, help="folder for steps.csv and categories.csv")
     args = p.parse_args(argv)
     missing = [str(d) for d in args.trace_dirs if not d.exists()]
     if missing:

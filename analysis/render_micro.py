@@ -64,8 +64,8 @@ def micro_section(df: pd.DataFrame, fig_dir: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="analysis.render_micro", description=__doc__.splitlines()[0])
-    p.add_argument("csv", nargs="+")
-    p.add_argument("--out", default="reports/micro")
+    p.add_argument("csv", nargs="+", help="CSV files written by python -m bench.micro --out")
+    p.add_argument("--out", default="reports/micro", help="folder for micro.md and its chart (default: %(default)s)")
     a = p.parse_args(argv)
     out = Path(a.out)
     text = micro_section(load_micro(a.csv), out)

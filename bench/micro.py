@@ -188,10 +188,14 @@ def _csv_list(choices) -> Callable[[str], list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.micro", description="BN forward / forward+backward vs a copy.")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--shapes", type=_csv_list(tuple(SHAPES)), default=list(SHAPES))
-    p.add_argument("--dtypes", type=_csv_list(tuple(DTYPES)), default=list(DTYPES))
-    p.add_argument("--variants", type=_csv_list(VARIANTS), default=list(VARIANTS))
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: CUDA when there is one, else CPU (default: %(default)s)")
+    p.add_argument("--shapes", type=_csv_list(tuple(SHAPES)), default=list(SHAPES), metavar="A,B",
+                   help=f"comma-separated BN input shapes by name: {', '.join(SHAPES)} (default: all)")
+    p.add_argument("--dtypes", type=_csv_list(tuple(DTYPES)), default=list(DTYPES), metavar="A,B",
+                   help=f"comma-separated input dtypes: {', '.join(DTYPES)} (default: all)")
+    p.add_argument("--variants", type=_csv_list(VARIANTS), default=list(VARIANTS), metavar="A,B",
+                   help=f"comma-separated BN variants: {', '.join(VARIANTS)} (default: all)")
     p.add_argument("--batch", type=int, default=256, help="N of every shape (default 256)")
     p.add_argument("--compile", choices=tuple(COMPILE), default="both",
                    help="eager and torch.compile rows (both), eager only (no), compiled only (only)")

@@ -74,18 +74,25 @@ def _list(kind, choices=None):
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.modes", description="Examples/s per execution mode, one process.")
-    p.add_argument("--model", default="lenet", choices=MODELS)
-    p.add_argument("--variants", type=_list(str, VARIANTS), default=["nn", "scratch"])
-    p.add_argument("--batches", type=_list(int), default=[256])
-    p.add_argument("--modes", type=_list(str, MODES), default=["eager", "graph"])
-    p.add_argument("--amps", type=_list(str, AMPS), default=["none"])
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--limit-train", type=int, default=None)
-    p.add_argument("--limit-test", type=int, default=1000)
-    p.add_argument("--data-dir", default="data")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--model", default="lenet", choices=MODELS, help="network (default: %(default)s)")
+    p.add_argument("--variants", type=_list(str, VARIANTS), default=["nn", "scratch"], metavar="A,B",
+                   help="comma-separated BN variants (default: nn,scratch)")
+    p.add_argument("--batches", type=_list(int), default=[256], metavar="N,M",
+                   help="comma-separated global batches (default: 256)")
+    p.add_argument("--modes", type=_list(str, MODES), default=["eager", "graph"], metavar="A,B",
+                   help=f"comma-separated execution modes among {', '.join(MODES)} (default: eager,graph)")
+    p.add_argument("--amps", type=_list(str, AMPS), default=["none"], metavar="A,B",
+                   help=f"comma-separated autocast settings among {', '.join(AMPS)} (default: none)")
+    p.add_argument("--epochs", type=int, default=2, help="epochs per run (default: %(default)s)")
+    p.add_argument("--limit-train", type=int, default=None, metavar="N",
+                   help="first N training images only (default: all)")
+    p.add_argument("--limit-test", type=int, default=1000, metavar="N",
+                   help="first N test images (default: %(default)s)")
+    p.add_argument("--data-dir", default="data", help="Fashion-MNIST folder, as bench.train's (default: %(default)s)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: CUDA when there is one, else CPU (default: %(default)s)")
     p.add_argument("--out", default="runs/modes", help="parent of the run directories")
-    p.add_argument("--csv", default=None)
+    p.add_argument("--csv", default=None, help="also write the table's rows to this CSV file")
     a = p.parse_args(argv)
     base = TrainConfig(model=a.model, epochs=a.epochs, limit_train=a.limit_train, limit_test=a.limit_test,
                        data_dir=a.data_dir, device=a.device, out=a.out)

@@ -168,14 +168,17 @@ def verdict(res: dict[str, float], key: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.overhead", description="Harness and profiler overhead.")
-    p.add_argument("--variant", default="nn", choices=("scratch", "nn"))
-    p.add_argument("--model", default="lenet", choices=MODELS)
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--variant", default="nn", choices=("scratch", "nn"), help="BN variant (default: %(default)s)")
+    p.add_argument("--model", default="lenet", choices=MODELS, help="network (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=256, help="batch (one process) (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=2, help="per run; the first steps of epoch 1 are untimed")
-    p.add_argument("--limit-train", type=int, default=None)
-    p.add_argument("--limit-test", type=int, default=1000)
-    p.add_argument("--data-dir", default="data")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--limit-train", type=int, default=None, metavar="N",
+                   help="first N training images only (default: all)")
+    p.add_argument("--limit-test", type=int, default=1000, metavar="N",
+                   help="first N test images (default: %(default)s)")
+    p.add_argument("--data-dir", default="data", help="Fashion-MNIST folder, as bench.train's (default: %(default)s)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: CUDA when there is one, else CPU (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=5, help="rounds of the four arms")
     p.add_argument("--csv", default=None, help="write the runs here (arm, repeat, examples_per_s)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a budget is missed")

@@ -78,7 +78,8 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--mb", type=float, default=120.0, help="uncompressed size of the job (MB)")
-    p.add_argument("--source", type=Path, default=FIXTURE)
+    p.add_argument("--source", type=Path, default=FIXTURE,
+                   help="the real trace repeated into the synthetic job (default: %(default)s)")
     args = p.parse_args()
     doc = json.loads(gzip.decompress(args.source.read_bytes()))
     with tempfile.TemporaryDirectory() as tmp:

@@ -50,7 +50,8 @@ def command(variant: str, nproc: int, out: str, extra: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="launch.compare", description=__doc__.splitlines()[0])
-    p.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS))
+    p.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
+                   help="BN variants to run, one after another (default: %(default)s)")
     p.add_argument("--nproc", type=int, default=None,
                    help="ranks per run (default: all visible GPUs, or 1 on CPU)")
     stamp = time.strftime("%Y%m%d-%H%M%S")

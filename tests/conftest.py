@@ -1,11 +1,14 @@
-"""Shared fixtures: real Fashion-MNIST laid out once per session, and the real traces in tests/data."""
+"""Shared fixtures: real Fashion-MNIST laid out once per session, the real traces in tests/data, and
+one pair of real 2-rank runs for the tests that need finished run directories."""
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+TWO_VARIANTS = ("nn", "scratch-sync")
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +25,33 @@ def traces_dir() -> Path:
     path = REPO / "tests" / "data" / "traces"
     assert path.is_dir(), f"trace fixtures not found at {path}"
     return path
+
+
+@pytest.fixture(scope="session")
+def two_variant_runs(data_dir, tmp_path_factory) -> Path:
+    """The folder holding one run of each of TWO_VARIANTS, both on 2 gloo ranks under torchrun.
+
+    One epoch of 16 steps at global batch 64 with the profiler on: its window (7 steps) and 2
+    warm-up steps are untimed, so 7 steps are timed and every report section has something to show.
+    The two jobs start together; each waits on its collectives, so they overlap well on 2 cores.
+    """
+    from tests.procs import start_torchrun
+
+    base = tmp_path_factory.mktemp("two-variant-runs")
+    out, logs = base / "runs", {v: base / f"{v}.log" for v in TWO_VARIANTS}
+    jobs = {v: start_torchrun(2, "bench.train", "--variant", v, "--epochs", "1", "--batch-size", "64",
+                              "--limit-train", "1024", "--limit-test", "500", "--warmup-steps", "2",
+                              "--data-dir", data_dir, "--out", out, log=logs[v])
+            for v in TWO_VARIANTS}
+    try:
+        codes = {v: job.wait(timeout=300) for v, job in jobs.items()}
+    except subprocess.TimeoutExpired:
+        pytest.fail("the two runs for the browser tests took over 300 s")
+    finally:
+        for job in jobs.values():
+            if job.poll() is None:
+                job.terminate()  # torchrun passes it on to its ranks
+                job.wait(timeout=30)
+    for v, rc in codes.items():
+        assert rc == 0, f"{v} run failed:\n{logs[v].read_text()[-3000:]}"
+    return out

@@ -2,11 +2,19 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def env(**extra: str) -> dict[str, str]:
@@ -26,3 +34,11 @@ def python_m(module: str, *args: str, timeout: float = 300, extra_env: dict | No
 def torchrun(nproc: int, module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return python_m("torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", module,
                     *args, timeout=timeout)
+
+
+def start_torchrun(nproc: int, module: str, *args: str, log: Path) -> subprocess.Popen:
+    """`torchrun` started in the background, its console in `log`; wait on it with `.wait(timeout)`."""
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                 f"--nproc_per_node={nproc}", "-m", module, *map(str, args)],
+                                stdout=out, stderr=subprocess.STDOUT, env=env(), cwd=REPO)
