@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-TWO_VARIANTS = ("nn", "scratch-sync")
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +28,7 @@ def traces_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def two_variant_runs(data_dir, tmp_path_factory) -> Path:
-    """The folder holding one run of each of TWO_VARIANTS, both on 2 gloo ranks under torchrun.
+    """The folder holding a run of nn and one of scratch-sync, both on 2 gloo ranks under torchrun.
 
     One epoch of 16 steps at global batch 64 with the profiler on: its window (7 steps) and 2
     warm-up steps are untimed, so 7 steps are timed and every report section has something to show.
@@ -37,12 +36,12 @@ def two_variant_runs(data_dir, tmp_path_factory) -> Path:
     """
     from tests.procs import start_torchrun
 
-    base = tmp_path_factory.mktemp("two-variant-runs")
-    out, logs = base / "runs", {v: base / f"{v}.log" for v in TWO_VARIANTS}
+    base, variants = tmp_path_factory.mktemp("two-variant-runs"), ("nn", "scratch-sync")
+    out, logs = base / "runs", {v: base / f"{v}.log" for v in variants}
     jobs = {v: start_torchrun(2, "bench.train", "--variant", v, "--epochs", "1", "--batch-size", "64",
                               "--limit-train", "1024", "--limit-test", "500", "--warmup-steps", "2",
                               "--data-dir", data_dir, "--out", out, log=logs[v])
-            for v in TWO_VARIANTS}
+            for v in variants}
     try:
         codes = {v: job.wait(timeout=300) for v, job in jobs.items()}
     except subprocess.TimeoutExpired:
