@@ -22,7 +22,8 @@ browser:
 	elif ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
 	  echo "installing Debian's chromium and chromium-driver (the browser tests)"; \
 	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; } || \
-	  { echo "make test: could not install chromium and chromium-driver (needs root or sudo); set BNBENCH_NO_BROWSER=1 to skip the browser tests" >&2; exit 1; }; fi
+	  { echo "make test: could not install chromium and chromium-driver (needs root or sudo);" \
+	    "set BNBENCH_NO_BROWSER=1 to skip the browser tests" >&2; exit 1; }; fi
 
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv

@@ -1,4 +1,5 @@
-"""Short labels for runs, so tables and legends name a run in a few characters, not its directory.
+"""Short labels for runs, so tables and legends name a run in a few characters, not its directory;
+and the headers tables print for the columns of analysis' tidy frames.
 
 A label is the run's variant (with its BN scope where that is not the variant's own, as
 analysis.stats.pair_label writes it) plus a token for each configuration column that differs between
@@ -11,9 +12,19 @@ import pandas as pd
 
 from analysis.stats import pair_label
 
+# Column → table header: words a reader knows, units where the column has one.
+COLUMN_HEADERS: dict[str, str] = {
+    "world_size": "ranks", "per_rank_batch": "batch/rank", "global_batch": "global batch",
+    "bn_group_size": "BN group", "bn_scope": "BN scope", "bn_emulate_ranks": "emulated ranks",
+    "limit_train": "train images", "n_seeds": "runs", "n_incomplete": "not complete",
+    "examples_per_s_mean": "examples/s (mean)", "effective_bn_batch": "effective BN batch",
+    "variant_a": "a", "variant_b": "b", "n_a": "runs a", "n_b": "runs b",
+}
+
 # Configuration columns that can tell runs apart, each with the token its value gets in a label.
 LABEL_TOKENS: dict[str, str] = {
-    "model": "{}", "world_size": "ws{}", "per_rank_batch": "b{}", "bn_emulate_ranks": "e{}", "mode": "{}", "amp": "{}", "lr": "lr{}", "epochs": "ep{}",
+    "model": "{}", "world_size": "ws{}", "per_rank_batch": "b{}", "bn_emulate_ranks": "e{}", "mode": "{}",
+    "amp": "{}", "lr": "lr{}", "epochs": "ep{}",
     "limit_train": "n{}", "device": "{}", "seed": "s{}",
 }
 

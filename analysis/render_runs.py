@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.findings import COINCIDE_ATOL, curves_coincide  # noqa: E402
+from analysis.labels import COLUMN_HEADERS  # noqa: E402
 from analysis.mdtable import fmt_number, to_markdown  # noqa: E402
 from analysis.plotting import legend_outside, line_style, save  # noqa: E402
 from analysis.runs import REFERENCE_ROWS  # noqa: E402
@@ -28,12 +29,9 @@ SUMMARY_COLUMNS = (
 # Configuration columns of the runs table: shown as columns where they differ between runs, and
 # in one sentence above the table where every run shares them. The BN group is left to the run
 # labels and the BN implementation column: it follows from the variant and the world size.
-CONFIG_HEADERS = {
-    "model": "model", "world_size": "ranks", "per_rank_batch": "batch/rank", "global_batch": "global batch",
-    "epochs": "epochs", "seed": "seed", "mode": "mode", "amp": "amp", "lr": "lr",
-    "bn_emulate_ranks": "emulated ranks", "limit_train": "train images", "device": "device",
-    "launcher": "launcher", "backend": "backend",
-}
+CONFIG_HEADERS = {c: COLUMN_HEADERS.get(c, c) for c in (
+    "model", "world_size", "per_rank_batch", "global_batch", "epochs", "seed", "mode", "amp", "lr",
+    "bn_emulate_ranks", "limit_train", "device", "launcher", "backend")}
 # Metric columns with their header (unit included) and the factor from the stored unit.
 METRIC_HEADERS = {
     "train_loss": ("train loss", 1.0), "train_acc": ("train acc (%)", 100.0),
@@ -81,7 +79,8 @@ def _shared_sentence(runs: pd.DataFrame, shared: list[str]) -> str:
         v = _config_value(c, runs[c].iloc[0])
         if v is None or (isinstance(v, float) and pd.isna(v)):
             continue
-        parts.append(f"{CONFIG_HEADERS[c]} {fmt_number(v) if isinstance(v, numbers.Real) and not isinstance(v, bool) else v}")
+        number = isinstance(v, numbers.Real) and not isinstance(v, bool)
+        parts.append(f"{CONFIG_HEADERS[c]} {fmt_number(v) if number else v}")
     return f"Common to all {len(runs)} runs: {', '.join(parts)}." if parts else ""
 
 

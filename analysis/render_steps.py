@@ -29,7 +29,8 @@ def plot_steps(steps: pd.DataFrame, path: Path, labels: Mapping[str, str] | None
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(groups) + 1.2))
     ax.boxplot([g.to_numpy() for _, g in groups], orientation="horizontal", showfliers=True,
                flierprops={"markersize": 2})
-    ax.set_yticks(range(1, len(groups) + 1), [f"{labels.get(run, run)} · rank {rank}" for (run, rank), _ in groups], fontsize=7)
+    ax.set_yticks(range(1, len(groups) + 1), [f"{labels.get(run, run)} · rank {rank}" for (run, rank), _ in groups],
+                  fontsize=7)
     ax.invert_yaxis()
     # A few extreme steps (a neighbour, a page fault) would squash every box into a corner: the axis
     # ends past the largest 99th percentile and the caption counts what lies beyond it.

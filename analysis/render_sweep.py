@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from analysis.labels import COLUMN_HEADERS  # noqa: E402
 from analysis.mdtable import fmt_number, to_markdown  # noqa: E402
 from analysis.plotting import legend_outside, save  # noqa: E402
 from analysis.stats import (  # noqa: E402
@@ -150,7 +151,7 @@ def sweep_section(runs_df: pd.DataFrame, out_dir: str | Path) -> str:
                                             groups["examples_per_s_ci95_low"],
                                             groups["examples_per_s_ci95_high"], ".0f")
     view["note"] = groups["note"]
-    md += ["### Configurations (mean [95 % CI])", "", to_markdown(view), "",
+    md += ["### Configurations (mean [95 % CI])", "", to_markdown(view.rename(columns=COLUMN_HEADERS)), "",
            f"![test accuracy and examples/s per configuration]({PNG_NAMES['bars']})", ""]
 
     if not pairs.empty:
@@ -158,12 +159,14 @@ def sweep_section(runs_df: pd.DataFrame, out_dir: str | Path) -> str:
         shown = pairs[pairs["metric"].isin(["test_acc", "examples_per_s", "step_ms_p50"])].copy()
         shown["estimate [95 % CI]"] = [
             "–" if pd.isna(e) else
-            (f"{e:.3f}× [{lo:.3f}, {hi:.3f}]" if c == "ratio" else f"{e:+.4f} [{lo:+.4f}, {hi:+.4f}]")
-            for e, lo, hi, c in zip(shown["estimate"], shown["ci95_low"], shown["ci95_high"],
-                                    shown["comparison"])]
+            (f"{e:.3f}× [{lo:.3f}, {hi:.3f}]" if c == "ratio" else
+             f"{100 * e:+.1f} pts [{100 * lo:+.1f}, {100 * hi:+.1f}]" if m.endswith("_acc") else
+             f"{e:+.4f} [{lo:+.4f}, {hi:+.4f}]")
+            for e, lo, hi, c, m in zip(shown["estimate"], shown["ci95_low"], shown["ci95_high"],
+                                       shown["comparison"], shown["metric"])]
         md += ["### Variant comparisons (b − a, or b / a for ratios)", "",
                to_markdown(shown[pcols + ["metric", "variant_a", "variant_b", "n_a", "n_b",
-                                          "estimate [95 % CI]", "verdict"]]), ""]
+                                          "estimate [95 % CI]", "verdict"]].rename(columns=COLUMN_HEADERS)), ""]
 
     if scaling["world_size"].nunique() > 1:
         scols = _varying(scaling, SCALING_LINE_KEY)
@@ -174,7 +177,7 @@ def sweep_section(runs_df: pd.DataFrame, out_dir: str | Path) -> str:
                                         scaling["efficiency_ci95_high"], ".2f")
         sview["note"] = scaling["note"]
         md += ["### Weak scaling (fixed per-rank batch; examples/s, global)", "",
-               to_markdown(sview, ".0f"), "",
+               to_markdown(sview.rename(columns=COLUMN_HEADERS), ".0f"), "",
                f"![examples/s vs world size]({PNG_NAMES['scaling']})", ""]
 
     acols = _varying(acc, CONFIG_KEY)
@@ -182,6 +185,6 @@ def sweep_section(runs_df: pd.DataFrame, out_dir: str | Path) -> str:
     aview["test acc (%)"] = _interval(100 * acc["test_acc_mean"], 100 * acc["test_acc_ci95_low"],
                                       100 * acc["test_acc_ci95_high"], ".2f")
     md += ["### Test accuracy vs batch (effective BN batch = examples per BN statistic)", "",
-           to_markdown(aview, ".4g"), "",
+           to_markdown(aview.rename(columns=COLUMN_HEADERS), ".4g"), "",
            f"![test accuracy vs per-rank batch]({PNG_NAMES['accuracy']})", ""]
     return "\n".join(md)

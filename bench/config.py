@@ -80,7 +80,8 @@ def build_parser(prog: str = "bench.train") -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_positive_float, default=d.lr,
                    help="SGD learning rate, no momentum, as the textbook (default: %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed,
-                   help="seed of the initial weights and of the per-epoch shuffle all ranks share (default: %(default)s)")
+                   help="seed of the initial weights and of the per-epoch shuffle all ranks share "
+                   "(default: %(default)s)")
     p.add_argument("--data-dir", default=d.data_dir,
                    help="Fashion-MNIST in torchvision's layout, laid out there from Debian's "
                    "dataset-fashion-mnist when missing (default: %(default)s)")
