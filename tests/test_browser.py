@@ -59,7 +59,7 @@ def wait_for(driver, what: str, condition):
         pytest.fail(f"{what}: not seen within {WAIT_S} s")
 
 
-def test_report_opens_with_findings_and_renders_whole(chromium, two_variant_runs, tmp_path):
+def test_chromium_shows_the_report_whole_with_findings_first(chromium, two_variant_runs, tmp_path):
     variants = runs_by_variant(two_variant_runs)
     assert sorted(variants) == ["nn", "scratch-sync"]
     assert report.main([str(two_variant_runs), "-o", str(tmp_path / "report")]) == 0
@@ -95,7 +95,7 @@ def _select_after(driver, label: str):
         By.XPATH, f"//*[normalize-space(text())='{label}']/following::*[@aria-haspopup='listbox'][1]")
 
 
-def test_tensorboard_lists_the_run_and_the_profiler_offers_both_ranks(chromium, two_variant_runs, tmp_path):
+def test_chromium_shows_tensorboard_with_the_run_and_both_ranks(chromium, two_variant_runs, tmp_path):
     run_dir = runs_by_variant(two_variant_runs)["nn"]  # one run is enough, and half the parsing
     ranks = sorted(p.name.split(".")[0] for p in (run_dir / rundir.TRACES).glob("*.pt.trace.json.gz"))
     assert ranks == ["rank0", "rank1"]
