@@ -1,17 +1,29 @@
 # Two commands do everything on a fresh Debian machine:
 #   make compare   set up, then train every BN variant and write the comparison report
-#   make test      set up, then run the test suite
+#   make test      set up, then run the test suite (it also installs Debian's chromium and
+#                  chromium-driver for the browser tests; BNBENCH_NO_BROWSER=1 make test installs
+#                  no browser and skips those tests, for machines without root)
 PY := .venv/bin/python
 DATA := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup data compare test
+.PHONY: setup data browser compare test
 setup: data .venv/.installed
 
 data:
 	@if [ ! -f $(DATA)/train-images-idx3-ubyte.gz ]; then \
 	  echo "installing Debian's dataset-fashion-mnist"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; fi
+
+# Only `make test` needs a browser: `make compare` never installs one.
+browser:
+	@if [ -n "$$BNBENCH_NO_BROWSER" ] && [ "$$BNBENCH_NO_BROWSER" != 0 ]; then \
+	  echo "BNBENCH_NO_BROWSER=$$BNBENCH_NO_BROWSER: no browser installed; the browser tests will be skipped"; \
+	elif ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  echo "installing Debian's chromium and chromium-driver (the browser tests)"; \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; } || \
+	  { echo "make test: could not install chromium and chromium-driver (needs root or sudo);" \
+	    "set BNBENCH_NO_BROWSER=1 to skip the browser tests" >&2; exit 1; }; fi
 
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv
@@ -23,6 +35,6 @@ compare: setup
 	KINETO_LOG_LEVEL=5 $(PY) -m launch.compare $(ARGS)
 
 # pytest exits 5 when it collects no test: that is a broken suite, so say so and fail.
-test: setup
+test: setup browser
 	KINETO_LOG_LEVEL=5 $(PY) -m pytest $(ARGS); rc=$$?; \
 	if [ $$rc = 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc

@@ -195,8 +195,9 @@ def step_timeline(events: pd.DataFrame, rank: int = 0, step: int | None = None) 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.kernels", description=__doc__.split("\n")[0])
-    p.add_argument("trace_dirs", nargs="+", type=Path, metavar="TRACE_DIR")
-    p.add_argument("-o", "--out", type=Path, required=True)
+    p.add_argument("trace_dirs", nargs="+", type=Path, metavar="TRACE_DIR",
+                   help="run directories, folders holding them, or folders of kineto trace files")
+    p.add_argument("-o", "--out", type=Path, required=True, help="folder for steps.csv and categories.csv")
     args = p.parse_args(argv)
     return cli("analysis.kernels", lambda: _run(args.trace_dirs, args.out))
 

@@ -1,4 +1,5 @@
-"""A small GitHub-markdown table formatter (pandas' to_markdown needs `tabulate`)."""
+"""A small GitHub-markdown table formatter (pandas' to_markdown needs `tabulate`), and the one way
+this project prints a number: thousands separators, fixed notation, never e-notation."""
 from __future__ import annotations
 
 import math
@@ -9,22 +10,47 @@ import pandas as pd
 MISSING = "–"
 
 
-def _cell(value, floatfmt: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+def fmt_number(value: float, spec: str = ".4g") -> str:
+    """A number as the report prints it: thousands separators and fixed notation.
+
+    `spec` ".Ng" keeps N significant digits (never fewer than the integer part); ".Nf" keeps N
+    decimals; integers print whole. NaN/None print as MISSING.
+
+        fmt_number(28009.9) -> '28,010'      fmt_number(0.0123456) -> '0.01235'
+        fmt_number(917.36)  -> '917.4'       fmt_number(1234.5, ".2f") -> '1,234.50'
+    """
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return MISSING
-    if isinstance(value, (bool,)):
-        return str(value)
     if isinstance(value, numbers.Integral):
-        return str(int(value))
-    if isinstance(value, numbers.Real):
-        return format(float(value), floatfmt)
+        return f"{int(value):,}"
+    v = float(value)
+    if math.isinf(v):
+        return "∞" if v > 0 else "−∞"
+    kind, digits = spec[-1], int(spec.lstrip(".")[:-1] or 4)
+    if kind == "f":
+        return f"{v:,.{digits}f}"
+    if kind != "g":
+        raise ValueError(f"number format {spec!r}: use '.Ng' (significant digits) or '.Nf' (decimals)")
+    if v == 0:
+        return "0"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(v))))
+    text = f"{v:,.{decimals}f}"
+    # '0.5000' from '.4g' reads as more precise than the value is; trailing zeros go, as with %g.
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _cell(value, floatfmt: str) -> str:
+    if isinstance(value, bool):
+        return str(value)
+    if value is None or value is pd.NA or isinstance(value, numbers.Real):
+        return fmt_number(value, floatfmt)
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
     """Render a DataFrame (its columns, not its index) as a markdown table.
 
-    Floats use `floatfmt`, integers print as integers, NaN/None as '–', '|' is escaped.
+    Numbers go through `fmt_number(value, floatfmt)`, NaN/None print as '–', '|' is escaped.
     Numeric columns are right-aligned.
 
         to_markdown(pd.DataFrame({"variant": ["nn"], "acc": [0.8123]}), ".2f")

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.groups import CONFIG_KEY  # noqa: E402
+from analysis.plotting import legend_outside, save  # noqa: E402
 from analysis.scaling import SCALING_LINE_KEY  # noqa: E402
 
 
@@ -32,7 +33,7 @@ def _yerr(mean: pd.Series, lo: pd.Series, hi: pd.Series) -> list[pd.Series]:
 def _plot_lines(df: pd.DataFrame, x: str, metric: str, scale: float, label_cols: list[str],
                 xlabel: str, ylabel: str, title: str, path: Path, log2_x: bool = False) -> None:
     """One line per label group: `metric` mean with its 95 % CI as error bars, against `x`."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
     for _, line in df.groupby(label_cols, dropna=False, sort=True):
         line = line.sort_values(x)
         mean = scale * line[f"{metric}_mean"]
@@ -46,10 +47,8 @@ def _plot_lines(df: pd.DataFrame, x: str, metric: str, scale: float, label_cols:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    legend_outside(fig)
+    save(fig, path, dpi=120)
 
 
 def plot_scaling(scaling: pd.DataFrame, path: Path) -> None:
@@ -69,7 +68,7 @@ def plot_bars(groups: pd.DataFrame, path: Path) -> None:
     labels = [label(r, label_cols) for r in groups.to_dict("records")]
     variants = list(dict.fromkeys(groups["variant"]))
     colors = [f"C{variants.index(v) % 10}" for v in groups["variant"]]
-    fig, axes = plt.subplots(1, 2, figsize=(max(8, 0.6 * len(groups) + 4), 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(max(8, 0.6 * len(groups) + 4), 4.5), layout="constrained")
     for ax, metric, scale, ylabel in ((axes[0], "test_acc", 100, "test accuracy (%)"),
                                       (axes[1], "examples_per_s", 1, "examples/s (global)")):
         mean = scale * groups[f"{metric}_mean"]
@@ -77,7 +76,5 @@ def plot_bars(groups: pd.DataFrame, path: Path) -> None:
         ax.bar(range(len(groups)), mean, yerr=yerr, capsize=3, color=colors)
         ax.set_xticks(range(len(groups)), labels, rotation=60, ha="right", fontsize=7)
         ax.set_ylabel(ylabel)
-    fig.suptitle("Per configuration, 95 % CI (no bar = 1 seed)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    fig.suptitle("Per configuration, 95 % CI (no error bar = 1 seed)")
+    save(fig, path, dpi=120)

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.mdtable import to_markdown  # noqa: E402
+from analysis.plotting import legend_outside, save  # noqa: E402
 from analysis.micro import load_micro, micro_table  # noqa: E402
 from bench.rundir import NOISY_IQR_OVER_MEDIAN as NOISY  # noqa: E402
 
@@ -26,7 +27,7 @@ def plot_ratios(table: pd.DataFrame, path: Path) -> None:
     """Bars of time / copy time per impl, grouped by shape; one panel per (dtype, pass); log scale."""
     impls = [i for i in table["impl"].unique() if i != "copy"]
     panels = [(d, op) for d in table["dtype"].unique() for op in ("forward", "forward_backward")]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.8 * len(panels)), squeeze=False)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.8 * len(panels)), squeeze=False, layout="constrained")
     for ax, (dtype, op) in zip(axes[:, 0], panels):
         sub = table[table["dtype"] == dtype]
         shapes = list(sub["shape_name"].unique())
@@ -39,10 +40,8 @@ def plot_ratios(table: pd.DataFrame, path: Path) -> None:
         ax.set_xticks([i + width * (len(impls) - 1) / 2 for i in range(len(shapes))], shapes)
         ax.set_ylabel("time / copy time")
         ax.set_title(f"{op.replace('_', '+')}, {dtype} (1 = a copy of the tensor)")
-        ax.legend(fontsize=8, ncol=len(impls))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    legend_outside(fig, title="implementation")
+    save(fig, path, dpi=120)
 
 
 def micro_section(df: pd.DataFrame, fig_dir: Path) -> str:
@@ -65,8 +64,8 @@ def micro_section(df: pd.DataFrame, fig_dir: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="analysis.render_micro", description=__doc__.splitlines()[0])
-    p.add_argument("csv", nargs="+")
-    p.add_argument("--out", default="reports/micro")
+    p.add_argument("csv", nargs="+", help="CSV files written by python -m bench.micro --out")
+    p.add_argument("--out", default="reports/micro", help="folder for micro.md and its chart (default: %(default)s)")
     a = p.parse_args(argv)
     out = Path(a.out)
     text = micro_section(load_micro(a.csv), out)

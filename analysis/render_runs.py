@@ -1,10 +1,13 @@
-"""Markdown and plots for individual runs: the summary table, training curves, BN parameters.
+"""Markdown and plots for individual runs: the runs table, training curves, BN parameters.
 
-Numbers come from analysis.runs; this module only lays them out and draws.
+Numbers come from analysis.runs; this module only lays them out and draws. Runs are named by short
+labels (analysis.labels); the table of run directories maps each label to its directory.
 """
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
+from typing import Mapping
 
 import matplotlib
 
@@ -12,7 +15,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.mdtable import to_markdown  # noqa: E402
+from analysis.findings import COINCIDE_ATOL, curves_coincide  # noqa: E402
+from analysis.labels import COLUMN_HEADERS  # noqa: E402
+from analysis.mdtable import fmt_number, to_markdown  # noqa: E402
+from analysis.plotting import legend_outside, line_style, save  # noqa: E402
 from analysis.runs import REFERENCE_ROWS  # noqa: E402
 
 SUMMARY_COLUMNS = (
@@ -20,8 +26,22 @@ SUMMARY_COLUMNS = (
     "train_loss", "train_acc", "test_acc", "examples_per_s", "examples_per_s_per_rank",
     "step_ms_p50", "step_ms_p90", "peak_mem_bytes", "device", "status",
 )
+# Configuration columns of the runs table: shown as columns where they differ between runs, and
+# in one sentence above the table where every run shares them. The BN group is left to the run
+# labels and the BN implementation column: it follows from the variant and the world size.
+CONFIG_HEADERS = {c: COLUMN_HEADERS.get(c, c) for c in (
+    "model", "world_size", "per_rank_batch", "global_batch", "epochs", "seed", "mode", "amp", "lr",
+    "bn_emulate_ranks", "limit_train", "device", "launcher", "backend")}
+# Metric columns with their header (unit included) and the factor from the stored unit.
+METRIC_HEADERS = {
+    "train_loss": ("train loss", 1.0), "train_acc": ("train acc (%)", 100.0),
+    "test_acc": ("test acc (%)", 100.0), "examples_per_s": ("examples/s", 1.0),
+    "examples_per_s_per_rank": ("examples/s/rank", 1.0), "step_ms_p50": ("step p50 (ms)", 1.0),
+    "step_ms_p90": ("step p90 (ms)", 1.0), "peak_mem_bytes": ("peak mem (MiB)", 2.0**-20),
+}
 CURVES_PNG = "training_curves.png"
 BN_PNG = "bn1_scale_shift.png"
+MAX_BN_TABLE_RUNS, MAX_BN_TABLE_CHANNELS = 6, 32  # past these the table is too wide: the plot stays
 
 
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -30,11 +50,38 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([measured, REFERENCE_ROWS], ignore_index=True)[["source", *SUMMARY_COLUMNS]]
 
 
-def _fmt_runs(df: pd.DataFrame) -> pd.DataFrame:
-    view = df.copy()
-    view["peak MiB"] = view.pop("peak_mem_bytes") / 2**20
-    return view.rename(columns={"examples_per_s": "examples/s", "examples_per_s_per_rank": "examples/s per rank",
-                                "step_ms_p50": "step ms p50", "step_ms_p90": "step ms p90"})
+def _metrics_view(df: pd.DataFrame, first: dict[str, list]) -> tuple[pd.DataFrame, list[str]]:
+    """`first` columns, then every metric in its display unit; metrics no row has are left out and
+    returned by header."""
+    view = pd.DataFrame(first)
+    absent = []
+    for col, (header, factor) in METRIC_HEADERS.items():
+        if col not in df.columns:
+            continue
+        values = pd.to_numeric(df[col], errors="coerce").to_numpy() * factor
+        if pd.isna(values).all():
+            absent.append(header)
+        else:
+            view[header] = values
+    return view, absent
+
+
+def _config_value(column: str, value) -> object:
+    if column == "limit_train" and value == 0:
+        return "all"
+    return value
+
+
+def _shared_sentence(runs: pd.DataFrame, shared: list[str]) -> str:
+    """'Common to all 4 runs: model lenet, ranks 2, ...' for the columns every run shares."""
+    parts = []
+    for c in shared:
+        v = _config_value(c, runs[c].iloc[0])
+        if v is None or (isinstance(v, float) and pd.isna(v)):
+            continue
+        number = isinstance(v, numbers.Real) and not isinstance(v, bool)
+        parts.append(f"{CONFIG_HEADERS[c]} {fmt_number(v) if number else v}")
+    return f"Common to all {len(runs)} runs: {', '.join(parts)}." if parts else ""
 
 
 def not_run_section(skipped: pd.DataFrame) -> str:
@@ -50,77 +97,118 @@ def not_run_section(skipped: pd.DataFrame) -> str:
                       to_markdown(skipped[cols].drop_duplicates()), ""])
 
 
-def runs_section(runs: pd.DataFrame) -> str:
-    """Completed runs, runs that did not complete (apart), where each BN implementation ran."""
+def runs_section(runs: pd.DataFrame, labels: Mapping[str, str]) -> str:
+    """Completed runs (configuration columns that differ, then metrics), runs that did not complete
+    (apart), each run's directory and BN implementation, and the published reference numbers."""
     done = runs[runs["status"] == "complete"]
     other = runs[runs["status"] != "complete"]
-    cols = [c for c in SUMMARY_COLUMNS if c not in ("status", "mode", "amp") or runs[c].nunique() > 1]
-    md = ["## Runs", "",
+    config = [c for c in CONFIG_HEADERS if c in runs.columns]
+    varying = [c for c in config if runs[c].nunique(dropna=False) > 1]
+    md = ["## Runs", "", _shared_sentence(runs, [c for c in config if c not in varying]), "",
           "Throughput is global examples/s over the timed steps (warm-up and profiled steps excluded), "
-          "set by the slowest rank; step times are that rank's, in milliseconds.", ""]
+          "set by the slowest rank; step times are that rank's.", ""]
     if len(done):
-        md += [to_markdown(_fmt_runs(done[cols]), ".4g"), ""]
+        first = {"run": [labels[r] for r in done["run"]],
+                 **{CONFIG_HEADERS[c]: [_config_value(c, v) for v in done[c]] for c in varying}}
+        view, absent = _metrics_view(done, first)
+        md += [to_markdown(view), ""]
+        if absent:
+            md += [f"Not measured in these runs: {', '.join(absent)}.", ""]
     else:
         md += ["No complete runs.", ""]
     if len(other):
         md += ["### Runs that did not complete (not in any statistic)", "",
-               to_markdown(other[["run", "status", "epochs_done", "failure"]]), ""]
-    md += ["### Which BN implementation ran where", "",
-           to_markdown(runs[["run", "variant", "world_size", "launcher", "backend", "device",
-                             "bn_description"]]), "",
-           "### Reference numbers (not measured here)", "",
-           to_markdown(REFERENCE_ROWS, ".4g"),
-           "", "The textbook's numbers are from one run on an unnamed GPU; the H200 rows were measured "
-           "with the textbook's loop and with a GPU-resident eager loop (the bar for this suite's loop).", ""]
-    return "\n".join(md)
+               to_markdown(pd.DataFrame({"run": [labels[r] for r in other["run"]],
+                                         "status": other["status"].to_numpy(),
+                                         "epochs done": other["epochs_done"].to_numpy(),
+                                         "failure": other["failure"].to_numpy()})), ""]
+    md += ["### Run directories and their BN implementation", "",
+           to_markdown(pd.DataFrame({"run": [labels[r] for r in runs["run"]], "directory": runs["run"].to_numpy(),
+                                     "BN implementation": runs["bn_description"].to_numpy()})), ""]
+    return "\n".join(md + [reference_section()])
 
 
-def plot_curves(metrics: pd.DataFrame, path: Path) -> None:
-    """Loss, train accuracy and test accuracy per epoch, one line per run (the textbook's figure)."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharex=True)
-    for (run, variant), m in metrics.groupby(["run", "variant"], sort=True):
-        for ax, col in zip(axes, ("train_loss", "train_acc", "test_acc")):
-            ax.plot(m["epoch"], m[col], marker=".", label=run)
-    for ax, title in zip(axes, ("train loss", "train accuracy", "test accuracy")):
+def reference_section() -> str:
+    view, _ = _metrics_view(REFERENCE_ROWS, {"source": REFERENCE_ROWS["source"].to_numpy(),
+                                             "variant": REFERENCE_ROWS["variant"].to_numpy()})
+    return "\n".join([
+        "### Reference numbers (not measured here)", "", to_markdown(view), "",
+        "The textbook's numbers are from one run on an unnamed GPU; the H200 rows were measured "
+        "with the textbook's loop and with a GPU-resident eager loop (the bar for this suite's loop).", ""])
+
+
+def plot_curves(metrics: pd.DataFrame, labels: Mapping[str, str], coincide: bool, path: Path) -> None:
+    """Loss, train accuracy and test accuracy per epoch, one line per run (the textbook's figure).
+
+    Each run has its own line style and open marker, so runs that coincide still show."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharex=True, layout="constrained")
+    for i, (run, m) in enumerate(metrics.groupby("run", sort=True)):
+        for ax, col, scale in zip(axes, ("train_loss", "train_acc", "test_acc"), (1, 100, 100)):
+            ax.plot(m["epoch"], scale * pd.to_numeric(m[col], errors="coerce"), label=labels.get(run, run),
+                    **line_style(i))
+    epochs = sorted(metrics["epoch"].unique())
+    for ax, title in zip(axes, ("train loss", "train accuracy (%)", "test accuracy (%)")):
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        if len(epochs) <= 12:  # every epoch a tick; never 0.96 … 1.04 around a one-epoch run
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.get_major_locator().set_params(integer=True)
+    if coincide:
+        fig.suptitle(f"All {metrics['run'].nunique()} runs coincide: their lines lie on top of each other")
+    legend_outside(fig)
+    save(fig, path)
 
 
-def plot_bn1(bn: pd.DataFrame, path: Path) -> None:
+def plot_bn1(bn: pd.DataFrame, labels: Mapping[str, str], path: Path) -> None:
     """Scale (γ) and shift (β) of the first BN layer per channel, one group of bars per run."""
     first = bn[bn["layer"] == bn["layer"].iloc[0]]
     runs = list(dict.fromkeys(first["run"]))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.5), layout="constrained")
     width = 0.8 / max(len(runs), 1)
     for i, run in enumerate(runs):
         r = first[first["run"] == run]
         for ax, col in zip(axes, ("weight", "bias")):
-            ax.bar(r["channel"] + i * width, r[col], width=width, label=run)
+            ax.bar(r["channel"] + (i - (len(runs) - 1) / 2) * width, r[col], width=width,
+                   label=labels.get(run, run), color=f"C{i % 10}")
     for ax, title in zip(axes, ("scale γ (weight)", "shift β (bias)")):
         ax.set_title(f"{first['layer'].iloc[0]}: {title}")
         ax.set_xlabel("channel")
         ax.axhline(0, color="black", lw=0.5)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        ax.set_xticks(sorted(first["channel"].unique()))
+    legend_outside(fig)
+    save(fig, path)
 
 
-def curves_section(metrics: pd.DataFrame, bn: pd.DataFrame, out_dir: Path) -> str:
+def curves_section(metrics: pd.DataFrame, bn: pd.DataFrame, labels: Mapping[str, str], out_dir: Path) -> str:
     md = []
     if len(metrics):
-        plot_curves(metrics, out_dir / CURVES_PNG)
-        md += ["## Training curves", "", f"![training curves]({CURVES_PNG})", ""]
+        coincide = curves_coincide(metrics)
+        plot_curves(metrics, labels, coincide, out_dir / CURVES_PNG)
+        md += ["## Training curves", ""]
+        if coincide:
+            md += [f"**The curves of all {metrics['run'].nunique()} runs coincide**: train loss, train accuracy "
+                   f"and test accuracy agree within {COINCIDE_ATOL:g} at every epoch, so their lines lie on "
+                   "top of each other (each run has its own line style and marker).", ""]
+        md += [f"![training curves]({CURVES_PNG})", ""]
     if len(bn):
-        plot_bn1(bn, out_dir / BN_PNG)
-        first = bn[bn["layer"] == bn["layer"].iloc[0]]
-        wide = first.pivot_table(index="channel", columns="run", values=["weight", "bias"])
-        wide.columns = [f"{v} {run}" for v, run in wide.columns]
-        md += [f"## First BN layer ({first['layer'].iloc[0]}): learned scale and shift", "",
-               to_markdown(wide.reset_index(), ".3f"), "", f"![first BN layer]({BN_PNG})", ""]
+        md += [bn_section(bn, labels, out_dir)]
     return "\n".join(md)
+
+
+def bn_section(bn: pd.DataFrame, labels: Mapping[str, str], out_dir: Path) -> str:
+    plot_bn1(bn, labels, out_dir / BN_PNG)
+    first = bn[bn["layer"] == bn["layer"].iloc[0]]
+    md = [f"## First BN layer ({first['layer'].iloc[0]}): learned scale and shift", ""]
+    runs = list(dict.fromkeys(first["run"]))
+    if len(runs) <= MAX_BN_TABLE_RUNS and first["channel"].nunique() <= MAX_BN_TABLE_CHANNELS:
+        wide = pd.DataFrame({"channel": sorted(first["channel"].unique())})
+        for sym, col in (("γ", "weight"), ("β", "bias")):
+            for run in runs:
+                wide[f"{sym} {labels.get(run, run)}"] = first[first["run"] == run].set_index("channel")[col] \
+                    .reindex(wide["channel"]).to_numpy()
+        md += [to_markdown(wide, ".3f"), ""]
+    else:
+        md += ["Every channel of every layer is in each run's `bn_params.csv`.", ""]
+    return "\n".join(md + [f"![first BN layer]({BN_PNG})", ""])

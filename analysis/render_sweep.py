@@ -11,7 +11,8 @@ import pandas as pd
 
 from analysis import plot_sweep
 from analysis.groups import CONFIG_KEY, group_stats
-from analysis.mdtable import to_markdown
+from analysis.labels import COLUMN_HEADERS
+from analysis.mdtable import fmt_number, to_markdown
 from analysis.pairs import PAIR_KEY, WITHIN_RUN, pairwise
 from analysis.plot_sweep import varying
 from analysis.render_compare import SHOWN_METRICS, comparisons_view
@@ -40,14 +41,14 @@ POWER_MD = (
 
 
 def _interval(mean: pd.Series, lo: pd.Series, hi: pd.Series, fmt: str) -> list[str]:
+    """'mean [low, high]' per row through mdtable.fmt_number (`fmt` '.Nf'), the mean alone without
+    an interval, '–' without a mean."""
     out = []
     for m, a, b in zip(mean, lo, hi):
-        if pd.isna(m):
-            out.append("–")
-        elif pd.isna(a):
-            out.append(format(m, fmt))
+        if pd.isna(a):
+            out.append(fmt_number(m, fmt))
         else:
-            out.append(f"{m:{fmt}} [{a:{fmt}}, {b:{fmt}}]")
+            out.append(f"{fmt_number(m, fmt)} [{fmt_number(a, fmt)}, {fmt_number(b, fmt)}]")
     return out
 
 
@@ -82,7 +83,7 @@ def _comparisons_md(pairs: pd.DataFrame, resolve) -> list[str]:
         md += [f"*seeds needed per variant*: to resolve {', '.join(map(str, resolve))} at that spread "
                "with the same test and power (docs/statistics.md)."]
     view = comparisons_view(shown, varying(shown, list(PAIR_KEY), keep=()))
-    return md + ["", to_markdown(view), ""]
+    return md + ["", to_markdown(view.rename(columns=COLUMN_HEADERS)), ""]
 
 
 def sweep_section(runs_df: pd.DataFrame, out_dir: str | Path, resolve=(), steps: pd.DataFrame | None = None) -> str:
@@ -138,7 +139,7 @@ def _configurations_md(groups: pd.DataFrame, steps: pd.DataFrame | None) -> list
     if "step_ms_p50_mean" in groups.columns:
         view["p50 step ms"] = _step_cells(groups, run_median_cis(steps) if steps is not None else pd.DataFrame())
     view["note"] = groups["note"]
-    return ["### Configurations (mean [95 % CI])", "", to_markdown(view), "",
+    return ["### Configurations (mean [95 % CI])", "", to_markdown(view.rename(columns=COLUMN_HEADERS)), "",
             f"![test accuracy and examples/s per configuration]({PNG_NAMES['bars']})", ""]
 
 
@@ -148,7 +149,8 @@ def _scaling_md(scaling: pd.DataFrame) -> list[str]:
     view["efficiency"] = _interval(scaling["efficiency"], scaling["efficiency_ci95_low"],
                                    scaling["efficiency_ci95_high"], ".2f")
     view["note"] = scaling["note"]
-    return ["### Weak scaling (fixed per-rank batch; examples/s, global)", "", to_markdown(view, ".0f"), "",
+    return ["### Weak scaling (fixed per-rank batch; examples/s, global)", "",
+            to_markdown(view.rename(columns=COLUMN_HEADERS), ".0f"), "",
             f"![examples/s vs world size]({PNG_NAMES['scaling']})", ""]
 
 
@@ -157,4 +159,5 @@ def _accuracy_md(acc: pd.DataFrame) -> list[str]:
     view["test acc (%)"] = _interval(100 * acc["test_acc_mean"], 100 * acc["test_acc_ci95_low"],
                                      100 * acc["test_acc_ci95_high"], ".2f")
     return ["### Test accuracy vs batch (effective BN batch = examples per BN statistic)", "",
-            to_markdown(view, ".4g"), "", f"![test accuracy vs per-rank batch]({PNG_NAMES['accuracy']})", ""]
+            to_markdown(view.rename(columns=COLUMN_HEADERS), ".4g"), "",
+            f"![test accuracy vs per-rank batch]({PNG_NAMES['accuracy']})", ""]

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import markdown
 
-from analysis import render_kernels, render_runs, render_steps, render_sweep
+from analysis import render_findings, render_kernels, render_runs, render_steps, render_sweep
+from analysis.labels import run_labels
 from analysis.power import ResolveTarget, parse_targets
 from analysis.runs import load_bn_params, load_metrics, load_runs, load_skipped, load_step_times
 from bench.errors import OneLineParser, UsageError, cli, one_line_warnings
 
 HTML_HEAD = """<!doctype html><html><head><meta charset="utf-8"><title>bnbench report</title><style>
-body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+body{font-family:system-ui,sans-serif;max-width:1320px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 6px}
 th{background:#f3f3f3}img{max-width:100%}code{background:#f5f5f5}</style></head><body>
 """
@@ -46,17 +47,18 @@ def build(paths: list[str], out_dir: str | Path, resolve: tuple[ResolveTarget, .
         raise FileNotFoundError(f"no run directories (with config.json) under {', '.join(map(str, paths))}")
     out_dir.mkdir(parents=True, exist_ok=True)
     render_runs.summary_table(runs).to_csv(out_dir / "summary.csv", index=False)
-    steps = load_step_times(runs)
+    labels, steps = run_labels(runs), load_step_times(runs)
     sections = [
         "# bnbench report", "",
         f"{len(runs)} run(s) from {', '.join(map(str, paths))}; devices: "
         f"{', '.join(sorted(map(str, runs['device'].dropna().unique())))}.", "",
+        render_findings.findings_section(runs, steps),
         render_runs.not_run_section(load_skipped(paths)),
-        render_runs.runs_section(runs),
-        render_runs.curves_section(load_metrics(runs), load_bn_params(runs), out_dir),
-        render_steps.steps_section(steps, out_dir),
+        render_runs.runs_section(runs, labels),
+        render_runs.curves_section(load_metrics(runs), load_bn_params(runs), labels, out_dir),
+        render_steps.steps_section(steps, out_dir, labels),
         render_sweep.sweep_section(runs, out_dir, resolve=resolve, steps=steps),
-        render_kernels.kernel_section([Path(p) for p in runs["path"]], out_dir),
+        render_kernels.kernel_section([Path(p) for p in runs["path"]], out_dir, labels),
     ]
     md = "\n".join(sections)
     (out_dir / "report.md").write_text(md)

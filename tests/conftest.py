@@ -1,7 +1,9 @@
-"""Shared fixtures: real Fashion-MNIST laid out once per session, and the real traces in tests/data."""
+"""Shared fixtures: real Fashion-MNIST laid out once per session, the real traces in tests/data, and
+one pair of real 2-rank runs for the tests that need finished run directories."""
 from __future__ import annotations
 
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -33,3 +35,33 @@ def keep_process_state():
     yield
     signal.signal(signal.SIGTERM, handler)
     torch.use_deterministic_algorithms(False)
+
+
+@pytest.fixture(scope="session")
+def two_variant_runs(data_dir, tmp_path_factory) -> Path:
+    """The folder holding a run of nn and one of scratch-sync, both on 2 gloo ranks under torchrun.
+
+    One epoch of 16 steps at global batch 64 with the profiler on: its window (7 steps) and 2
+    warm-up steps are untimed, so 7 steps are timed and every report section has something to show.
+    The two jobs start together; each waits on its collectives, so they overlap well on 2 cores.
+    """
+    from tests.procs import start_torchrun
+
+    base, variants = tmp_path_factory.mktemp("two-variant-runs"), ("nn", "scratch-sync")
+    out, logs = base / "runs", {v: base / f"{v}.log" for v in variants}
+    jobs = {v: start_torchrun(2, "bench.train", "--variant", v, "--epochs", "1", "--batch-size", "64",
+                              "--limit-train", "1024", "--limit-test", "500", "--warmup-steps", "2",
+                              "--data-dir", data_dir, "--out", out, log=logs[v])
+            for v in variants}
+    try:
+        codes = {v: job.wait(timeout=300) for v, job in jobs.items()}
+    except subprocess.TimeoutExpired:
+        pytest.fail("the two runs for the browser tests took over 300 s")
+    finally:
+        for job in jobs.values():
+            if job.poll() is None:
+                job.terminate()  # torchrun passes it on to its ranks
+                job.wait(timeout=30)
+    for v, rc in codes.items():
+        assert rc == 0, f"{v} run failed:\n{logs[v].read_text()[-3000:]}"
+    return out

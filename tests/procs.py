@@ -41,3 +41,11 @@ def python_m(module: str, *args: str, timeout: float = 300, extra_env: dict | No
 def torchrun(nproc: int, module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return python_m("torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", module,
                     *args, timeout=timeout)
+
+
+def start_torchrun(nproc: int, module: str, *args: str, log: Path) -> subprocess.Popen:
+    """`torchrun` started in the background, its console in `log`; wait on it with `.wait(timeout)`."""
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                 f"--nproc_per_node={nproc}", "-m", module, *map(str, args)],
+                                stdout=out, stderr=subprocess.STDOUT, env=env(), cwd=REPO)

@@ -9,13 +9,8 @@ import gzip
 import json
 import math
 import re
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -23,61 +18,10 @@ import pytest
 
 from launch.view import view_folders
 from bench import rundir
-from tests.procs import REPO, env, free_port, torchrun
+from tests.procs import REPO, env, torchrun
+from tests.viewer import VIEW_MODULE, Viewer, fetch, get_json, port_is_free, profiler, view_command
 
 RUN = "lenet-nn-ws2-b256-s0"
-READY_S = 90  # TensorBoard start plus the plugin parsing two small traces; more is a hang
-
-
-def fetch(port: int, path: str, **query) -> bytes:
-    url = f"http://127.0.0.1:{port}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
-    with urllib.request.urlopen(url, timeout=30) as r:
-        data = r.read()
-        return gzip.decompress(data) if r.headers.get("Content-Encoding") == "gzip" else data
-
-
-def get_json(port: int, path: str, **query):
-    return json.loads(fetch(port, path, **query))
-
-
-def profiler(port: int, endpoint: str, **query):
-    return get_json(port, f"/data/plugin/pytorch_profiler/{endpoint}", **query)
-
-
-class Viewer:
-    """``python -m launch.view`` as a user starts it, with its temp dir and console captured."""
-
-    def __init__(self, paths: list[Path], tmp: Path):
-        self.port, self.tmp = free_port(), tmp
-        self.log = tmp / "view.log"
-        with open(self.log, "w") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "launch.view", *map(str, paths), "--port", str(self.port)],
-                stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env(TMPDIR=str(tmp)))
-
-    def wait_for_runs(self, n: int) -> list[str]:
-        """Poll the plugin until it has loaded `n` runs; fail (with the console) after READY_S."""
-        deadline = time.monotonic() + READY_S
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"launch.view exited early:\n{self.log.read_text()}"
-            try:
-                runs = profiler(self.port, "runs")
-                if not runs["loading"] and len(runs["runs"]) >= n:
-                    return runs["runs"]
-            except (urllib.error.URLError, ConnectionError):
-                pass  # not listening yet
-            time.sleep(1)
-        pytest.fail(f"TensorBoard not ready after {READY_S} s:\n{self.log.read_text()}")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
 
 
 @pytest.fixture(scope="module")
@@ -174,8 +118,7 @@ def test_stopping_the_viewer_stops_tensorboard_and_removes_its_links(run_dir, tm
     assert rc == 128 + 15  # SIGTERM, unwound through launch.view's own clean-up
     assert not list(tmp_path.glob("bnbench-view-*"))
     assert (run_dir / rundir.TRACES).is_dir() and len(list((run_dir / rundir.TRACES).iterdir())) == 3
-    with pytest.raises(OSError):
-        socket.create_connection(("127.0.0.1", viewer.port), timeout=2).close()
+    assert port_is_free(viewer.port)
     out = viewer.log.read_text()
     assert f"http://127.0.0.1:{viewer.port}/" in out and "https://ui.perfetto.dev" in out
 
@@ -199,9 +142,8 @@ def test_view_names_runs_below_the_folder_passed(tmp_path):
     (lambda p: p, "no run directories or trace folders"),
 ])
 def test_view_refuses_paths_without_runs(tmp_path, make, message):
-    p = subprocess.run([sys.executable, "-m", "launch.view", str(make(tmp_path))], capture_output=True,
-                       text=True, timeout=60, cwd=REPO, env=env(OMP_NUM_THREADS="1"))
-    assert p.returncode == 2 and p.stderr.startswith("launch.view: error:") and message in p.stderr
+    p = subprocess.run(view_command(make(tmp_path)), capture_output=True, text=True, timeout=60, cwd=REPO, env=env())
+    assert p.returncode == 2 and p.stderr.startswith(f"{VIEW_MODULE}: error:") and message in p.stderr
     assert "Traceback" not in p.stderr
 
 

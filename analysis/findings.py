@@ -1,0 +1,195 @@
+"""What a report says first: each variant against nn, which variant was fastest, what to distrust.
+
+Pure DataFrame -> DataFrame transforms over a runs table (analysis.runs.load_runs) and its step
+times (analysis.runs.load_step_times); the statistics are analysis.stats.pairwise's and
+group_stats', never re-derived. The sentences are written by analysis.render_findings.
+
+A comparison is a variant against `BASELINE` within one configuration: runs that agree on every
+column of analysis.stats.PAIR_KEY (model, world size, per-rank batch, mode, amp, and the rest of the
+configuration but the variant). Only complete runs enter; the others are listed by `left_out`.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.stats import COMPLETE, PAIR_KEY, VARIANT_ORDER, group_stats, pair_label, pairwise
+from analysis.steptimes import rank_stats, run_stats
+
+BASELINE = "nn"
+METRICS = ("examples_per_s", "test_acc")
+# The columns a configuration is named by; the rest of PAIR_KEY is named only where it varies, but
+# for the global batch, which follows from the world size and the per-rank batch.
+NAMED_KEY = ("model", "world_size", "per_rank_batch", "mode", "amp")
+IMPLIED = ("global_batch",)
+CURVE_COLUMNS = ("train_loss", "train_acc", "test_acc")
+COINCIDE_ATOL = 1e-4  # test accuracy on 10,000 images moves in steps of 1e-4: closer is the same curve
+
+COMPARISON_COLUMNS = (
+    "configuration", "variant", "n_baseline", "n_variant",
+    "examples_per_s_ratio", "examples_per_s_ratio_ci95_low", "examples_per_s_ratio_ci95_high",
+    "examples_per_s_verdict",
+    "test_acc_diff_pts", "test_acc_diff_pts_ci95_low", "test_acc_diff_pts_ci95_high", "test_acc_verdict",
+)
+CONFIGURATION_COLUMNS = ("configuration", *PAIR_KEY, "variants", "runs", "has_baseline", "fastest",
+                         "fastest_examples_per_s", "fastest_runs", "noisy_runs", "runs_with_steps")
+
+
+def _complete(runs: pd.DataFrame) -> pd.DataFrame:
+    """Complete runs with metrics as numbers: a metric a run could not measure (null) is NaN, never 0."""
+    done = runs[runs["status"] == COMPLETE].copy()
+    for m in METRICS:
+        done[m] = pd.to_numeric(done[m], errors="coerce")
+    done["label"] = [pair_label(v, g, w) for v, g, w in
+                     zip(done["variant"], done["bn_group_size"], done["world_size"])]
+    return done
+
+
+def _naming(done: pd.DataFrame) -> list[str]:
+    """NAMED_KEY plus the other PAIR_KEY columns that differ between the complete runs."""
+    others = [c for c in PAIR_KEY if c not in NAMED_KEY + IMPLIED]
+    return [*NAMED_KEY, *(c for c in others if done[c].nunique(dropna=False) > 1)]
+
+
+def configuration_name(row: dict, columns: list[str]) -> str:
+    """'lenet, 2 ranks × 32 per rank, eager, no AMP' (+ ', epochs 2' for other columns named).
+
+    >>> configuration_name({"model": "lenet", "world_size": 1, "per_rank_batch": 256, "mode": "eager",
+    ...                     "amp": "bf16", "lr": 0.5}, [*NAMED_KEY, "lr"])
+    'lenet, 1 rank × 256 per rank, eager, bf16 autocast, lr 0.5'
+    """
+    ws = int(row["world_size"])
+    parts = [str(row["model"]), f"{ws} rank{'s' if ws != 1 else ''} × {int(row['per_rank_batch'])} per rank",
+             str(row["mode"]), "no AMP" if row["amp"] == "none" else f"{row['amp']} autocast"]
+    parts += [f"{c} {row[c]}" for c in columns if c not in NAMED_KEY]
+    return ", ".join(parts)
+
+
+def _variant_order(label: str) -> tuple[int, str]:
+    v = label.split(" (")[0]
+    return (VARIANT_ORDER.index(v) if v in VARIANT_ORDER else len(VARIANT_ORDER), label)
+
+
+def _word(verdict: str, estimate: float, null: float, above: str, below: str) -> str:
+    """The verdict in one word, from stats' verdict (which decides) and the estimate (which way)."""
+    if pd.isna(estimate):
+        return "n/a"
+    if "within noise" in verdict:
+        return "within noise"
+    if "no interval" in verdict:
+        return "no interval"
+    return above if estimate > null else below
+
+
+def comparisons(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (configuration, variant) with a BASELINE run in the same configuration.
+
+    examples_per_s_ratio = variant / nn (95 % interval: stats' log delta method); test_acc_diff_pts
+    = 100 · (variant − nn) in percentage points (Welch). Intervals are NaN with fewer than two runs
+    a side, and a metric no run measured is NaN. Verdicts: faster / slower / within noise /
+    no interval / n/a, and more accurate / less accurate / ... for accuracy.
+
+        variant  examples_per_s  test_acc  ->  variant  examples_per_s_ratio  test_acc_diff_pts
+        nn       1000            0.80          scratch  0.5                   -2.0
+        scratch  500             0.78
+    """
+    done = _complete(runs)
+    labels = sorted(set(done["label"]) - {BASELINE}, key=_variant_order)
+    if BASELINE not in set(done["label"]) or not labels:
+        return pd.DataFrame(columns=list(COMPARISON_COLUMNS))
+    pw = pairwise(done, metrics=METRICS, pairs=[(BASELINE, lab) for lab in labels])
+    naming = _naming(done)
+    rows = []
+    for key, g in pw.groupby([*PAIR_KEY, "variant_b"], dropna=False, sort=False):
+        eps = g[g["metric"] == "examples_per_s"].iloc[0]
+        acc = g[g["metric"] == "test_acc"].iloc[0]
+        rows.append({
+            "configuration": configuration_name(dict(zip(PAIR_KEY, key)), naming), "variant": key[-1],
+            "n_baseline": int(eps["n_a"]), "n_variant": int(eps["n_b"]),
+            "examples_per_s_ratio": eps["estimate"], "examples_per_s_ratio_ci95_low": eps["ci95_low"],
+            "examples_per_s_ratio_ci95_high": eps["ci95_high"],
+            "examples_per_s_verdict": _word(eps["verdict"], eps["estimate"], 1.0, "faster", "slower"),
+            "test_acc_diff_pts": 100 * acc["estimate"], "test_acc_diff_pts_ci95_low": 100 * acc["ci95_low"],
+            "test_acc_diff_pts_ci95_high": 100 * acc["ci95_high"],
+            "test_acc_verdict": _word(acc["verdict"], acc["estimate"], 0.0, "more accurate", "less accurate"),
+        })
+    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+
+
+def noisy_runs(steps: pd.DataFrame) -> pd.DataFrame:
+    """Per run with step times: noisy_ranks (IQR/median over analysis.steptimes' threshold) and ranks.
+
+    >>> s = pd.DataFrame({"run": "r", "variant": "nn", "world_size": 1, "rank": 0,
+    ...                   "step_ms": [1.0, 2.0, 3.0, 4.0]})
+    >>> noisy_runs(s).to_dict("records")
+    [{'run': 'r', 'noisy_ranks': 1, 'ranks': 1}]
+    """
+    per_run = run_stats(rank_stats(steps))
+    out = per_run[["run", "noisy_ranks"]].copy()
+    out["ranks"] = per_run["world_size"].astype(int)
+    return out.reset_index(drop=True)
+
+
+def _matching(df: pd.DataFrame, row: dict) -> pd.DataFrame:
+    """Rows of df equal to `row` on its columns, a missing value matching a missing value."""
+    keep = pd.Series(True, index=df.index)
+    for c, v in row.items():
+        keep &= df[c].isna() if pd.isna(v) else df[c] == v
+    return df[keep]
+
+
+def configurations(runs: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration with a complete run: its variants, whether BASELINE ran, the
+    fastest variant by mean examples/s (stats.group_stats) and how many of its runs had noisy steps."""
+    done = _complete(runs)
+    if done.empty:
+        return pd.DataFrame(columns=list(CONFIGURATION_COLUMNS))
+    naming = _naming(done)
+    noisy = noisy_runs(steps).set_index("run")["noisy_ranks"]
+    gs = group_stats(done, metrics=("examples_per_s",))
+    gs["label"] = [pair_label(v, g, w) for v, g, w in zip(gs["variant"], gs["bn_group_size"], gs["world_size"])]
+    rows = []
+    for key, cfg in done.groupby(list(PAIR_KEY), dropna=False, sort=True):
+        row = dict(zip(PAIR_KEY, key))
+        timed = _matching(gs, row).dropna(subset=["examples_per_s_mean"])
+        best = timed.loc[timed["examples_per_s_mean"].idxmax()] if len(timed) else None
+        in_steps = cfg["run"][cfg["run"].isin(noisy.index)]
+        rows.append({
+            "configuration": configuration_name(row, naming), **row,
+            "variants": sorted(set(cfg["label"]), key=_variant_order), "runs": len(cfg),
+            "has_baseline": BASELINE in set(cfg["label"]),
+            "fastest": None if best is None else best["label"],
+            "fastest_examples_per_s": float("nan") if best is None else best["examples_per_s_mean"],
+            "fastest_runs": 0 if best is None else int(best["examples_per_s_n"]),
+            "noisy_runs": int((noisy[in_steps] > 0).sum()), "runs_with_steps": len(in_steps),
+        })
+    return pd.DataFrame(rows, columns=list(CONFIGURATION_COLUMNS))
+
+
+def left_out(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs that did not complete (diverged, failed, still running): run, variant, status, failure."""
+    return runs.loc[runs["status"] != COMPLETE, ["run", "variant", "status", "failure"]].reset_index(drop=True)
+
+
+def curves_coincide(metrics: pd.DataFrame, atol: float = COINCIDE_ATOL) -> bool:
+    """True when two or more runs have the same epochs and, at every epoch, train loss, train
+    accuracy and test accuracy within `atol` of each other (a metric missing in all runs agrees).
+
+    >>> m = pd.DataFrame({"run": ["a", "b"], "epoch": 1, "train_loss": [0.5, 0.50001],
+    ...                   "train_acc": 0.8, "test_acc": float("nan")})
+    >>> curves_coincide(m), curves_coincide(m.assign(train_acc=[0.8, 0.9]))
+    (True, False)
+    """
+    if metrics["run"].nunique() < 2:
+        return False
+    epochs = metrics.groupby("run")["epoch"].apply(lambda e: tuple(sorted(e)))
+    if epochs.nunique() > 1:
+        return False
+    for col in CURVE_COLUMNS:
+        values = pd.to_numeric(metrics[col], errors="coerce")
+        by_epoch = values.groupby(metrics["epoch"])
+        missing = values.isna().groupby(metrics["epoch"])
+        if (missing.any() & ~missing.all()).any():  # measured in one run, not in another
+            return False
+        if ((by_epoch.max() - by_epoch.min()).fillna(0) > atol).any():
+            return False
+    return True
