@@ -60,7 +60,8 @@ def builds() -> list[tuple[str, object, dict, dict, bool]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="launch.fused_compile_check", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="launch.fused_compile_check",
+                                description=__doc__.split("\n")[0])
     p.add_argument("--arch", type=int, default=90, help="compute capability, e.g. 90 for H100/H200")
     a = p.parse_args(argv)
     try:
@@ -68,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         from triton.backends.compiler import GPUTarget
         from triton.compiler import ASTSource
     except ImportError as exc:
-        print(f"launch.fused_compile_check: error: triton is not importable ({exc})", file=sys.stderr)
+        print(f"launch.fused_compile_check: error: triton is not importable ({exc})",
+              file=sys.stderr)
         return 2
     from bench.bn import fused_tuning
 

@@ -34,8 +34,8 @@ def run_interpreted(target: str, *args: Any, timeout_s: float = 240) -> Any:
     with tempfile.TemporaryDirectory() as tmp:
         inputs, output = Path(tmp) / "args.pt", Path(tmp) / "result.pt"
         torch.save(args, inputs)
-        env = {**os.environ, "TRITON_INTERPRET": "1",
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": path}
         proc = subprocess.run(
             [sys.executable, "-m", "tests.interpreted", target, str(inputs), str(output)],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s,

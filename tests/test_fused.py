@@ -1,4 +1,4 @@
-"""FusedBatchNorm (``fused``) against batch norm in float64, its kernels run by Triton's interpreter.
+"""FusedBatchNorm (``fused``) against float64 batch norm, its kernels run by Triton's interpreter.
 
 The kernels run on CPU tensors under ``TRITON_INTERPRET=1``, which only takes effect in a process
 that has it in its environment before triton is first imported; tests/interpreted.py explains
@@ -15,7 +15,6 @@ in the masking or in either level of Chan's merge changes the numbers.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import sys
 

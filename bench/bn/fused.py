@@ -1,4 +1,4 @@
-"""Batch norm in Triton kernels at the memory system's limit: the ``fused`` and ``fused-sync`` variants.
+"""Batch norm in Triton kernels at the memory system's limit: ``fused`` and ``fused-sync``.
 
 A training step costs three passes over the activations in forward and five in backward, the
 fewest the arithmetic allows (docs/fused.md counts the bytes):
@@ -36,6 +36,8 @@ the interpreter the kernels use one fixed block configuration instead of autotun
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -69,7 +71,8 @@ def unavailable_reason(device: torch.device | str) -> str | None:
     if device.type == "cpu":
         return None if stdlib_interpreted else CPU_HINT
     if device.type != "cuda":
-        return f"the fused kernels run on CUDA devices (or CPU under TRITON_INTERPRET=1), not {device.type}"
+        return (f"the fused kernels run on CUDA devices (or CPU under TRITON_INTERPRET=1), "
+                f"not {device.type}")
     if not torch.cuda.is_available():
         return "CUDA is not available to torch"
     return None
@@ -80,6 +83,11 @@ def _launch():
     from bench.bn import fused_launch
 
     return fused_launch
+
+
+def _on_device(t: torch.Tensor) -> contextlib.AbstractContextManager:
+    """Triton launches on the current CUDA device: make it t's."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
 def _all_gather_triples(local: torch.Tensor, group: dist.ProcessGroup | None) -> torch.Tensor:
@@ -121,14 +129,15 @@ class _FusedBatchNormFn(torch.autograd.Function):
     def backward(ctx, grad_y):
         x, weight, stats = ctx.saved_tensors
         ops = _launch()
-        dy = ops.in_layout(grad_y, like=x)
-        sums = ops.grad_sums(x, dy, stats[1], stats[3])
-        # computed whatever needs_input_grad says: every rank must run the same collectives
-        if ctx.sync:
-            dist.all_reduce(sums[2:], group=ctx.group)
-        # eval: the statistics do not depend on x, so the two mean terms of dx vanish
-        dx_sums = sums[2:] if ctx.training else torch.zeros_like(sums[2:])
-        dx = ops.grad_input(x, dy, stats[1], stats[3], weight, dx_sums, stats[0])
+        with _on_device(x):
+            dy = ops.in_layout(grad_y, like=x)
+            sums = ops.grad_sums(x, dy, stats[1], stats[3])
+            # computed whatever needs_input_grad says: every rank must run the same collectives
+            if ctx.sync:
+                dist.all_reduce(sums[2:], group=ctx.group)
+            # eval: the statistics do not depend on x, so the two mean terms of dx vanish
+            dx_sums = sums[2:] if ctx.training else torch.zeros_like(sums[2:])
+            dx = ops.grad_input(x, dy, stats[1], stats[3], weight, dx_sums, stats[0])
         return dx, sums[1].to(weight.dtype), sums[0].to(weight.dtype), None, None, None, None
 
 
@@ -177,7 +186,10 @@ class FusedBatchNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
-        x = _launch().in_layout(x)
+        with _on_device(x):
+            return self._forward(_launch().in_layout(x))
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         sync = self.training and self._syncs()
         if self.training:
             with torch.no_grad():

@@ -76,7 +76,7 @@ def grad_sums_rows(x_ptr, dy_ptr, mean_ptr, part_ptr, M, C, m_per, P,
 @triton.jit
 def sum_partials(part_ptr, P, C, invstd_ptr, out_ptr,
                  BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-    """out (4, C) = (sum(dy), sum(dy * xhat)) twice: rows 0-1 stay local, rows 2-3 get all-reduced."""
+    """out (4, C) = (sum(dy), sum(dy * xhat)) twice: rows 0-1 stay local, 2-3 get all-reduced."""
     cols = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
     col_ok = cols < C
     acc_dy = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)

@@ -77,7 +77,7 @@ def _block_c(c: int) -> int:
 
 
 def _split(length: int, splits: int, granule: int) -> tuple[int, int]:
-    """(per_program, programs): `length` cut into about `splits` runs, each a multiple of granule."""
+    """(per_program, programs): `length` in about `splits` runs, each a multiple of granule."""
     per = triton.cdiv(triton.cdiv(length, max(splits, 1)), granule) * granule
     return per, triton.cdiv(length, per)
 
@@ -95,7 +95,7 @@ def _reduction_grid(x: torch.Tensor) -> tuple[str, int, int, int, int, int]:
 
 
 def local_partials(x: torch.Tensor) -> torch.Tensor:
-    """(3, P, C) float32: (count, mean, M2) of each program's share of x (P = 1, zeros, if empty)."""
+    """(3, P, C) float32: (count, mean, M2) of each program's share of x (one of zeros if empty)."""
     if x.numel() == 0:
         return x.new_zeros((3, 1, x.shape[1]), dtype=torch.float32)
     layout, n, c, s, per, programs = _reduction_grid(x)
