@@ -91,6 +91,7 @@ def interpreted_cases(cases: dict[str, Case]) -> dict:
 
 @pytest.fixture(scope="module")
 def interpreted() -> dict:
+    pytest.importorskip("triton", reason="the fused kernels need triton")
     return run_interpreted("tests.test_fused:interpreted_cases", CASES)
 
 
@@ -160,7 +161,7 @@ def test_eval_normalises_with_running_statistics(interpreted):
 # ---- no interpreter needed: these run in the pytest process ----
 
 def _triton_compiled_here() -> bool:
-    import triton
+    triton = pytest.importorskip("triton", reason="the fused kernels need triton")
     import triton.language as tl
 
     return isinstance(tl.zeros, triton.runtime.JITFunction)

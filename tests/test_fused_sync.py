@@ -31,7 +31,7 @@ CASES = {
     "w2-2d-offset-1000": Case(2, (24, 13), channels=5, steps=1, offset=1e3, seed=22),
     # groups {0, 1} and {2, 3}; rank 1 holds no samples
     "w4-groups-of-2-empty-rank-channels-last": Case(
-        4, (3, 0, 2, 4), channels=5, spatial=3, steps=2, channels_last=True,
+        4, (3, 0, 2, 4), channels=5, spatial=3, steps=1, channels_last=True,
         ranks_per_group=2, seed=23),
 }  # fmt: skip
 GATHERS = ("all_gather_single", "all_gather_into_tensor")  # whichever this torch calls
@@ -60,6 +60,7 @@ def interpreted_cases(cases: dict[str, Case]) -> dict[str, list[list[dict]]]:
 
 @pytest.fixture(scope="module")
 def per_rank() -> dict[str, list[list[dict]]]:
+    pytest.importorskip("triton", reason="the fused kernels need triton")
     return run_interpreted("tests.test_fused_sync:interpreted_cases", CASES, timeout_s=400)
 
 
