@@ -14,8 +14,8 @@ backward
 
 ``sync=True`` (``fused-sync``) makes the statistics those of every rank of ``process_group``
 together, exactly as ``scratch-sync`` (bench.syncnorm) does and with the same two collectives:
-each rank's combined (count, mean, M2) goes through ONE all-gather in forward and is merged by the
-same Chan kernel on every rank; the two sums go through ONE all-reduce in backward. dweight and
+each rank's combined (count, mean, M2) goes through ONE all-gather in forward and every rank
+merges the W triples with the same ``combine`` kernel that merged its own partials; the two sums go through ONE all-reduce in backward. dweight and
 dbias stay local sums, as under ``nn.SyncBatchNorm`` (DDP averages them). A rank with no samples
 contributes count 0 and still joins both collectives. With no process group initialised, or a
 group of one rank, it runs locally.

@@ -3,10 +3,11 @@
 Block sizes come from ``triton.autotune`` (key: the shape; the autotuner adds the dtypes):
 
 * tiles of 2048 or 4096 elements at 4 or 8 warps: 16-32 elements per thread, enough bytes in
-  flight per streaming multiprocessor to keep HBM busy while the tile's reductions stay in
-  registers (no spills);
-* plane widths 64, 256 and 1024, pruned to what the plane fills, so that 7x7 and 14x14 planes
-  do not leave most lanes masked while 56x56 planes read long contiguous runs.
+  flight per streaming multiprocessor to keep HBM busy, few enough that the tile and its
+  reductions stay in registers;
+* plane widths 64, 256 and 1024, pruned to those from 1/16 of the plane's size (rounded up to a
+  power of two) up to that size, so that 7x7 and 14x14 planes do not leave most lanes masked
+  while 56x56 planes read long contiguous runs.
 
 A process decides once whether Triton runs compiled or interpreted: ``@triton.jit`` and Triton's
 own ``tl.sum`` read ``TRITON_INTERPRET`` when they are decorated, i.e. when triton is first
