@@ -41,6 +41,7 @@ import contextlib
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 __all__ = ["FusedBatchNorm", "unavailable_reason"]
 
@@ -126,6 +127,7 @@ class _FusedBatchNormFn(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable  # the kernels leave no graph: a second derivative must fail, not be 0
     def backward(ctx, grad_y):
         x, weight, stats = ctx.saved_tensors
         ops = _launch()
