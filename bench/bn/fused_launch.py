@@ -86,11 +86,15 @@ def _reduction_grid(x: torch.Tensor) -> tuple[str, int, int, int, int, int]:
     """(layout, N or M, C, S, per_program, programs) of the two reduction passes."""
     layout, n, c, s = _dims(x)
     target = _target_programs(x.device)
+    # no program gets less than MIN_PROGRAM_ELEMENTS: more partials would only cost traffic
     if layout == "planes":
-        per, programs = _split(n, triton.cdiv(target, c), ft.plane_granule(s))
+        splits = min(triton.cdiv(target, c), max(1, n * s // ft.MIN_PROGRAM_ELEMENTS))
+        per, programs = _split(n, splits, ft.plane_granule(s))
     else:
-        per, programs = _split(n, triton.cdiv(target, triton.cdiv(c, _block_c(c))),
-                               ft.ROW_TILE_MAX // _block_c(c))
+        bc = _block_c(c)
+        splits = min(triton.cdiv(target, triton.cdiv(c, bc)),
+                     max(1, n * bc // ft.MIN_PROGRAM_ELEMENTS))
+        per, programs = _split(n, splits, ft.ROW_TILE_MAX // bc)
     return layout, n, c, s, per, programs
 
 

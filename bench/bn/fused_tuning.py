@@ -41,6 +41,10 @@ else:
     ]
     MAX_BLOCK_C = 256
 ROW_TILE_MAX = max(c.kwargs["TILE"] for c in ROW_CONFIGS)
+# The least work a program of the reduction passes gets (elements of one channel block): below
+# it the partials' traffic grows faster than the parallelism helps. Not in the interpreter, where
+# tests need several partials from tiny inputs.
+MIN_PROGRAM_ELEMENTS = 1 if INTERPRETED else 1 << 15
 # Fixed blocks of the kernels over partials (combine, sum_partials): a few programs of
 # (BLOCK_P, <= PARTIAL_BLOCK_C) tiles; a few hundred partials take a handful of iterations.
 BLOCK_P = 1 if INTERPRETED else 128  # interpreter: loop over the partials
