@@ -215,6 +215,8 @@ def _train(cfg: TrainConfig, info: dist.DistInfo, run_dir: Path, resume: bool = 
         "step_ms_p50": percentile(times, 50), "step_ms_p90": percentile(times, 90),
         "step_ms_rank": slowest,
         "peak_mem_bytes": peak, "device": str(info.device),
+        # what DDP all-reduces each step: analysis.scale models that all-reduce at other world sizes
+        "grad_bytes": sum(p.numel() * p.element_size() for p in net.parameters() if p.requires_grad),
         "bn_group_size": bn_group_size(cfg, W), "bn_description": describe_bn(cfg, W),
         "mode": cfg.mode, "amp": cfg.amp, **step.setup_times(),
         "bn_emulate_ranks": cfg.bn_emulate_ranks,
