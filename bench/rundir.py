@@ -39,6 +39,14 @@ STATUSES = ("running", "complete", "diverged", "failed")
 # across ranks; bench.norms builds them, analysis groups by them.
 VARIANTS = ("scratch", "nn", "sync", "scratch-sync")
 SYNCHRONISING = ("sync", "scratch-sync")
+# bench.collectives' CSV, which analysis.scale fits its collective cost model to: one row per
+# (collective, shape, size); `shape` is "sweep" (power-of-two sizes) or the BN layer's "bn_fwd" /
+# "bn_bwd" collective for `channels` channels, of which `model` has `layers` layers.
+COLLECTIVES = ("all_reduce", "all_gather")
+COLLECTIVES_COLUMNS = (
+    "backend", "world_size", "hosts", "device", "collective", "shape", "model", "channels", "layers",
+    "dtype", "count", "bytes", "warmup", "iters", "time_us_median", "time_us_q1", "time_us_q3",
+    "time_us_mean", "iqr_over_median", "algbw_gbps", "busbw_gbps")
 
 
 def _umask() -> int:
