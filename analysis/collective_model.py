@@ -17,6 +17,8 @@ does (NVIDIA/nccl src/graph/tuning.cc, whose step structure this follows):
     ring all-gather   base + ((n−1) − (m−1))·intra_hop + (m−1)·inter_hop + S·(n−1)/n / busbw
     tree all-reduce   base + 2·((q−1)·intra_hop + ⌈log₂ m⌉·inter_hop) + 2·S / busbw   (q = ranks per node)
     nvls all-reduce   base + intra_hop + S·2(n−1)/n / busbw      (NVLink SHARP: the switch reduces; one node)
+    ring broadcast    as the ring all-gather's steps, with S / busbw (nccl-tests' broadcast busbw = algbw),
+                      priced with the all-gather rows (bench.collectives times no broadcast)
 
 where busbw is the intra-node one inside a node and min(intra, inter) once the ranks span nodes
 (the hierarchical case). A one-level model (a fit to measurements from one host) has no node size:
@@ -69,7 +71,7 @@ def steps(collective: str, algorithm: str, n: int, per_node: int | None) -> tupl
     if algorithm == "tree":
         q = min(n, per_node) if per_node else n
         return 2 * (q - 1), 2 * math.ceil(math.log2(m)) if m > 1 else 0
-    total, inter = (2 * (n - 1), 2 * (m - 1)) if collective == "all_reduce" else (n - 1, m - 1)
+    total, inter = (2 * (n - 1), 2 * (m - 1)) if collective == "all_reduce" else (n - 1, m - 1)  # gather, broadcast
     return total - inter, inter
 
 
@@ -77,15 +79,18 @@ def bytes_factor(collective: str, algorithm: str, n: int) -> float:
     """Bytes over the bus per byte of S: 2(n−1)/n ring all-reduce, (n−1)/n all-gather, 2 tree."""
     if algorithm == "tree":
         return 2.0
+    if collective == "broadcast":
+        return 1.0
     return (2.0 if collective == "all_reduce" else 1.0) * (n - 1) / n
 
 
 def candidate_times(model: CostModel, collective: str, n: int, nbytes: float) -> pd.DataFrame:
     """Every applicable row of the model with its time for this call, in µs (column ``time_us``)."""
     p = model.params
-    rows = p[((p["collective"] == collective) | (p["collective"] == "any"))
+    priced_as = "all_gather" if collective == "broadcast" else collective
+    rows = p[((p["collective"] == priced_as) | (p["collective"] == "any"))
              & (p["min_bytes"] <= nbytes) & (nbytes < p["max_bytes"])]
-    if collective == "all_gather":
+    if priced_as == "all_gather":
         rows = rows[rows["algorithm"] == "ring"]  # NCCL gathers in rings (PAT aside: see docs/scale.md)
     spans = bool(model.gpus_per_node) and n > model.gpus_per_node
     if spans:

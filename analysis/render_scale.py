@@ -95,7 +95,8 @@ def scale_section(prediction: pd.DataFrame, validation: pd.DataFrame, workloads:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plot(prediction, out_dir / PNG)
-    compute = ", ".join(f"{r.model} {r.variant} b{r.per_rank_batch}: {r.compute_ms:.3g} ms ({r.runs} run(s))"
+    compute = ", ".join(f"{r.model} {r.variant} b{r.per_rank_batch}: {r.compute_ms:.3g} ms "
+                        + (f"({r.runs} run(s))" if r.runs else "(stated in a workload file)")
                         for r in workloads.itertuples())
     lines = ["## At scale (predicted)", "",
              "**This section is a model, not a measurement.** It predicts a training step at world sizes up "

@@ -1,6 +1,8 @@
 """Comparison report from run directories: report.md, report.html (plots embedded), summary.csv.
 
-    python -m analysis.report RUN_DIR_OR_PARENT... -o REPORT_DIR
+    python -m analysis.report RUN_DIR_OR_PARENT... -o REPORT_DIR [--collectives CSV... | --preset NAME]
+
+With --collectives or --preset the report ends with "At scale (predicted)" (analysis.scale).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import markdown
 
 from analysis import render_kernels, render_runs, render_steps, render_sweep
 from analysis.runs import load_bn_params, load_metrics, load_runs, load_skipped, load_step_times
+from bench.errors import UsageError
 
 HTML_HEAD = """<!doctype html><html><head><meta charset="utf-8"><title>bnbench report</title><style>
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -33,8 +36,11 @@ def _embed_images(html: str, out_dir: Path) -> str:
     return re.sub(r'src="([^":]+\.png)"', repl, html)
 
 
-def build(paths: list[str], out_dir: str | Path) -> Path:
-    """Write the report for the run directories under `paths` into out_dir; return report.md's path."""
+def build(paths: list[str], out_dir: str | Path, collectives: list[str] | None = None,
+          preset: str | None = None) -> Path:
+    """Write the report for the run directories under `paths` into out_dir; return report.md's path.
+
+    `collectives` (bench.collectives CSVs) or `preset` adds the "At scale (predicted)" section."""
     out_dir = Path(out_dir)
     runs = load_runs(paths)
     if runs.empty:
@@ -52,6 +58,9 @@ def build(paths: list[str], out_dir: str | Path) -> Path:
         render_sweep.sweep_section(runs, out_dir),
         render_kernels.kernel_section([Path(p) for p in runs["path"]], out_dir),
     ]
+    if collectives or preset:
+        from analysis import scale  # only reports that ask for a prediction pay for the model
+        sections.append(scale.section(paths, out_dir, collectives, preset))
     md = "\n".join(sections)
     (out_dir / "report.md").write_text(md)
     body = markdown.markdown(md, extensions=["tables"])
@@ -63,13 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="analysis.report", description=__doc__.splitlines()[0])
     p.add_argument("paths", nargs="+", help="run directories or folders holding them")
     p.add_argument("-o", "--out", default="reports/latest", help="report directory")
+    p.add_argument("--collectives", nargs="+", metavar="CSV", help="bench.collectives CSV(s): add the At-scale section")
+    p.add_argument("--preset", help="collective cost preset (analysis/scale_presets.toml): add the At-scale section")
     args = p.parse_args(argv)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
         try:
-            path = build(args.paths, args.out)
-        except FileNotFoundError as e:
+            path = build(args.paths, args.out, args.collectives, args.preset)
+        except (FileNotFoundError, UsageError) as e:
             print(f"analysis.report: error: {e}", file=sys.stderr)
             return 2
     print(f"report: {path} (and report.html, summary.csv) in {path.parent}")

@@ -1,7 +1,7 @@
 """Predict what synchronised BN costs at 1 to 4,096 ranks, and check the prediction against measured runs.
 
     python -m analysis.scale RUN_OR_SWEEP_DIR... (--collectives CSV [CSV...] | --preset NAME) -o OUT_DIR
-        [--world-sizes N ...] [--bn-group-size K ...] [--gpus-per-node N]
+        [--world-sizes N ...] [--bn-group-size K ...] [--gpus-per-node N] [--workload TOML ...]
 
 The runs give each workload's world-size-1 compute, BN layers, gradient bytes and (from multi-rank
 GPU traces) how much of DDP's all-reduce is exposed; the collectives come from a fit to
@@ -22,9 +22,9 @@ import pandas as pd
 
 from analysis.collective_model import CostModel, fit
 from analysis.render_scale import scale_section
-from analysis.scale_inputs import load_collectives, load_measured, load_preset, preset_names
-from analysis.scale_model import WORLD, predict, validate
-from analysis.scale_workloads import backend_mismatch, workloads
+from analysis.scale_inputs import load_collectives, load_measured, load_preset, load_workload, preset_names
+from analysis.scale_model import VALIDATION_COLUMNS, WORLD, predict, validate
+from analysis.scale_workloads import WORKLOAD_COLUMNS, backend_mismatch, workloads
 from bench.errors import EXIT_USAGE, UsageError
 
 DEFAULT_WORLD_SIZES = tuple(2 ** k for k in range(13))  # 1 ... 4096
@@ -51,28 +51,47 @@ def cost_model(collectives: list[str] | None, preset: str | None, gpus_per_node:
     return fit(table, name, str(table["backend"].iloc[0]))
 
 
-def compute(paths: list[str], collectives: list[str] | None = None, preset: str | None = None,
-            world_sizes: tuple[int, ...] = (), group_sizes: tuple[int, ...] = (),
-            gpus_per_node: int | None = None) -> ScaleResult:
-    """Load, model and validate; raises UsageError for bad input."""
-    if bad := [w for w in (*world_sizes, *group_sizes, gpus_per_node or 1) if w <= 0]:
-        raise UsageError(f"world sizes, BN group sizes and GPUs per node must be positive, got {bad[0]}")
-    cost = cost_model(collectives, preset, gpus_per_node)
+def _measured_workloads(paths: list[str], cost: CostModel, strict: bool):
+    """Workloads, runs and notes from run directories; the backend check of the collectives."""
     measured = load_measured(paths)
     notes = []
     if mismatched := backend_mismatch(measured.runs, cost):
-        if collectives:
+        if strict:
             raise UsageError(f"the collectives were measured on {cost.backend} but these runs use another backend: "
                              f"{', '.join(mismatched)}; measure bench.collectives on the runs' backend")
         notes.append(f"the preset describes {cost.backend} GPUs, but the compute comes from runs on another "
                      f"backend ({', '.join(mismatched)}): read the prediction as those runs' arithmetic on that network")
-    table, workload_notes = workloads(measured.runs, measured.layers, measured.exposed)
+    table, workload_notes = workloads(measured.runs, measured.layers, measured.traced)
+    runs = measured.runs.merge(measured.traced[["path", "calls_per_step"]], on="path", how="left")
+    return table, runs, notes + workload_notes
+
+
+def compute(paths: list[str], collectives: list[str] | None = None, preset: str | None = None,
+            world_sizes: tuple[int, ...] = (), group_sizes: tuple[int, ...] = (),
+            gpus_per_node: int | None = None, workload_files: tuple[str, ...] = ()) -> ScaleResult:
+    """Load, model and validate; raises UsageError for bad input."""
+    if bad := [w for w in (*world_sizes, *group_sizes, gpus_per_node or 1) if w <= 0]:
+        raise UsageError(f"world sizes, BN group sizes and GPUs per node must be positive, got {bad[0]}")
+    if not paths and not workload_files:
+        raise UsageError("give run directories, or a --workload file, to predict from")
+    cost = cost_model(collectives, preset, gpus_per_node)
+    tables, notes, runs = [], [], None
+    if paths:
+        table, runs, run_notes = _measured_workloads(paths, cost, strict=bool(collectives))
+        tables.append(table)
+        notes += run_notes
+    for f in workload_files:
+        row, file_notes = load_workload(f)
+        tables.append(pd.DataFrame([row], columns=list(WORKLOAD_COLUMNS)))
+        notes += file_notes
+    table = pd.concat(tables, ignore_index=True)
     sizes = sorted({*DEFAULT_WORLD_SIZES, *world_sizes})
     prediction = predict(table, cost, sizes, (WORLD, *group_sizes))
-    validation = validate(measured.runs, table, cost)
-    inputs = (f"{len(measured.runs)} complete run(s) from {', '.join(map(str, paths))}",
-              f"collectives: {cost.name}" + (f" ({', '.join(map(str, collectives))})" if collectives else ""))
-    return ScaleResult(prediction, validation, table, cost, tuple(dict.fromkeys(notes + workload_notes)), inputs)
+    validation = validate(runs, table, cost) if runs is not None else pd.DataFrame(columns=list(VALIDATION_COLUMNS))
+    inputs = ((f"{len(runs)} complete run(s) from {', '.join(map(str, paths))}",) if paths else ()) + \
+        tuple(f"workload {f}" for f in workload_files) + \
+        (f"collectives: {cost.name}" + (f" ({', '.join(map(str, collectives))})" if collectives else ""),)
+    return ScaleResult(prediction, validation, table, cost, tuple(dict.fromkeys(notes)), inputs)
 
 
 def write(result: ScaleResult, out_dir: str | Path) -> str:
@@ -102,7 +121,9 @@ class _OneLineParser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _OneLineParser(prog="analysis.scale", description=__doc__.split("\n")[0])
-    p.add_argument("paths", nargs="+", help="run directories or folders holding them (a sweep)")
+    p.add_argument("paths", nargs="*", help="run directories or folders holding them (a sweep)")
+    p.add_argument("--workload", nargs="+", default=[], metavar="TOML",
+                   help="a network not run here, stated with sources (e.g. docs/scale/resnet50-b32.toml)")
     p.add_argument("--collectives", nargs="+", metavar="CSV", help="bench.collectives CSV(s) of the runs' backend")
     p.add_argument("--preset", help=f"named cost model: {', '.join(preset_names())}")
     p.add_argument("-o", "--out", required=True, help="output directory")
@@ -122,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             if missing := [p for p in a.paths if not Path(p).exists()]:
                 raise UsageError(f"no such directory: {', '.join(missing)}")
             result = compute(a.paths, a.collectives, a.preset, tuple(a.world_sizes), tuple(a.bn_group_size),
-                             a.gpus_per_node)
+                             a.gpus_per_node, tuple(a.workload))
         except UsageError as e:
             print(f"analysis.scale: error: {e}", file=sys.stderr)
             return EXIT_USAGE

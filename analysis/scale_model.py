@@ -1,6 +1,7 @@
 """The step model of ``analysis.scale``: a training step at W ranks from its world-size-1 parts (pure).
 
-    step(W) = compute + Σ_layers [all_gather(G, G·f·4 B) + all_reduce(G, 2·C·4 B)] + e · all_reduce(W, grads)
+    step(W) = compute + Σ_layers [all_gather(G, G·f·4 B) + all_reduce(G, 2·C·4 B)]
+              + e · all_reduce(W, grads) + broadcast(W, buffers) + all_reduce(W, 8 B) / g
 
 - ``compute``: the world-size-1 run's median step (weak scaling: the per-rank batch stays fixed, so
   each rank's arithmetic does not change with W).
@@ -11,6 +12,10 @@
   (Σdy, Σdy·x̂), 2·C floats. Both sit on the critical path: nothing overlaps them.
 - DDP's gradient all-reduce, in DDP's buckets (1 MiB first, then 25 MiB), times ``e``, the share of
   it the traces show exposed (comm − overlap over comm); without a GPU trace e = 1 (no overlap).
+  DDP also broadcasts rank 0's buffers (the BN running statistics, 2·C floats a layer) before every
+  forward (``broadcast_buffers``, on by default), on the critical path. Both go in ``ddp_ms``.
+- The harness's own collective: bench.train's divergence guard all-reduces one int64 every g steps
+  (``--check-finite-every``; 1 on CPU, 50 on CUDA by default), in ``harness_ms``.
 
 Each collective's time comes from a :class:`~analysis.collective_model.CostModel`. Tables are tidy:
 a ``bn_scope`` column ("local", "world", "groups of K") names each line of a prediction.
@@ -31,14 +36,17 @@ BN_FWD_FLOATS = {"scratch-sync": (3, 0), "sync": (2, 1)}
 BN_BWD_FLOATS_PER_CHANNEL = 2
 DDP_FIRST_BUCKET_BYTES = 1 << 20  # torch.distributed._DEFAULT_FIRST_BUCKET_BYTES
 DDP_BUCKET_BYTES = 25 << 20       # DistributedDataParallel's default bucket_cap_mb
+GUARD_BYTES = 8                   # bench/guard.py: one int64 reduced with MIN
+GUARD_EVERY = {"cpu": 1, "cuda": 50}  # bench/guard.py's defaults (tests/test_scale.py checks them)
 WORLD = "world"
 WORKLOAD_KEY = ["model", "variant", "per_rank_batch", "mode", "amp"]
 PREDICTION_COLUMNS = ("model", "variant", "per_rank_batch", "bn_scope", "world_size", "bn_group_size",
-                      "global_batch", "compute_ms", "bn_comm_ms", "ddp_ms", "step_ms", "examples_per_s",
-                      "scaling_efficiency", "sync_bn_overhead", "cost_model")
+                      "global_batch", "compute_ms", "bn_comm_ms", "ddp_ms", "harness_ms", "step_ms", "examples_per_s",
+                      "scaling_efficiency", "sync_bn_overhead", "calls_per_step", "cost_model")
+FIT_COLUMNS = ("compute_factor", "fitted_from", "fitted_step_ms", "residual_ms", "residual")
 VALIDATION_COLUMNS = ("run", "model", "variant", "per_rank_batch", "world_size", "bn_group_size", "backend",
-                      "measured_step_ms", "predicted_step_ms", "compute_ms", "bn_comm_ms", "ddp_ms", "error",
-                      "compute_factor", "fitted_from", "fitted_step_ms", "residual_ms", "residual")
+                      "measured_step_ms", "predicted_step_ms", "compute_ms", "bn_comm_ms", "ddp_ms", "harness_ms",
+                      "error", "measured_calls_per_step", "predicted_calls_per_step", *FIT_COLUMNS)
 
 
 def bn_collectives(variant: str, channels: int, group: int) -> list[tuple[str, int]]:
@@ -76,8 +84,20 @@ def ddp_buckets(grad_bytes: float) -> list[float]:
     return out
 
 
-def ddp_us(cost: CostModel, world: int, grad_bytes: float, exposed_frac: float) -> float:
-    return exposed_frac * sum(collective_us(cost, "all_reduce", world, b) for b in ddp_buckets(grad_bytes))
+def ddp_us(cost: CostModel, world: int, grad_bytes: float, exposed_frac: float, channels: Iterable[int]) -> float:
+    """The exposed share of the gradient all-reduce, plus the broadcast of the BN buffers."""
+    grads = sum(collective_us(cost, "all_reduce", world, b) for b in ddp_buckets(grad_bytes))
+    buffers = sum(2 * c * FLOAT_BYTES for c in channels)
+    return exposed_frac * grads + (collective_us(cost, "broadcast", world, buffers) if buffers else 0.0)
+
+
+def calls_per_step(w: pd.Series, world: int, group: int) -> float:
+    """Collective calls one step makes: two per synchronised BN layer, DDP's buckets and its buffer
+    broadcast, and the guard's share (a call every g steps)."""
+    bn = sum(len(bn_collectives(w["variant"], c, group)) for c in w["channels"])
+    if world <= 1:
+        return float(bn)
+    return bn + len(ddp_buckets(w["grad_bytes"])) + (1 if len(w["channels"]) else 0) + 1 / w["guard_every"]
 
 
 def scope_group(variant: str, scope: str | int, world: int) -> int:
@@ -97,11 +117,13 @@ def point(w: pd.Series, cost: CostModel, world: int, group: int) -> dict:
     """The step model at one world size and BN group size for workload row `w`."""
     compute = float(w["compute_ms"])
     bn = bn_comm_us(cost, w["variant"], w["channels"], group) / 1e3
-    ddp = ddp_us(cost, world, w["grad_bytes"], w["exposed_frac"]) / 1e3 if world > 1 else 0.0
-    step = compute + bn + ddp
-    return {"compute_ms": compute, "bn_comm_ms": bn, "ddp_ms": ddp, "step_ms": step,
+    ddp = ddp_us(cost, world, w["grad_bytes"], w["exposed_frac"], w["channels"]) / 1e3 if world > 1 else 0.0
+    harness = collective_us(cost, "all_reduce", world, GUARD_BYTES) / w["guard_every"] / 1e3
+    step = compute + bn + ddp + harness
+    return {"compute_ms": compute, "bn_comm_ms": bn, "ddp_ms": ddp, "harness_ms": harness, "step_ms": step,
             "examples_per_s": world * w["per_rank_batch"] / (step / 1e3),
-            "scaling_efficiency": compute / step, "sync_bn_overhead": bn / (step - bn)}
+            "scaling_efficiency": compute / step, "sync_bn_overhead": bn / (step - bn),
+            "calls_per_step": calls_per_step(w, world, group)}
 
 
 def predict(workloads: pd.DataFrame, cost: CostModel, world_sizes: Iterable[int],
@@ -124,7 +146,8 @@ def predict(workloads: pd.DataFrame, cost: CostModel, world_sizes: Iterable[int]
 def validate(runs: pd.DataFrame, workloads: pd.DataFrame, cost: CostModel) -> pd.DataFrame:
     """Each measured run above world size 1 beside the model's prediction from its world-size-1
     workload (same model, variant, per-rank batch, mode, amp). ``error`` = predicted / measured − 1;
-    runs without a world-size-1 counterpart are left out."""
+    beside it the collective calls a step makes, counted in the run's trace (``calls_per_step``,
+    NaN without one) and in the model. Runs without a world-size-1 counterpart are left out."""
     index = workloads.set_index(WORKLOAD_KEY)
     rows = []
     for _, r in runs[runs["world_size"] > 1].iterrows():
@@ -136,9 +159,11 @@ def validate(runs: pd.DataFrame, workloads: pd.DataFrame, cost: CostModel) -> pd
         p = point(w, cost, int(r["world_size"]), group)
         rows.append({**{k: r[k] for k in ("run", "model", "variant", "per_rank_batch", "world_size", "backend")},
                      "bn_group_size": group, "measured_step_ms": r["step_ms"], "predicted_step_ms": p["step_ms"],
-                     "compute_ms": p["compute_ms"], "bn_comm_ms": p["bn_comm_ms"], "ddp_ms": p["ddp_ms"],
-                     "error": p["step_ms"] / r["step_ms"] - 1})
-    return fit_left_out(pd.DataFrame(rows, columns=list(VALIDATION_COLUMNS[:13])))
+                     **{k: p[k] for k in ("compute_ms", "bn_comm_ms", "ddp_ms", "harness_ms")},
+                     "error": p["step_ms"] / r["step_ms"] - 1,
+                     "measured_calls_per_step": r.get("calls_per_step", math.nan),
+                     "predicted_calls_per_step": p["calls_per_step"]})
+    return fit_left_out(pd.DataFrame(rows, columns=[c for c in VALIDATION_COLUMNS if c not in FIT_COLUMNS]))
 
 
 def fit_left_out(v: pd.DataFrame) -> pd.DataFrame:
@@ -146,23 +171,24 @@ def fit_left_out(v: pd.DataFrame) -> pd.DataFrame:
 
     Runs at one (model, per-rank batch, world size, backend) share one left-out term: a factor on
     the world-size-1 compute (ranks sharing cores or memory bandwidth, stragglers). It is fitted from
-    that group's local-BN runs, which have no BN collective to get wrong — (measured − DDP) / compute,
-    their median — or, when the group has none, by least squares over all its runs. ``residual`` =
+    that group's local-BN runs, which have no BN collective to get wrong — the median of (measured −
+    DDP − harness) / compute — or, when the group has none, by least squares over all its runs. ``residual`` =
     (measured − fitted) / measured is then what the BN collectives' model does not explain.
     """
     out = v.copy()
-    for col in VALIDATION_COLUMNS[13:]:
+    for col in FIT_COLUMNS:
         out[col] = pd.Series(dtype=object if col == "fitted_from" else float)
     for _, g in out.groupby(["model", "per_rank_batch", "world_size", "backend"], sort=False):
         local = g[~g["variant"].isin(SYNCHRONISING)]
         if not local.empty:
-            factor = float(((local["measured_step_ms"] - local["ddp_ms"]) / local["compute_ms"]).median())
+            rest = local["ddp_ms"] + local["harness_ms"]
+            factor = float(((local["measured_step_ms"] - rest) / local["compute_ms"]).median())
             source = "local-BN runs"
         else:
-            y = g["measured_step_ms"] - g["bn_comm_ms"] - g["ddp_ms"]
+            y = g["measured_step_ms"] - g["bn_comm_ms"] - g["ddp_ms"] - g["harness_ms"]
             factor = float((g["compute_ms"] * y).sum() / (g["compute_ms"] ** 2).sum())
             source = "all runs (least squares)"
-        fitted = factor * g["compute_ms"] + g["bn_comm_ms"] + g["ddp_ms"]
+        fitted = factor * g["compute_ms"] + g["bn_comm_ms"] + g["ddp_ms"] + g["harness_ms"]
         out.loc[g.index, "compute_factor"] = factor
         out.loc[g.index, "fitted_from"] = source
         out.loc[g.index, "fitted_step_ms"] = fitted

@@ -8,6 +8,7 @@ One workload per (model, variant, per-rank batch, mode, amp) among the world-siz
     exposed_frac  share of DDP's all-reduce not hidden behind backward: the median of
                   (comm_us − overlap_us) / comm_us over the traced steps of multi-rank local-BN runs
                   of the same model, per-rank batch and backend; 1.0 (no overlap) without such a trace
+    guard_every   steps between the harness's divergence checks (config, else bench.train's default)
 
 Every assumption taken for lack of data comes back as a sentence, for the report to print.
 """
@@ -18,16 +19,34 @@ import math
 import pandas as pd
 
 from analysis.collective_model import CostModel
-from analysis.scale_model import WORKLOAD_KEY
+from analysis.scale_model import GUARD_EVERY, WORKLOAD_KEY
 from bench.errors import UsageError
+from bench.rundir import SYNCHRONISING
 
 WORKLOAD_COLUMNS = (*WORKLOAD_KEY, "backend", "compute_ms", "runs", "channels", "bn_layers", "grad_bytes",
-                    "exposed_frac", "exposed_source")
+                    "exposed_frac", "exposed_source", "guard_every")
 
 
-def _exposure(runs: pd.DataFrame, exposed: pd.DataFrame) -> dict[tuple, tuple[float, str]]:
-    """(model, per_rank_batch, backend) -> (exposed_frac, where it came from), from traced runs."""
-    e = exposed.merge(runs[["run", "model", "per_rank_batch", "backend", "world_size"]], on="run")
+def calls_per_step(events: pd.DataFrame) -> pd.Series:
+    """Process-group calls (``c10d::`` ops: one per collective, whatever the backend) per traced
+    (rank, step) of one job's events table.
+
+    >>> ev = pd.DataFrame({"rank": [0, 0, 0, 1], "step": [3, 3, 4, 3], "cat": ["cpu_op"] * 4,
+    ...                    "name": ["c10d::allreduce_", "c10d::broadcast_", "c10d::allreduce_", "aten::add"]})
+    >>> calls_per_step(ev).tolist()
+    [2, 1, 0]
+    """
+    steps = events.loc[events["step"] >= 0, ["rank", "step"]].drop_duplicates()
+    is_call = (events["cat"] == "cpu_op") & events["name"].astype(str).str.startswith("c10d::") & (events["step"] >= 0)
+    counts = events.loc[is_call].groupby(["rank", "step"]).size()
+    return counts.reindex(pd.MultiIndex.from_frame(steps.sort_values(["rank", "step"])), fill_value=0)
+
+
+def _exposure(runs: pd.DataFrame, traced: pd.DataFrame) -> dict[tuple, tuple[float, str]]:
+    """(model, per_rank_batch, backend) -> (exposed_frac, where it came from), from the traces of
+    multi-rank local-BN runs (a synchronising run's communication holds its BN collectives too)."""
+    e = traced.merge(runs[["path", "model", "variant", "per_rank_batch", "backend", "world_size"]], on="path")
+    e = e[~e["variant"].isin(SYNCHRONISING)]
     out = {}
     for key, g in e.groupby(["model", "per_rank_batch", "backend"]):
         known = g["exposed_frac"].dropna()
@@ -39,18 +58,18 @@ def _exposure(runs: pd.DataFrame, exposed: pd.DataFrame) -> dict[tuple, tuple[fl
     return out
 
 
-def workloads(runs: pd.DataFrame, layers: pd.DataFrame, exposed: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+def workloads(runs: pd.DataFrame, layers: pd.DataFrame, traced: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """The workload table (WORKLOAD_COLUMNS) and the assumptions it rests on, as sentences."""
     ws1 = runs[runs["world_size"] == 1]
     if ws1.empty:
         raise UsageError("no complete world-size-1 run among the inputs: the model starts from one "
                          "(add e.g. `python -m bench.train --variant nn` with the same per-rank batch)")
-    channels = {run: g["channels"].astype(int).tolist() for run, g in layers.groupby("run", sort=False)}
-    exposure = _exposure(runs, exposed)
+    channels = {path: g["channels"].astype(int).tolist() for path, g in layers.groupby("path", sort=False)}
+    exposure = _exposure(runs, traced)
     rows, notes = [], []
     for key, g in ws1.groupby(WORKLOAD_KEY + ["backend"], sort=True):
         w = dict(zip(WORKLOAD_KEY + ["backend"], key))
-        chans = next((channels[r] for r in g["run"] if r in channels), None)
+        chans = next((channels[p] for p in g["path"] if p in channels), None)
         if chans is None:
             notes.append(f"{', '.join(g['run'])}: no bn_params.csv, so its BN layers are unknown; left out")
             continue
@@ -63,8 +82,12 @@ def workloads(runs: pd.DataFrame, layers: pd.DataFrame, exposed: pd.DataFrame) -
             notes.append(f"{w['model']} at per-rank batch {w['per_rank_batch']} on {w['backend']}: {source}, so DDP's "
                          "gradient all-reduce is assumed fully exposed (overlap 0)")
             frac, source = 1.0, f"assumed 1 (overlap 0): {source}"
+        every = g["check_finite_every"].iloc[0] if "check_finite_every" in g else math.nan
+        if not every or math.isnan(every):  # 0 or unrecorded: bench.train's default for the device
+            every = GUARD_EVERY.get(g["device_type"].iloc[0], GUARD_EVERY["cuda"])
         rows.append({**w, "compute_ms": float(g["step_ms"].median()), "runs": len(g), "channels": tuple(chans),
-                     "bn_layers": len(chans), "grad_bytes": grad, "exposed_frac": frac, "exposed_source": source})
+                     "bn_layers": len(chans), "grad_bytes": grad, "exposed_frac": frac, "exposed_source": source,
+                     "guard_every": float(every)})
     table = pd.DataFrame(rows, columns=list(WORKLOAD_COLUMNS))
     if table.empty:
         raise UsageError("no world-size-1 run with its BN layers recorded (bn_params.csv)")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from analysis.collective_model import PARAM_COLUMNS, CostModel, _ranges, collective_us, fit, steps
-from analysis.scale_model import WORLD, bn_collectives, ddp_buckets, fit_left_out, predict, validate
+from analysis.scale_model import FIT_COLUMNS, WORLD, bn_collectives, ddp_buckets, fit_left_out, predict, validate
 from analysis.scale_workloads import backend_mismatch, workloads
 
 
@@ -55,6 +55,13 @@ def test_cheapest_algorithm_wins_and_spanning_uses_the_slower_level():
     assert collective_us(cost, "all_gather", 64, 64e3) == pytest.approx(126.0 + 64e3 * (63 / 64) / 10e3)
     # inside one node: the intra-node bandwidth
     assert collective_us(cost, "all_gather", 8, 64e3) == pytest.approx(7.0 + 64e3 * (7 / 8) / 100e3)
+
+
+def test_broadcast_is_priced_with_the_gather_rows():
+    cost = model({"collective": "all_gather", "intra_hop_us": 2.0, "intra_busbw_gbps": 1.0},
+                 {"collective": "all_reduce", "intra_hop_us": 50.0})
+    # 4 ranks: 3 steps of 2 µs, and S / busbw (nccl-tests: a broadcast's busbw is its algbw)
+    assert collective_us(cost, "broadcast", 4, 1000) == pytest.approx(6.0 + 1000 / 1e3)
 
 
 def test_nvls_only_inside_a_node():
@@ -112,25 +119,27 @@ def test_ddp_buckets(grad_bytes, expected):
 WORKLOADS = pd.DataFrame([
     {"model": "m", "variant": "scratch-sync", "per_rank_batch": 8, "mode": "eager", "amp": "none",
      "backend": "gloo", "compute_ms": 10.0, "runs": 1, "channels": (4,), "bn_layers": 1, "grad_bytes": 1000.0,
-     "exposed_frac": 0.5, "exposed_source": "x"},
+     "exposed_frac": 0.5, "exposed_source": "x", "guard_every": 2.0},
     {"model": "m", "variant": "nn", "per_rank_batch": 8, "mode": "eager", "amp": "none", "backend": "gloo",
      "compute_ms": 8.0, "runs": 1, "channels": (4,), "bn_layers": 1, "grad_bytes": 1000.0, "exposed_frac": 0.5,
-     "exposed_source": "x"},
+     "exposed_source": "x", "guard_every": 2.0},
 ])
 HOP = model({"intra_hop_us": 100.0})  # 100 µs a step, free bandwidth
 
 
-def test_predict_adds_bn_collectives_per_group_and_the_exposed_ddp_part():
+def test_predict_adds_bn_collectives_per_group_ddp_and_the_harness():
     p = predict(WORKLOADS, HOP, [1, 4, 8], (WORLD, 2)).set_index(["variant", "bn_scope", "world_size"])
-    # world of 4: all-gather 3 steps + all-reduce 6 steps = 900 µs; DDP: 0.5 × 6 steps × 100 µs = 300 µs
+    # world of 4: all-gather 3 steps + all-reduce 6 steps = 900 µs. DDP: 0.5 × 6 steps (gradients)
+    # + 3 steps (broadcast of the buffers) = 600 µs. Guard: a 6-step all-reduce every 2nd step = 300 µs.
     row = p.loc[("scratch-sync", "world", 4)]
-    assert (row["bn_comm_ms"], row["ddp_ms"], row["step_ms"]) == pytest.approx((0.9, 0.3, 11.2))
-    assert row["examples_per_s"] == pytest.approx(4 * 8 / 11.2e-3)
-    assert row["scaling_efficiency"] == pytest.approx(10.0 / 11.2)
-    assert row["sync_bn_overhead"] == pytest.approx(0.9 / 10.3)
-    # groups of 2 cost the same at 4 and 8 ranks (1 + 2 steps); DDP grows with the world (14 steps)
+    assert (row["bn_comm_ms"], row["ddp_ms"], row["harness_ms"]) == pytest.approx((0.9, 0.6, 0.3))
+    assert row["step_ms"] == pytest.approx(11.8)
+    assert row["examples_per_s"] == pytest.approx(4 * 8 / 11.8e-3)
+    assert row["scaling_efficiency"] == pytest.approx(10.0 / 11.8)
+    assert row["sync_bn_overhead"] == pytest.approx(0.9 / 10.9)
+    # groups of 2 cost the same at 4 and 8 ranks (1 + 2 steps); DDP grows with the world: 0.5·14 + 7 steps
     g8 = p.loc[("scratch-sync", "groups of 2", 8)]
-    assert (g8["bn_group_size"], g8["bn_comm_ms"], g8["ddp_ms"]) == pytest.approx((2, 0.3, 0.7))
+    assert (g8["bn_group_size"], g8["bn_comm_ms"], g8["ddp_ms"]) == pytest.approx((2, 0.3, 1.4))
     assert p.loc[("nn", "local", 8), "bn_comm_ms"] == 0 and ("nn", "world", 8) not in p.index
     assert p.loc[("scratch-sync", "world", 1), "step_ms"] == 10.0
 
@@ -138,21 +147,25 @@ def test_predict_adds_bn_collectives_per_group_and_the_exposed_ddp_part():
 def test_validation_error_and_the_reverse_fit():
     runs = pd.DataFrame([
         {"run": "nn2", "model": "m", "variant": "nn", "per_rank_batch": 8, "mode": "eager", "amp": "none",
-         "world_size": 2, "bn_group_size": 1, "backend": "gloo", "step_ms": 16.2},
+         "world_size": 2, "bn_group_size": 1, "backend": "gloo", "step_ms": 16.3},
         {"run": "ss2", "model": "m", "variant": "scratch-sync", "per_rank_batch": 8, "mode": "eager",
          "amp": "none", "world_size": 2, "bn_group_size": 2, "backend": "gloo", "step_ms": 21.0},
     ])
     v = validate(runs, WORKLOADS, HOP).set_index("run")
-    # world of 2: DDP 0.5 × 2 × 100 µs = 0.1 ms; BN 1 + 2 steps = 0.3 ms
-    assert v.loc["nn2", "predicted_step_ms"] == pytest.approx(8.1)
-    assert v.loc["ss2", "predicted_step_ms"] == pytest.approx(10.4)
-    assert v.loc["ss2", "error"] == pytest.approx(10.4 / 21.0 - 1)
-    # the local run says compute ran (16.2 − 0.1) / 8 = 2.0125× slower; the sync run is then
-    # fitted at 2.0125 × 10 + 0.3 + 0.1 = 20.525 ms, leaving 0.475 ms unexplained
-    assert v.loc["ss2", "compute_factor"] == pytest.approx(2.0125)
-    assert v.loc["ss2", "residual_ms"] == pytest.approx(0.475)
+    # world of 2: DDP 0.5 × 2 steps + 1 broadcast step = 0.2 ms; guard 2 steps / 2 = 0.1 ms; BN 1 + 2 steps
+    assert v.loc["nn2", "predicted_step_ms"] == pytest.approx(8.3)
+    assert v.loc["ss2", "predicted_step_ms"] == pytest.approx(10.6)
+    assert v.loc["ss2", "error"] == pytest.approx(10.6 / 21.0 - 1)
+    # the local run says compute ran (16.3 − 0.3) / 8 = 2× slower; the sync run is then fitted at
+    # 2 × 10 + 0.3 + 0.3 = 20.6 ms, leaving 0.4 ms unexplained
+    assert v.loc["ss2", "compute_factor"] == pytest.approx(2.0)
+    assert v.loc["ss2", "residual_ms"] == pytest.approx(0.4)
+    assert v.loc["ss2", "residual"] == pytest.approx(0.4 / 21.0)
     assert v.loc["nn2", "residual"] == pytest.approx(0.0, abs=1e-12)
-    alone = fit_left_out(validate(runs.iloc[[1]], WORKLOADS, HOP).iloc[:, :13])
+    # calls a step: 2 BN collectives on one layer, 1 DDP bucket, 1 broadcast, a guard call every 2nd step
+    assert (v.loc["ss2", "predicted_calls_per_step"], v.loc["nn2", "predicted_calls_per_step"]) == (4.5, 2.5)
+    assert math.isnan(v.loc["ss2", "measured_calls_per_step"])  # no trace in these hand-made runs
+    alone = fit_left_out(validate(runs.iloc[[1]], WORKLOADS, HOP).drop(columns=list(FIT_COLUMNS)))
     assert alone["fitted_from"].iloc[0].startswith("all runs")
     assert alone["residual"].iloc[0] == pytest.approx(0.0, abs=1e-12)  # one run, one factor: exact
 
@@ -160,22 +173,26 @@ def test_validation_error_and_the_reverse_fit():
 def _runs(**over) -> pd.DataFrame:
     base = {"run": "a", "status": "complete", "model": "m", "variant": "nn", "per_rank_batch": 8, "mode": "eager",
             "amp": "none", "world_size": 1, "bn_group_size": 1, "backend": "gloo", "device_type": "cpu",
-            "step_ms": 10.0, "grad_bytes": 1000.0, "path": "/x"}
+            "check_finite_every": 0.0, "step_ms": 10.0, "grad_bytes": 1000.0, "path": "/x"}
     return pd.DataFrame([{**base, **o} for o in over.get("rows", [{}])])
 
 
 def test_workloads_take_medians_and_state_their_assumptions():
-    runs = _runs(rows=[{"run": "a", "step_ms": 10.0}, {"run": "b", "step_ms": 14.0, "grad_bytes": math.nan},
-                       {"run": "c", "world_size": 2, "step_ms": 30.0}])
-    layers = pd.DataFrame({"run": ["a", "a", "b", "b"], "layer": ["bn1", "bn2", "bn1", "bn2"], "channels": [6, 16, 6, 16]})
-    exposed = pd.DataFrame({"run": ["c"], "exposed_frac": [math.nan], "trace_note": ["no trace"]})
+    runs = _runs(rows=[{"path": "/a", "step_ms": 10.0}, {"path": "/b", "step_ms": 14.0, "grad_bytes": math.nan},
+                       {"path": "/c", "world_size": 2, "step_ms": 30.0}])
+    layers = pd.DataFrame({"path": ["/a", "/a", "/b", "/b"], "layer": ["bn1", "bn2", "bn1", "bn2"],
+                           "channels": [6, 16, 6, 16]})
+    exposed = pd.DataFrame({"path": ["/c"], "exposed_frac": [math.nan], "calls_per_step": [math.nan],
+                            "trace_note": ["no trace"]})
     table, notes = workloads(runs, layers, exposed)
     w = table.iloc[0]
     assert (w["compute_ms"], w["runs"], w["channels"], w["grad_bytes"]) == (12.0, 2, (6, 16), 1000.0)
     assert w["exposed_frac"] == 1.0 and any("overlap 0" in n for n in notes)
-    traced = pd.DataFrame({"run": ["c"], "exposed_frac": [0.25], "trace_note": ["4 traced steps"]})
+    assert w["guard_every"] == 1.0  # --check-finite-every 0 on a CPU run: every step
+    traced = pd.DataFrame({"path": ["/c"], "exposed_frac": [0.25], "calls_per_step": [3.0],
+                           "trace_note": ["4 traced steps"]})
     assert workloads(runs, layers, traced)[0].iloc[0]["exposed_frac"] == 0.25
-    old = workloads(_runs(rows=[{"grad_bytes": math.nan}]), layers, exposed.iloc[:0])[1]
+    old = workloads(_runs(rows=[{"path": "/a", "grad_bytes": math.nan}]), layers, exposed.iloc[:0])[1]
     assert any("no grad_bytes" in n for n in old)
 
 
