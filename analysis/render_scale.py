@@ -78,14 +78,17 @@ def _validation_part(validation: pd.DataFrame) -> list[str]:
         return ["No measured run above world size 1 has a world-size-1 counterpart among the inputs: "
                 "nothing to check the model against.", ""]
     cols = ["run", "world_size", "bn_group_size", "measured_step_ms", "predicted_step_ms", "error",
-            "compute_factor", "fitted_step_ms", "residual"]
+            "measured_calls_per_step", "predicted_calls_per_step", "compute_factor", "fitted_step_ms", "residual",
+            "residual_per_call_ms"]
     worst = validation.loc[validation["error"].abs().idxmax()]
     return [f"The model's largest error here is {100 * worst['error']:+.0f} % ({worst['run']}). "
             "`error` = predicted / measured − 1 for the plain prediction. The reverse fit lets the measured "
             "runs supply what the model leaves out — one factor on the world-size-1 compute per (model, "
             "per-rank batch, world size), fitted from the local-BN runs (`compute_factor`) — and "
             "`residual` = (measured − fitted) / measured is what then stays unexplained: for a "
-            "synchronised run, the error of the BN collectives' cost.", "",
+            "synchronised run, the error of the BN collectives' cost; `residual_per_call_ms` spreads it over "
+            "the step's collective calls (ranks waiting for each other at every call on a shared machine). "
+            "`calls_per_step` counts the collective calls a step makes, in the run's trace and in the model.", "",
             to_markdown(validation[cols], ".3g"), ""]
 
 

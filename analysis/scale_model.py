@@ -12,8 +12,9 @@
   (Σdy, Σdy·x̂), 2·C floats. Both sit on the critical path: nothing overlaps them.
 - DDP's gradient all-reduce, in DDP's buckets (1 MiB first, then 25 MiB), times ``e``, the share of
   it the traces show exposed (comm − overlap over comm); without a GPU trace e = 1 (no overlap).
-  DDP also broadcasts rank 0's buffers (the BN running statistics, 2·C floats a layer) before every
-  forward (``broadcast_buffers``, on by default), on the critical path. Both go in ``ddp_ms``.
+  DDP also broadcasts rank 0's buffers before every forward (``broadcast_buffers``, on by default),
+  on the critical path, one call per dtype: the BN running statistics (2·C floats a layer) and, for
+  ``nn`` and ``sync``, each layer's int64 ``num_batches_tracked``. Both go in ``ddp_ms``.
 - The harness's own collective: bench.train's divergence guard all-reduces one int64 every g steps
   (``--check-finite-every``; 1 on CPU, 50 on CUDA by default), in ``harness_ms``.
 
@@ -36,6 +37,10 @@ BN_FWD_FLOATS = {"scratch-sync": (3, 0), "sync": (2, 1)}
 BN_BWD_FLOATS_PER_CHANNEL = 2
 DDP_FIRST_BUCKET_BYTES = 1 << 20  # torch.distributed._DEFAULT_FIRST_BUCKET_BYTES
 DDP_BUCKET_BYTES = 25 << 20       # DistributedDataParallel's default bucket_cap_mb
+# BN layers that keep an int64 num_batches_tracked buffer (nn.BatchNorm, nn.SyncBatchNorm): DDP
+# broadcasts it apart from the float buffers (one coalesced call per dtype).
+COUNTER_VARIANTS = ("nn", "sync")
+INT64_BYTES = 8
 GUARD_BYTES = 8                   # bench/guard.py: one int64 reduced with MIN
 GUARD_EVERY = {"cpu": 1, "cuda": 50}  # bench/guard.py's defaults (tests/test_scale.py checks them)
 WORLD = "world"
@@ -43,7 +48,7 @@ WORKLOAD_KEY = ["model", "variant", "per_rank_batch", "mode", "amp"]
 PREDICTION_COLUMNS = ("model", "variant", "per_rank_batch", "bn_scope", "world_size", "bn_group_size",
                       "global_batch", "compute_ms", "bn_comm_ms", "ddp_ms", "harness_ms", "step_ms", "examples_per_s",
                       "scaling_efficiency", "sync_bn_overhead", "calls_per_step", "cost_model")
-FIT_COLUMNS = ("compute_factor", "fitted_from", "fitted_step_ms", "residual_ms", "residual")
+FIT_COLUMNS = ("compute_factor", "fitted_from", "fitted_step_ms", "residual_ms", "residual", "residual_per_call_ms")
 VALIDATION_COLUMNS = ("run", "model", "variant", "per_rank_batch", "world_size", "bn_group_size", "backend",
                       "measured_step_ms", "predicted_step_ms", "compute_ms", "bn_comm_ms", "ddp_ms", "harness_ms",
                       "error", "measured_calls_per_step", "predicted_calls_per_step", *FIT_COLUMNS)
@@ -84,20 +89,32 @@ def ddp_buckets(grad_bytes: float) -> list[float]:
     return out
 
 
-def ddp_us(cost: CostModel, world: int, grad_bytes: float, exposed_frac: float, channels: Iterable[int]) -> float:
-    """The exposed share of the gradient all-reduce, plus the broadcast of the BN buffers."""
-    grads = sum(collective_us(cost, "all_reduce", world, b) for b in ddp_buckets(grad_bytes))
-    buffers = sum(2 * c * FLOAT_BYTES for c in channels)
-    return exposed_frac * grads + (collective_us(cost, "broadcast", world, buffers) if buffers else 0.0)
+def buffer_broadcasts(variant: str, channels: Iterable[int]) -> list[int]:
+    """Bytes of each broadcast DDP makes of the BN buffers before a forward (one per dtype).
+
+    >>> buffer_broadcasts("nn", [6, 16]), buffer_broadcasts("scratch-sync", [6, 16]), buffer_broadcasts("nn", [])
+    ([176, 16], [176], [])
+    """
+    channels = list(channels)
+    floats = [2 * FLOAT_BYTES * sum(channels)] if channels else []
+    return floats + ([INT64_BYTES * len(channels)] if channels and variant in COUNTER_VARIANTS else [])
+
+
+def ddp_us(cost: CostModel, world: int, w: pd.Series) -> float:
+    """The exposed share of the gradient all-reduce, plus the broadcasts of the BN buffers."""
+    grads = sum(collective_us(cost, "all_reduce", world, b) for b in ddp_buckets(w["grad_bytes"]))
+    buffers = sum(collective_us(cost, "broadcast", world, b) for b in buffer_broadcasts(w["variant"], w["channels"]))
+    return w["exposed_frac"] * grads + buffers
 
 
 def calls_per_step(w: pd.Series, world: int, group: int) -> float:
     """Collective calls one step makes: two per synchronised BN layer, DDP's buckets and its buffer
-    broadcast, and the guard's share (a call every g steps)."""
+    broadcasts, and the guard's share (a call every g steps)."""
     bn = sum(len(bn_collectives(w["variant"], c, group)) for c in w["channels"])
     if world <= 1:
         return float(bn)
-    return bn + len(ddp_buckets(w["grad_bytes"])) + (1 if len(w["channels"]) else 0) + 1 / w["guard_every"]
+    ddp = len(ddp_buckets(w["grad_bytes"])) + len(buffer_broadcasts(w["variant"], w["channels"]))
+    return bn + ddp + 1 / w["guard_every"]
 
 
 def scope_group(variant: str, scope: str | int, world: int) -> int:
@@ -117,7 +134,7 @@ def point(w: pd.Series, cost: CostModel, world: int, group: int) -> dict:
     """The step model at one world size and BN group size for workload row `w`."""
     compute = float(w["compute_ms"])
     bn = bn_comm_us(cost, w["variant"], w["channels"], group) / 1e3
-    ddp = ddp_us(cost, world, w["grad_bytes"], w["exposed_frac"], w["channels"]) / 1e3 if world > 1 else 0.0
+    ddp = ddp_us(cost, world, w) / 1e3 if world > 1 else 0.0
     harness = collective_us(cost, "all_reduce", world, GUARD_BYTES) / w["guard_every"] / 1e3
     step = compute + bn + ddp + harness
     return {"compute_ms": compute, "bn_comm_ms": bn, "ddp_ms": ddp, "harness_ms": harness, "step_ms": step,
@@ -173,7 +190,9 @@ def fit_left_out(v: pd.DataFrame) -> pd.DataFrame:
     the world-size-1 compute (ranks sharing cores or memory bandwidth, stragglers). It is fitted from
     that group's local-BN runs, which have no BN collective to get wrong — the median of (measured −
     DDP − harness) / compute — or, when the group has none, by least squares over all its runs. ``residual`` =
-    (measured − fitted) / measured is then what the BN collectives' model does not explain.
+    (measured − fitted) / measured is then what the BN collectives' model does not explain, and
+    ``residual_per_call_ms`` that time per collective call of the step (on a shared CPU, ranks wait
+    for each other at every call: the straggler cost the model leaves out).
     """
     out = v.copy()
     for col in FIT_COLUMNS:
@@ -194,4 +213,5 @@ def fit_left_out(v: pd.DataFrame) -> pd.DataFrame:
         out.loc[g.index, "fitted_step_ms"] = fitted
         out.loc[g.index, "residual_ms"] = g["measured_step_ms"] - fitted
         out.loc[g.index, "residual"] = (g["measured_step_ms"] - fitted) / g["measured_step_ms"]
+        out.loc[g.index, "residual_per_call_ms"] = (g["measured_step_ms"] - fitted) / g["predicted_calls_per_step"]
     return out[list(VALIDATION_COLUMNS)]

@@ -42,12 +42,10 @@ piece() {  # piece NAME LIMIT_S CMD...
   [[ $rc -eq 0 ]] || failed=$((failed + 1))
 }
 
-collectives() {  # piece 6; on CPU (smoke) a few sizes, one and two gloo ranks
+collectives() {  # piece 6; on CPU (smoke) one gloo rank, a few sizes (tests/test_scale.py runs two ranks)
   if [[ $SMOKE -eq 1 ]]; then
-    local few=(--sizes 4,1K,64K --bn-models lenet --iters 5)
-    piece collectives_ws1 120 "$PY" -m bench.collectives --device cpu "${few[@]}" --out "$OUT/collectives_gloo_ws1.csv"
-    piece collectives_ws2 120 "$PY" -m torch.distributed.run --standalone --nproc_per_node=2 -m bench.collectives \
-      --device cpu "${few[@]}" --out "$OUT/collectives_gloo_ws2.csv"
+    piece collectives_ws1 120 "$PY" -m bench.collectives --device cpu --sizes 4,1K --bn-models lenet --iters 5 \
+      --out "$OUT/collectives_gloo_ws1.csv"
   else
     piece collectives_nccl_ws1 45 "$PY" -m bench.collectives --backend nccl --out "$OUT/collectives_nccl_ws1.csv"
     piece collectives_gloo_ws2 75 "$PY" -m torch.distributed.run --standalone --nproc_per_node=2 -m bench.collectives \

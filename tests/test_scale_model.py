@@ -130,7 +130,7 @@ HOP = model({"intra_hop_us": 100.0})  # 100 µs a step, free bandwidth
 def test_predict_adds_bn_collectives_per_group_ddp_and_the_harness():
     p = predict(WORKLOADS, HOP, [1, 4, 8], (WORLD, 2)).set_index(["variant", "bn_scope", "world_size"])
     # world of 4: all-gather 3 steps + all-reduce 6 steps = 900 µs. DDP: 0.5 × 6 steps (gradients)
-    # + 3 steps (broadcast of the buffers) = 600 µs. Guard: a 6-step all-reduce every 2nd step = 300 µs.
+    # + 3 steps (broadcast of the float buffers) = 600 µs. Guard: a 6-step all-reduce every 2nd step = 300 µs.
     row = p.loc[("scratch-sync", "world", 4)]
     assert (row["bn_comm_ms"], row["ddp_ms"], row["harness_ms"]) == pytest.approx((0.9, 0.6, 0.3))
     assert row["step_ms"] == pytest.approx(11.8)
@@ -147,23 +147,25 @@ def test_predict_adds_bn_collectives_per_group_ddp_and_the_harness():
 def test_validation_error_and_the_reverse_fit():
     runs = pd.DataFrame([
         {"run": "nn2", "model": "m", "variant": "nn", "per_rank_batch": 8, "mode": "eager", "amp": "none",
-         "world_size": 2, "bn_group_size": 1, "backend": "gloo", "step_ms": 16.3},
+         "world_size": 2, "bn_group_size": 1, "backend": "gloo", "step_ms": 16.4},
         {"run": "ss2", "model": "m", "variant": "scratch-sync", "per_rank_batch": 8, "mode": "eager",
          "amp": "none", "world_size": 2, "bn_group_size": 2, "backend": "gloo", "step_ms": 21.0},
     ])
     v = validate(runs, WORKLOADS, HOP).set_index("run")
-    # world of 2: DDP 0.5 × 2 steps + 1 broadcast step = 0.2 ms; guard 2 steps / 2 = 0.1 ms; BN 1 + 2 steps
-    assert v.loc["nn2", "predicted_step_ms"] == pytest.approx(8.3)
+    # world of 2: DDP 0.5 × 2 steps + a 1-step broadcast (+ one more for nn's int64 counters): 0.2 ms
+    # (0.3 for nn); guard 2 steps / 2 = 0.1 ms; BN 1 + 2 steps = 0.3 ms
+    assert v.loc["nn2", "predicted_step_ms"] == pytest.approx(8.4)
     assert v.loc["ss2", "predicted_step_ms"] == pytest.approx(10.6)
     assert v.loc["ss2", "error"] == pytest.approx(10.6 / 21.0 - 1)
-    # the local run says compute ran (16.3 − 0.3) / 8 = 2× slower; the sync run is then fitted at
+    # the local run says compute ran (16.4 − 0.4) / 8 = 2× slower; the sync run is then fitted at
     # 2 × 10 + 0.3 + 0.3 = 20.6 ms, leaving 0.4 ms unexplained
     assert v.loc["ss2", "compute_factor"] == pytest.approx(2.0)
     assert v.loc["ss2", "residual_ms"] == pytest.approx(0.4)
     assert v.loc["ss2", "residual"] == pytest.approx(0.4 / 21.0)
+    assert v.loc["ss2", "residual_per_call_ms"] == pytest.approx(0.4 / 4.5)
     assert v.loc["nn2", "residual"] == pytest.approx(0.0, abs=1e-12)
-    # calls a step: 2 BN collectives on one layer, 1 DDP bucket, 1 broadcast, a guard call every 2nd step
-    assert (v.loc["ss2", "predicted_calls_per_step"], v.loc["nn2", "predicted_calls_per_step"]) == (4.5, 2.5)
+    # calls a step: 2 BN collectives on one layer, 1 DDP bucket, 1 broadcast (2 for nn), the guard's ½
+    assert (v.loc["ss2", "predicted_calls_per_step"], v.loc["nn2", "predicted_calls_per_step"]) == (4.5, 3.5)
     assert math.isnan(v.loc["ss2", "measured_calls_per_step"])  # no trace in these hand-made runs
     alone = fit_left_out(validate(runs.iloc[[1]], WORKLOADS, HOP).drop(columns=list(FIT_COLUMNS)))
     assert alone["fitted_from"].iloc[0].startswith("all runs")
