@@ -50,6 +50,11 @@ def plot(prediction: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def _ms(v: float) -> str:
+    """12.3, 456, 24,700: three significant digits without exponents."""
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
 def findings(prediction: pd.DataFrame) -> list[str]:
     """One sentence per synchronised workload: its step at the largest world size, per BN scope."""
     out = []
@@ -58,8 +63,8 @@ def findings(prediction: pd.DataFrame) -> list[str]:
     for (model, variant, batch), g in at_top.groupby(["model", "variant", "per_rank_batch"], sort=True):
         if not (g["bn_comm_ms"] > 0).any():
             continue
-        parts = [f"{r.bn_scope}: {r.step_ms:,.3g} ms a step, BN collectives {r.bn_comm_ms:,.3g} ms "
-                 f"(+{100 * r.sync_bn_overhead:,.0f} %), efficiency {r.scaling_efficiency:.2f}"
+        parts = [f"{r.bn_scope}: {_ms(r.step_ms)} ms a step, BN collectives {_ms(r.bn_comm_ms)} ms "
+                 f"(+{100 * r.sync_bn_overhead:,.0f} %), scaling efficiency {r.scaling_efficiency:.2g}"
                  for r in g.sort_values("bn_comm_ms").itertuples()]
         out.append(f"- **{model} {variant}, per-rank batch {batch}, at {top:,} ranks** — " + "; ".join(parts) + ".")
     return out
@@ -68,8 +73,8 @@ def findings(prediction: pd.DataFrame) -> list[str]:
 def _prediction_table(prediction: pd.DataFrame) -> str:
     w = prediction["world_size"].astype(int)
     shown = prediction[w.isin(TABLE_WORLD_SIZES) | ((w & (w - 1)) != 0)]  # and every size asked for by name
-    cols = [*LINE_KEY, "world_size", "bn_group_size", "compute_ms", "bn_comm_ms", "ddp_ms", "step_ms",
-            "examples_per_s", "scaling_efficiency", "sync_bn_overhead"]
+    cols = ["variant", "per_rank_batch", "bn_scope", "world_size", "bn_group_size", "bn_comm_ms", "ddp_ms",
+            "step_ms", "examples_per_s", "scaling_efficiency", "sync_bn_overhead"]
     return to_markdown(shown.sort_values([*LINE_KEY, "world_size"])[cols], ".3g")
 
 
@@ -77,9 +82,8 @@ def _validation_part(validation: pd.DataFrame) -> list[str]:
     if validation.empty:
         return ["No measured run above world size 1 has a world-size-1 counterpart among the inputs: "
                 "nothing to check the model against.", ""]
-    cols = ["run", "world_size", "bn_group_size", "measured_step_ms", "predicted_step_ms", "error",
-            "measured_calls_per_step", "predicted_calls_per_step", "compute_factor", "fitted_step_ms", "residual",
-            "residual_per_call_ms"]
+    cols = ["run", "measured_step_ms", "predicted_step_ms", "error", "measured_calls_per_step",
+            "predicted_calls_per_step", "compute_factor", "residual", "residual_per_call_ms"]
     worst = validation.loc[validation["error"].abs().idxmax()]
     return [f"The model's largest error here is {100 * worst['error']:+.0f} % ({worst['run']}). "
             "`error` = predicted / measured − 1 for the plain prediction. The reverse fit lets the measured "
@@ -110,8 +114,10 @@ def scale_section(prediction: pd.DataFrame, validation: pd.DataFrame, workloads:
              "**Inputs.** " + "; ".join(inputs) + f". World-size-1 compute per step: {compute}.", "",
              *findings(prediction), "",
              f"![predicted examples/s, scaling efficiency and sync-BN overhead]({PNG})", "",
-             "Times in milliseconds (ms); `sync_bn_overhead` = BN collectives / the rest of the step; "
-             "`scaling_efficiency` = examples/s / (W × world-size-1 examples/s).", "",
+             "Times in milliseconds (ms), a step; compute is the world-size-1 value above at every W; "
+             "`sync_bn_overhead` = BN collectives / the rest of the step; "
+             "`scaling_efficiency` = examples/s / (W × world-size-1 examples/s). All columns, and every "
+             "world size, in scale_prediction.csv.", "",
              _prediction_table(prediction), "",
              "### Checked against measured runs", "", *_validation_part(validation),
              "### Assumptions", "", *[f"- {n}" for n in [*cost_notes, *notes]], ""]

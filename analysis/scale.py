@@ -46,6 +46,8 @@ def cost_model(collectives: list[str] | None, preset: str | None, gpus_per_node:
         raise UsageError("give the collectives' cost as exactly one of --collectives CSV or --preset NAME")
     if preset:
         return load_preset(preset, gpus_per_node)
+    if gpus_per_node:
+        raise UsageError("--gpus-per-node sets a preset's node size; a fit to measurements has one level")
     table = load_collectives(collectives)
     name = "fit to " + ", ".join(Path(c).name for c in collectives)
     return fit(table, name, str(table["backend"].iloc[0]))
@@ -60,7 +62,8 @@ def _measured_workloads(paths: list[str], cost: CostModel, strict: bool):
             raise UsageError(f"the collectives were measured on {cost.backend} but these runs use another backend: "
                              f"{', '.join(mismatched)}; measure bench.collectives on the runs' backend")
         notes.append(f"the preset describes {cost.backend} GPUs, but the compute comes from runs on another "
-                     f"backend ({', '.join(mismatched)}): read the prediction as those runs' arithmetic on that network")
+                     f"backend ({', '.join(mismatched)}): read the prediction as those runs' arithmetic "
+                     "on that network")
     table, workload_notes = workloads(measured.runs, measured.layers, measured.traced)
     runs = measured.runs.merge(measured.traced[["path", "calls_per_step"]], on="path", how="left")
     return table, runs, notes + workload_notes
