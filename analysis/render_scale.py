@@ -32,10 +32,11 @@ def plot(prediction: pd.DataFrame, path: Path) -> None:
     for i, (_, line) in enumerate(prediction.groupby(LINE_KEY, sort=True)):
         line = line.sort_values("world_size")
         style = {"color": f"C{i % 10}", "marker": "o", "markersize": 3, "label": line_label(line.iloc[0].to_dict())}
-        for ax, (col, _, _) in zip(axes, panels):
+        for ax, (col, _, log_y) in zip(axes, panels):
             if col == "sync_bn_overhead" and not (line[col] > 0).any():
                 continue
-            ax.plot(line["world_size"], line[col], **style)
+            # a log axis has no 0: one rank's zero overhead is left out rather than drawn off the axis
+            ax.plot(line["world_size"], line[col].where(line[col] > 0) if log_y else line[col], **style)
     for ax, (_, ylabel, log_y) in zip(axes, panels):
         ax.set_xscale("log", base=2)
         if log_y:
