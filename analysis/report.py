@@ -1,9 +1,11 @@
 """Comparison report from run directories: report.md, report.html (plots embedded), summary.csv.
 
     python -m analysis.report RUN_DIR_OR_PARENT... -o REPORT_DIR [--resolve 0.5pt] [--resolve 5%]
+                              [--collectives CSV... | --preset NAME]
 
 --resolve names a difference to resolve: the sweep section then gives, for each comparison with two
 or more seeds, the seeds per variant needed to find it with 80 % power (docs/statistics.md).
+With --collectives or --preset the report ends with "At scale (predicted)" (analysis.scale).
 """
 from __future__ import annotations
 
@@ -37,10 +39,12 @@ def _embed_images(html: str, out_dir: Path) -> str:
     return re.sub(r'src="([^":]+\.png)"', repl, html)
 
 
-def build(paths: list[str], out_dir: str | Path, resolve: tuple[ResolveTarget, ...] = ()) -> Path:
+def build(paths: list[str], out_dir: str | Path, resolve: tuple[ResolveTarget, ...] = (),
+          collectives: list[str] | None = None, preset: str | None = None) -> Path:
     """Write the report for the run directories under `paths` into out_dir; return report.md's path.
 
-    `resolve`: differences to resolve, for the sweep section's seeds-needed column."""
+    `resolve`: differences to resolve, for the sweep section's seeds-needed column. `collectives`
+    (bench.collectives CSVs) or `preset` adds the "At scale (predicted)" section."""
     out_dir = Path(out_dir)
     runs = load_runs(paths)
     if runs.empty:
@@ -60,6 +64,9 @@ def build(paths: list[str], out_dir: str | Path, resolve: tuple[ResolveTarget, .
         render_sweep.sweep_section(runs, out_dir, resolve=resolve, steps=steps),
         render_kernels.kernel_section([Path(p) for p in runs["path"]], out_dir, labels),
     ]
+    if collectives or preset:
+        from analysis import scale  # only reports that ask for a prediction pay for the model
+        sections.append(scale.section(paths, out_dir, collectives, preset))
     md = "\n".join(sections)
     (out_dir / "report.md").write_text(md)
     body = markdown.markdown(md, extensions=["tables"])
@@ -74,14 +81,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resolve", action="append", metavar="DIFF",
                    help="a difference to resolve, e.g. 0.5pt (accuracy points) or 5%% (relative, for "
                         "throughput and step time): adds the seeds needed per comparison; once per kind")
+    p.add_argument("--collectives", nargs="+", metavar="CSV", help="bench.collectives CSV(s): add the At-scale section")
+    p.add_argument("--preset", help="collective cost preset (analysis/scale_presets.toml): add the At-scale section")
     args = p.parse_args(argv)
-    return cli("analysis.report", lambda: _run(args.paths, args.out, args.resolve))
+    return cli("analysis.report", lambda: _run(args))
 
 
-def _run(paths: list[str], out: str, resolve: list[str] | None) -> int:
+def _run(args) -> int:
     with one_line_warnings():
         try:
-            path = build(paths, out, parse_targets(resolve))
+            path = build(args.paths, args.out, parse_targets(args.resolve), args.collectives, args.preset)
         except FileNotFoundError as e:
             raise UsageError(str(e)) from None
     print(f"report: {path} (and report.html, summary.csv) in {path.parent}")

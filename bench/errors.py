@@ -31,6 +31,14 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
+class RaisingParser(OneLineParser):
+    """A parser whose errors raise UsageError instead of exiting, for commands run on many ranks:
+    the caller decides which rank prints the one line."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see --help)")
+
+
 def cli(prog: str, body: Callable[[], int]) -> int:
     """Run a command's body; a UsageError becomes one line on stderr and exit code 2.
 

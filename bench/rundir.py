@@ -44,8 +44,19 @@ VARIANTS = ("scratch", "nn", "sync", "scratch-sync")
 SYNCHRONISING = ("sync", "scratch-sync")
 VARIANT_NAMES = {"scratch": "from-scratch BN (textbook)", "nn": "nn.BatchNorm1d/2d",
                  "sync": "nn.SyncBatchNorm", "scratch-sync": "from-scratch cross-rank BN"}
+# Steps between divergence checks by device type when --check-finite-every is not given: each check
+# is one 8-byte all-reduce (MIN of an int64) and, on CUDA, one host synchronisation (bench.run.divergence).
+DIVERGENCE_CHECK_EVERY = {"cpu": 1, "cuda": 50}
 # A set of timings whose IQR over median exceeds this is flagged noisy (torch.utils.benchmark's rule).
 NOISY_IQR_OVER_MEDIAN = 0.10
+# bench.collectives' CSV, which analysis.scale fits its collective cost model to: one row per
+# (collective, shape, size); `shape` is "sweep" (power-of-two sizes) or the BN layer's "bn_fwd" /
+# "bn_bwd" collective for `channels` channels, of which `model` has `layers` layers.
+COLLECTIVES = ("all_reduce", "all_gather")
+COLLECTIVES_COLUMNS = (
+    "backend", "world_size", "hosts", "device", "collective", "shape", "model", "channels", "layers",
+    "dtype", "count", "bytes", "warmup", "iters", "time_us_median", "time_us_q1", "time_us_q3",
+    "time_us_mean", "iqr_over_median", "algbw_gbps", "busbw_gbps")
 
 
 def _umask() -> int:

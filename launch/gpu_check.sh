@@ -3,9 +3,10 @@
 #
 #   PYTHONPATH=. OUT=/path/to/out launch/gpu_check.sh            # on the GPU machine, from the repo root
 #   OUT=/tmp/smoke launch/gpu_check.sh --cpu-smoke                 # the same pieces, tiny, on CPU
+#   PYTHONPATH=. OUT=/path/to/out launch/gpu_check.sh --collectives  # only piece 6 (about 1 minute)
 #
-# Pieces, each under its own time limit (510 s in all; about 4-5 minutes expected) so one slow piece
-# cannot eat the others' time:
+# Pieces, each under its own time limit (630 s in all; about 5-6 minutes expected, so give a device
+# call its 600 s) so one slow piece cannot eat the others' time:
 #   1. tests/test_gpu.py: k graph replays == k eager steps (running stats included), graph via bench.train;
 #      tests/test_gpu_syncbn.py: scratch-sync == nn.SyncBatchNorm on CUDA tensors
 #   2. bench.modes: eager vs graph examples/s, nn and scratch, batch 256 and 1024 (issue 7: graph/eager >= 3.5
@@ -14,6 +15,8 @@
 #      bare loop with per-step timing marks; 5 rotated rounds
 #   4. bench.micro: every shape in float32 and bfloat16, eager; then compiled rows for two shapes
 #   5. analysis.render_micro: the README's micro-benchmark table and bar chart, into $OUT/report
+#   6. bench.collectives: NCCL on one rank (the per-call latency floor) and gloo on two ranks sharing the
+#      GPU, 4 B to 64 MiB and the BN shapes of lenet, resnet18 and resnet50, into $OUT/collectives_*.csv
 # Everything printed is also in $OUT/<piece>.log; CSVs land in $OUT. DATA (default .gpu/data) holds
 # Fashion-MNIST (FashionMNIST/raw/ or the four .gz files). The script never stops at a failed piece; its
 # exit code is the number of pieces that failed.
@@ -22,7 +25,9 @@ OUT="${OUT:-gpu_check_out}"
 DATA="${DATA:-.gpu/data}"
 PY="${PYTHON:-python}"
 SMOKE=0
+ONLY_COLLECTIVES=0
 [[ "${1:-}" == "--cpu-smoke" ]] && SMOKE=1
+[[ "${1:-}" == "--collectives" ]] && ONLY_COLLECTIVES=1
 mkdir -p "$OUT"
 export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" KINETO_LOG_LEVEL=5
 failed=0
@@ -36,6 +41,25 @@ piece() {  # piece NAME LIMIT_S CMD...
   echo "=== $name: rc $rc, $((SECONDS - t0)) s"
   [[ $rc -eq 0 ]] || failed=$((failed + 1))
 }
+
+collectives() {  # piece 6; on CPU (smoke) one gloo rank, a few sizes (tests/test_scale.py runs two ranks)
+  if [[ $SMOKE -eq 1 ]]; then
+    piece collectives_ws1 120 "$PY" -m bench.collectives --device cpu --sizes 4,1K --bn-models lenet --iters 5 \
+      --out "$OUT/collectives_gloo_ws1.csv"
+  else
+    piece collectives_nccl_ws1 45 "$PY" -m bench.collectives --backend nccl --out "$OUT/collectives_nccl_ws1.csv"
+    piece collectives_gloo_ws2 75 "$PY" -m torch.distributed.run --standalone --nproc_per_node=2 -m bench.collectives \
+      --backend gloo --device cuda --max-bytes 16M --out "$OUT/collectives_gloo_ws2.csv"
+  fi
+}
+
+if [[ $ONLY_COLLECTIVES -eq 1 ]]; then
+  "$PY" -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))'
+  collectives
+  echo "=== gpu_check: $failed piece(s) failed; outputs in $OUT"
+  ls -l "$OUT"
+  exit "$failed"
+fi
 
 if [[ $SMOKE -eq 1 ]]; then
   DEV=(--device cpu)
@@ -57,6 +81,7 @@ else
   piece micro_compiled 100 "$PY" -m bench.micro --compile only --shapes resnet50.layer1,lenet.bn1 --reps 30 \
     --out "$OUT/micro_compiled.csv"
 fi
+collectives
 micro_csvs=("$OUT/micro.csv")
 [[ -f "$OUT/micro_compiled.csv" ]] && micro_csvs+=("$OUT/micro_compiled.csv")
 piece micro_report 60 "$PY" -m analysis.render_micro "${micro_csvs[@]}" --out "$OUT/report"

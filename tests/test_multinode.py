@@ -90,4 +90,7 @@ def test_gpu_check_cpu_smoke_runs_every_piece(tmp_path, data_dir):
     with open(out / "micro.csv") as f:
         assert len(f.read().splitlines()) == 1 + 20
     assert (out / "report" / "micro_ratio_to_copy.png").stat().st_size > 0
+    with open(out / "collectives_gloo_ws1.csv") as f:  # 2 sizes × 2 collectives + LeNet's 4 layers × 2
+        rows = f.read().splitlines()
+    assert len(rows) == 1 + 4 + 8 and rows[1].startswith("gloo,1,1,cpu,all_reduce,sweep,")
     assert "| lenet.bn1 | 4x6x24x24 | bfloat16 | nn |" in (out / "report" / "micro.md").read_text()

@@ -80,11 +80,13 @@ def resolve_backend(requested: str, device: torch.device) -> str:
 
 
 def setup(device: str = "auto", backend: str = "auto", timeout_s: float = 300.0,
-          deterministic: bool = False, seed: int = 0) -> DistInfo:
+          deterministic: bool = False, seed: int = 0, group_of_one: bool = False) -> DistInfo:
     """Initialise the process group when launched by torchrun; return who and where we are.
 
     `timeout_s` bounds every collective: when a peer rank dies, the survivors fail with an error
-    after at most this long instead of hanging forever.
+    after at most this long instead of hanging forever. `group_of_one` initialises a process group
+    for a single process too (bench.collectives times a one-rank collective: the per-call floor);
+    without torchrun's variables its store is an in-process HashStore.
     """
     rank, local_rank, world_size, torchrun = read_env()
     dev = resolve_device(device, local_rank)
@@ -93,16 +95,20 @@ def setup(device: str = "auto", backend: str = "auto", timeout_s: float = 300.0,
         make_deterministic(seed)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    if world_size > 1 and not dist.is_initialized():
+    grouped = world_size > 1 or group_of_one
+    if grouped and not dist.is_initialized():
         kwargs = {"device_id": dev} if be == "nccl" else {}
         timeout = datetime.timedelta(seconds=timeout_s)
-        # After a torchrun restart the launcher's store can still hold the dead attempt's addresses;
-        # a rank reading one connects to a closed port and fails. One key space per attempt.
-        store, _, _ = next(dist.rendezvous("env://", rank, world_size, timeout=timeout))
-        store = dist.PrefixStore(f"bnbench/attempt{restart_count()}", store)
+        if torchrun:
+            # After a torchrun restart the launcher's store can still hold the dead attempt's addresses;
+            # a rank reading one connects to a closed port and fails. One key space per attempt.
+            store, _, _ = next(dist.rendezvous("env://", rank, world_size, timeout=timeout))
+            store = dist.PrefixStore(f"bnbench/attempt{restart_count()}", store)
+        else:
+            store = dist.HashStore()
         dist.init_process_group(be, store=store, rank=rank, world_size=world_size, timeout=timeout, **kwargs)
     return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size, device=dev,
-                    backend=be if world_size > 1 else None, is_main=rank == 0,
+                    backend=be if grouped else None, is_main=rank == 0,
                     launcher="torchrun" if torchrun else "single-process", restart_count=restart_count())
 
 

@@ -12,15 +12,15 @@ from __future__ import annotations
 import torch
 import torch.distributed as tdist
 
+from bench.rundir import DIVERGENCE_CHECK_EVERY
 from bench.run.outputs import StepOutputs
 
-CUDA_EVERY = 50
 _NONE = torch.iinfo(torch.int64).max
 
 
 class DivergenceGuard:
     def __init__(self, device: torch.device, every: int = 0):
-        self.every = every or (CUDA_EVERY if device.type == "cuda" else 1)
+        self.every = every or DIVERGENCE_CHECK_EVERY["cuda" if device.type == "cuda" else "cpu"]
         self._device = device
         self._checked = 0  # steps of the current epoch already checked
 

@@ -62,6 +62,8 @@ def summarise(job: Job, by_rank: list[list[float]], status: str, start: int) -> 
         "examples_per_s": eps, "examples_per_s_per_rank": eps / W, "measured_steps": len(times),
         "step_ms_p50": percentile(times, 50), "step_ms_p90": percentile(times, 90),
         "step_ms_rank": slowest, "peak_mem_bytes": _peak_mem(info), "device": str(info.device),
+        # what DDP all-reduces each step: analysis.scale models that all-reduce at other world sizes
+        "grad_bytes": sum(p.numel() * p.element_size() for p in job.net.parameters() if p.requires_grad),
         "bn_group_size": plan.bn_group_size, "bn_description": plan.bn_description,
         "mode": cfg.mode, "amp": cfg.amp, **job.step.setup_times(),
         "bn_emulate_ranks": cfg.bn_emulate_ranks,
