@@ -7,7 +7,7 @@ PY := .venv/bin/python
 DATA := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup data browser compare test
+.PHONY: setup data browser compare test readme-picture
 setup: data .venv/.installed
 
 data:
@@ -38,3 +38,8 @@ compare: setup
 test: setup browser
 	KINETO_LOG_LEVEL=5 $(PY) -m pytest $(ARGS); rc=$$?; \
 	if [ $$rc = 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
+
+# The README's picture, docs/img/report.png: a short real comparison on this machine, its report
+# photographed in headless Chromium (launch/readme_picture.py). ARGS="--keep DIR" keeps the runs.
+readme-picture: setup browser
+	KINETO_LOG_LEVEL=5 $(PY) -m launch.readme_picture $(ARGS)

@@ -27,7 +27,7 @@ CLI_MODULES = (
     "bench.train", "bench.micro", "bench.modes", "bench.overhead", "bench.collectives", "analysis.scale",
     "analysis.report", "analysis.kernels", "analysis.render_micro", "analysis.bench_parse",
     "launch.compare", "launch.sweep", "launch.view", "launch.gpu_reliability_check", "launch.gpu_fused_check",
-    "launch.fused_compile_check",
+    "launch.fused_compile_check", "launch.readme_picture",
 )
 ROOTS = ("bench", "analysis", "launch")
 
