@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Mapping
 
 import pandas as pd
 
@@ -47,19 +48,21 @@ def _cell(value, floatfmt: str) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def to_markdown(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
+def to_markdown(df: pd.DataFrame, floatfmt: str | Mapping[str, str] = ".4g") -> str:
     """Render a DataFrame (its columns, not its index) as a markdown table.
 
     Numbers go through `fmt_number(value, floatfmt)`, NaN/None print as '–', '|' is escaped.
-    Numeric columns are right-aligned.
+    `floatfmt` may map column names to formats (others keep ".4g"), so a column of percentages
+    prints the same decimals in every row. Numeric columns are right-aligned.
 
         to_markdown(pd.DataFrame({"variant": ["nn"], "acc": [0.8123]}), ".2f")
         -> '| variant | acc |\\n| --- | ---: |\\n| nn | 0.81 |'
     """
-    header = "| " + " | ".join(_cell(c, floatfmt) for c in df.columns) + " |"
+    header = "| " + " | ".join(_cell(c, ".4g") for c in df.columns) + " |"
     align = "| " + " | ".join(
         "---:" if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
         else "---" for c in df.columns) + " |"
-    body = ["| " + " | ".join(_cell(v, floatfmt) for v in row) + " |"
+    specs = [floatfmt.get(c, ".4g") if isinstance(floatfmt, Mapping) else floatfmt for c in df.columns]
+    body = ["| " + " | ".join(_cell(v, spec) for v, spec in zip(row, specs)) + " |"
             for row in df.itertuples(index=False, name=None)]
     return "\n".join([header, align, *body])
