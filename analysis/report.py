@@ -1,9 +1,13 @@
 """Comparison report from run directories: report.md, report.html (plots embedded), summary.csv.
 
     python -m analysis.report RUN_DIR_OR_PARENT... -o REPORT_DIR [--resolve 0.5pt] [--resolve 5%]
+                              [--compat CSV]
 
 --resolve names a difference to resolve: the sweep section then gives, for each comparison with two
 or more seeds, the seeds per variant needed to find it with 80 % power (docs/statistics.md).
+
+A compatibility matrix (python -m bench.compat) is shown when one is found: every compat.csv under
+the given folders, and any named with --compat.
 """
 from __future__ import annotations
 
@@ -14,7 +18,9 @@ from pathlib import Path
 
 import markdown
 
-from analysis import render_findings, render_kernels, render_runs, render_steps, render_sweep
+from analysis import (render_compat, render_findings, render_kernels, render_runs, render_steps,
+                      render_sweep)
+from analysis.compat import find_compat, load_compat
 from analysis.labels import run_labels
 from analysis.power import ResolveTarget, parse_targets
 from analysis.runs import load_bn_params, load_metrics, load_runs, load_skipped, load_step_times
@@ -37,10 +43,12 @@ def _embed_images(html: str, out_dir: Path) -> str:
     return re.sub(r'src="([^":]+\.png)"', repl, html)
 
 
-def build(paths: list[str], out_dir: str | Path, resolve: tuple[ResolveTarget, ...] = ()) -> Path:
+def build(paths: list[str], out_dir: str | Path, resolve: tuple[ResolveTarget, ...] = (),
+          compat: tuple[str, ...] = ()) -> Path:
     """Write the report for the run directories under `paths` into out_dir; return report.md's path.
 
-    `resolve`: differences to resolve, for the sweep section's seeds-needed column."""
+    `resolve`: differences to resolve, for the sweep section's seeds-needed column. `compat`:
+    compatibility CSVs shown besides those found under `paths`."""
     out_dir = Path(out_dir)
     runs = load_runs(paths)
     if runs.empty:
@@ -59,6 +67,7 @@ def build(paths: list[str], out_dir: str | Path, resolve: tuple[ResolveTarget, .
         render_steps.steps_section(steps, out_dir, labels),
         render_sweep.sweep_section(runs, out_dir, resolve=resolve, steps=steps),
         render_kernels.kernel_section([Path(p) for p in runs["path"]], out_dir, labels),
+        render_compat.compat_section(load_compat(find_compat([*paths, *compat]))),
     ]
     md = "\n".join(sections)
     (out_dir / "report.md").write_text(md)
@@ -74,14 +83,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resolve", action="append", metavar="DIFF",
                    help="a difference to resolve, e.g. 0.5pt (accuracy points) or 5%% (relative, for "
                         "throughput and step time): adds the seeds needed per comparison; once per kind")
+    p.add_argument("--compat", action="append", default=[], metavar="CSV",
+                   help="a compatibility matrix from python -m bench.compat to show (compat.csv files "
+                        "under the run folders are found without it); repeatable")
     args = p.parse_args(argv)
-    return cli("analysis.report", lambda: _run(args.paths, args.out, args.resolve))
+    return cli("analysis.report", lambda: _run(args.paths, args.out, args.resolve, args.compat))
 
 
-def _run(paths: list[str], out: str, resolve: list[str] | None) -> int:
+def _run(paths: list[str], out: str, resolve: list[str] | None, compat: list[str]) -> int:
+    if missing := [c for c in compat if not Path(c).is_file()]:
+        raise UsageError(f"--compat {missing[0]}: no such file")
     with one_line_warnings():
         try:
-            path = build(paths, out, parse_targets(resolve))
+            path = build(paths, out, parse_targets(resolve), tuple(compat))
         except FileNotFoundError as e:
             raise UsageError(str(e)) from None
     print(f"report: {path} (and report.html, summary.csv) in {path.parent}")
