@@ -52,23 +52,29 @@ def load_compat(files: Iterable[str | Path]) -> pd.DataFrame:
         if bad := set(df["status"]) - set(rundir.COMPAT_STATUSES):
             warnings.warn(f"skipping {f}: unknown status {', '.join(sorted(bad))}", stacklevel=2)
             continue
-        frames.append(df[cols])
+        noisy = df["step_time_noisy"].map({"True": True, "False": False, "": pd.NA})
+        frames.append(df[cols].assign(step_time_noisy=noisy.astype("boolean")))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
 
 
 def _cell(row: pd.Series) -> str:
     ratio = row["step_time_ratio"]
-    return row["status"] if pd.isna(ratio) else f"{row['status']} ×{ratio:.2f}"
+    if pd.isna(ratio):
+        return row["status"]
+    noisy = row.get("step_time_noisy")
+    return f"{row['status']} ×{ratio:.2f}" + ("~" if not pd.isna(noisy) and bool(noisy) else "")
 
 
 def compat_matrix(df: pd.DataFrame) -> pd.DataFrame:
     """One row per case (in COMPAT_CASES order, then any other), one column per variant (in the
-    order first seen); a cell is the status, with ×ratio where a step time was measured.
+    order first seen); a cell is the status, with ×ratio where a step time was measured, and a
+    "~" after it when those times were noisy.
 
-        variant,case,status,step_time_ratio = [nn,fp32,pass,NaN], [nn,channels-last,pass,1.25],
-                                              [sync,fp32,n/a,NaN]
+        variant,case,status,step_time_ratio,step_time_noisy = [nn,fp32,pass,NaN,NA],
+            [nn,channels-last,pass,1.25,False], [nn,bf16-autocast,pass,0.9,True], [sync,fp32,n/a,NaN,NA]
         -> case           nn          sync
            fp32           pass        n/a
+           bf16-autocast  pass ×0.90~ –
            channels-last  pass ×1.25  –
     """
     variants = list(dict.fromkeys(df["variant"]))

@@ -34,7 +34,8 @@ def _sentence(meta: dict, part: pd.DataFrame) -> str:
     tally = ", ".join(f"{counts[s]} {s}" for s in rundir.COMPAT_STATUSES if s in counts)
     return (f"torch {meta['torch']} on {meta['device']}; two-rank cells over "
             f"{', '.join(backends) or 'no backend (none ran)'}. {len(part)} cells: {tally}. "
-            "×r: the step time over the same variant's float32 contiguous eager step on the same shape.")
+            "×r: the step time over the same variant's float32 contiguous eager step on the same "
+            f"shape; ~: those step times were noisy (IQR / median > {rundir.NOISY_IQR_OVER_MEDIAN:.0%}).")
 
 
 def matrix_markdown(df: pd.DataFrame, heading: str = "###") -> str:

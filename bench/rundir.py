@@ -53,8 +53,8 @@ NOISY_IQR_OVER_MEDIAN = 0.10
 # difference), n/a (the reason), timeout (no result within the case's own time limit).
 COMPAT_CSV = "compat.csv"
 COMPAT_STATUSES = ("pass", "fail", "n/a", "timeout")
-COMPAT_COLUMNS = ("variant", "case", "status", "detail", "step_time_ratio", "case_s", "ranks",
-                  "device", "backend", "torch")
+COMPAT_COLUMNS = ("variant", "case", "status", "detail", "step_time_ratio", "step_time_noisy", "case_s",
+                  "ranks", "device", "backend", "torch")
 COMPAT_ISSUE_URL = "https://github.com/pytorch/pytorch/issues/{}"
 COMPAT_CASES = {
     "fp32": ("forward and backward in float32 equal float64 batch norm", ()),

@@ -16,14 +16,15 @@ from tests.test_analysis_inputs import make_run
 URL = "https://github.com/pytorch/pytorch/issues/"
 
 
-def row(variant, case, status, detail="", ratio=None, device="cpu", ranks=1):
+def row(variant, case, status, detail="", ratio=None, device="cpu", ranks=1, noisy=None):
     return {"variant": variant, "case": case, "status": status, "detail": detail, "step_time_ratio": ratio,
-            "case_s": 0.5, "ranks": ranks, "device": device, "backend": "gloo" if ranks == 2 else "none",
+            "step_time_noisy": noisy if ratio is None else bool(noisy), "case_s": 0.5, "ranks": ranks, "device": device, "backend": "gloo" if ranks == 2 else "none",
             "torch": "2.14.1"}
 
 
 ROWS = [
     row("nn", "channels-last", "pass", "output channels_last", 1.25),
+    row("nn", "bf16-autocast", "pass", "output bfloat16", 0.9, noisy=True),
     row("nn", "fp32", "pass", "unbiased running_var"),
     row("sync", "fp32", "n/a", "CUDA only", ranks=2),
     row("sync", "channels-last", "n/a", "CUDA only", ranks=2),
@@ -42,8 +43,9 @@ def test_matrix_puts_cases_in_the_listed_order_and_variants_as_first_seen():
     wide = compat_matrix(pd.DataFrame(ROWS))
     assert list(wide.columns) == ["case", "nn", "sync"]
     # COMPAT_CASES order (fp32 before channels-last, convert-subclass after), unknown cases last
-    assert list(wide["case"]) == ["fp32", "channels-last", "convert-subclass", "my-own-case"]
+    assert list(wide["case"]) == ["fp32", "bf16-autocast", "channels-last", "convert-subclass", "my-own-case"]
     assert wide.set_index("case").loc["channels-last"].tolist() == ["pass ×1.25", "n/a"]
+    assert wide.set_index("case").loc["bf16-autocast", "nn"] == "pass ×0.90~"  # noisy times marked
     assert wide.set_index("case").loc["convert-subclass", "sync"] == "fail"
     assert pd.isna(wide.set_index("case").loc["convert-subclass", "nn"])  # not run: shown as a dash
 
@@ -68,6 +70,9 @@ def test_loading_reads_ratios_as_numbers_and_skips_a_file_of_another_kind(tmp_pa
     assert len(df) == len(ROWS) and list(df.columns) == list(rundir.COMPAT_COLUMNS)
     ratios = dict(zip(df["case"] + "/" + df["variant"], df["step_time_ratio"]))
     assert ratios["channels-last/nn"] == 1.25 and math.isnan(ratios["fp32/nn"])
+    noisy = dict(zip(df["case"] + "/" + df["variant"], df["step_time_noisy"]))
+    assert noisy["bf16-autocast/nn"] == True and noisy["channels-last/nn"] == False  # noqa: E712
+    assert pd.isna(noisy["fp32/nn"])
 
 
 def test_docs_table_links_each_case_to_its_issues_and_says_what_passing_means():
@@ -76,7 +81,7 @@ def test_docs_table_links_each_case_to_its_issues_and_says_what_passing_means():
     assert "| baseline |" in fp32_line and rundir.COMPAT_CASES["fp32"][0] in fp32_line
     cl_line = next(line for line in md.splitlines() if line.startswith("| `channels-last`"))
     assert f"[#50548]({URL}50548), [#88021]({URL}88021)" in cl_line and "| pass ×1.25 | n/a |" in cl_line
-    assert "torch 2.14.1 on cpu; two-rank cells over gloo. 6 cells: 2 pass, 1 fail, 2 n/a, 1 timeout." in md
+    assert "torch 2.14.1 on cpu; two-rank cells over gloo. 7 cells: 3 pass, 1 fail, 2 n/a, 1 timeout." in md
     assert "| sync | n/a | fp32, channels-last | CUDA only |" in md
 
 
@@ -112,6 +117,7 @@ def test_report_shows_a_matrix_found_beside_the_runs_or_named(tmp_path):
     md, page = (tmp_path / "out" / "report.md").read_text(), (tmp_path / "out" / "report.html").read_text()
     assert "## Compatibility" in md and "<h2>Compatibility</h2>" in page
     assert "| `fp32` | baseline |" in md and "| scratch | fail | fp32 | y differs |" in md
+    assert "| pass ×0.90~ |" in md  # read back from the CSV, noisy flag included
     assert f'<a href="{URL}50548">#50548</a>' in page
 
 

@@ -4,4 +4,7 @@ steps, timing and loop pieces rather than copying them); nothing in bench/ impor
     micro     BN layer forward / forward+backward against a copy of the tensor (python -m bench.micro)
     modes     examples/s of eager, compiled and CUDA-graph steps side by side (python -m bench.modes)
     overhead  what the harness and the profiler cost against a bare loop (python -m bench.overhead)
+    compat    which variant survives which reported failure: a matrix of small real checks, each
+              in its own processes with its own time limit (python -m bench.compat; the files
+              compat_checks, compat_measure, compat_cases, compat_dist and compat_procs are its parts)
 """

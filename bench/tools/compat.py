@@ -13,7 +13,8 @@ n/a (they share nothing across ranks); `empty-rank` checks an empty batch in one
 
 For channels-last, the autocast cases and both compile cases the cell also records
 `step_time_ratio`: the median forward+backward step time over that of the same variant's float32
-contiguous eager layer on the same shape, timed alternately in the same processes (`--reps`).
+contiguous eager layer on the same shape, timed alternately in the same processes (`--reps`), and
+`step_time_noisy` when either set of times has IQR / median above bench.rundir's noise threshold.
 
 Writes `--out` (bench.rundir.COMPAT_COLUMNS; rewritten after every cell, so an interrupted run
 keeps its rows) and prints the matrix. docs/compatibility.md shows one.
@@ -32,6 +33,7 @@ from bench.run.dist import resolve_device
 from bench.tools import compat_cases as num
 from bench.tools import compat_dist as ranked
 from bench.tools.compat_checks import SHAPE, Ctx, VariantSpec, spec_for, unavailable
+from bench.tools.compat_measure import Speed
 from bench.tools.compat_procs import Cell, Outcome, run_cell
 
 LOCAL_NA = "local BN shares nothing across ranks: no global statistics to compare"
@@ -43,7 +45,7 @@ class Case:
     """How a case runs: `ranks` is "variant" (2 when the variant synchronises, else 1), "two"
     (always, process group up) or "one" (one process, no process group)."""
 
-    fn: Callable[[Ctx], tuple[str, float | None]]
+    fn: Callable[[Ctx], tuple[str, Speed | None]]
     ranks: str
     limit_s: float  # the case's own time limit, before --time-limit-scale
     local_na: str | None = None  # n/a reason for a local variant
@@ -111,11 +113,13 @@ def run_matrix(specs: list[VariantSpec], cases: list[str], device: str, backend:
             cell = plan_cell(spec, name, device, backend, reps, scale, shape)
             outcome = Outcome("n/a", cell, None, 0.0) if isinstance(cell, str) else run_cell(cell)
             ranks = 0 if isinstance(cell, str) else cell.ranks
+            speed = outcome.speed
             rows.append({"variant": spec.name, "case": name, "status": outcome.status,
-                         "detail": outcome.detail, "step_time_ratio": outcome.step_time_ratio,
-                         "case_s": round(outcome.case_s, 2), "ranks": ranks, "device": device,
-                         "backend": backend if ranks > 1 else "none", "torch": torch.__version__})
-            ratio = "" if outcome.step_time_ratio is None else f" x{outcome.step_time_ratio:.2f}"
+                         "detail": outcome.detail, "step_time_ratio": speed and speed.ratio,
+                         "step_time_noisy": speed and speed.noisy, "case_s": round(outcome.case_s, 2),
+                         "ranks": ranks, "device": device, "backend": backend if ranks > 1 else "none",
+                         "torch": torch.__version__})
+            ratio = "" if speed is None else f" x{speed.ratio:.2f}{' (noisy)' if speed.noisy else ''}"
             print(f"{spec.name:<14} {name:<19} {outcome.status:<8}{outcome.case_s:6.1f} s{ratio}  "
                   f"{outcome.detail}", flush=True)
             if out:

@@ -2,7 +2,7 @@
 torch.compile, CUDA graphs, no process group, --deterministic.
 
 Each function runs on every rank of its cell (one rank for a local variant, two for a
-synchronising one, bench.tools.compat decides) and returns (detail, step-time ratio or None) when
+synchronising one, bench.tools.compat decides) and returns (detail, Speed or None) when
 the case passes; it raises CaseFailed when the layer misses the criterion and NotApplicable when
 the case cannot run here. Any other exception is the layer failing and becomes the cell's detail.
 """
@@ -16,9 +16,9 @@ from bench.tools.compat_checks import (
     FP32_TOL, CaseFailed, Ctx, NotApplicable, check_running, check_step, check_training,
     global_batch, new_layer, reference, rows, train_step,
 )  # fmt: skip
-from bench.tools.compat_measure import step_time_ratio
+from bench.tools.compat_measure import Speed, step_time_ratio
 
-Result = tuple[str, float | None]
+Result = tuple[str, Speed | None]
 NEEDS_CUDA = "CUDA graphs need a CUDA device"
 
 
@@ -42,8 +42,8 @@ def _autocast(ctx: Ctx, dtype: torch.dtype) -> Result:
     got, running = check_training(ctx, layer, ctx.even(), atol=tol, rtol=tol,
                                   prepare=lambda t: t.to(dtype), autocast=dtype)
     x, dy = first_batch(ctx, lambda t: t.to(dtype))
-    ratio = step_time_ratio(ctx, layer, x, dy, autocast=dtype)
-    return f"output {str(got['y'].dtype).removeprefix('torch.')}; {running}", ratio
+    speed = step_time_ratio(ctx, layer, x, dy, autocast=dtype)
+    return f"output {str(got['y'].dtype).removeprefix('torch.')}; {running}", speed
 
 
 def bf16_autocast(ctx: Ctx) -> Result:

@@ -16,9 +16,9 @@ from bench.tools.compat_checks import (
     EPS, FP32_TOL, CaseFailed, Ctx, affine, check_training, close,
     global_batch, new_layer, rows, train_step,
 )  # fmt: skip
-from bench.tools.compat_measure import CountCollectives
+from bench.tools.compat_measure import CountCollectives, Speed
 
-Result = tuple[str, float | None]
+Result = tuple[str, Speed | None]
 UNEVEN, EMPTY_RANK = (5, 11), (0, 12)  # per-rank batches; rank 0 holds nothing in EMPTY_RANK
 # skipped-call: the process group's timeout, and how long past it rank 0 may take to raise
 SKIP_PG_TIMEOUT_S, SKIP_GRACE_S = 5.0, 25.0

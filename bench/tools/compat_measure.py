@@ -1,12 +1,13 @@
 """Counting a layer's collectives and timing its steps, for the compatibility cases."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from bench.rundir import NOISY_IQR_OVER_MEDIAN
 from bench.run.timing import percentile
 from bench.tools.compat_checks import Ctx, new_layer
 from bench.tools.micro import time_calls_us
@@ -41,10 +42,21 @@ class CountCollectives:
         return counted
 
 
+class Speed(NamedTuple):
+    ratio: float  # median step time over the float32 contiguous eager step's
+    noisy: bool  # either set of step times has IQR / median above NOISY_IQR_OVER_MEDIAN
+
+
+def _noisy(samples: list[float]) -> bool:
+    spread = percentile(samples, 75) - percentile(samples, 25)
+    return spread / percentile(samples, 50) > NOISY_IQR_OVER_MEDIAN
+
+
 def step_time_ratio(ctx: Ctx, layer: nn.Module, x: torch.Tensor, dy: torch.Tensor,
-                    autocast: torch.dtype | None = None) -> float | None:
+                    autocast: torch.dtype | None = None) -> Speed | None:
     """Median forward+backward time of `layer` on `x` over that of a fresh float32 contiguous eager
-    layer of the same variant on the same shape; None when ctx.reps is 0.
+    layer of the same variant on the same shape, and whether either set of times is noisy; None
+    when ctx.reps is 0.
 
     The two alternate call by call, so a machine that slows down part-way slows both alike. x and
     dy are on the device already.
@@ -70,4 +82,5 @@ def step_time_ratio(ctx: Ctx, layer: nn.Module, x: torch.Tensor, dy: torch.Tenso
             t = time_calls_us(fn, ctx.device, 1, 0)[0]
             if i >= WARMUP:
                 times[name].append(t)
-    return percentile(times["case"], 50) / percentile(times["base"], 50)
+    ratio = percentile(times["case"], 50) / percentile(times["base"], 50)
+    return Speed(ratio, _noisy(times["case"]) or _noisy(times["base"]))

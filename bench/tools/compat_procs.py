@@ -26,6 +26,7 @@ import torch.distributed as dist
 
 from bench.tools.compat_checks import CaseFailed, Ctx, NotApplicable, VariantSpec
 from bench.tools.compat_dist import first_line
+from bench.tools.compat_measure import Speed
 
 # imported once by the fork server; torch._dynamo alone takes seconds
 PRELOAD = ["torch", "torch.distributed", "torch._dynamo", "bench.tools.compat_cases",
@@ -39,7 +40,7 @@ class Cell:
     """One (variant, case) with everything its ranks need; picklable."""
 
     spec: VariantSpec
-    fn: Callable[[Ctx], tuple[str, float | None]]
+    fn: Callable[[Ctx], tuple[str, Speed | None]]
     ranks: int  # 1: no process group
     device: str  # "cpu" or "cuda"
     backend: str  # process-group backend when ranks > 1
@@ -55,7 +56,7 @@ class Cell:
 class Outcome:
     status: str  # one of bench.rundir.COMPAT_STATUSES
     detail: str
-    step_time_ratio: float | None
+    speed: Speed | None
     case_s: float
 
 
@@ -85,8 +86,8 @@ def _worker(cell: Cell, rank: int, port: int, results: mp.Queue, log: str) -> No
             dist.init_process_group(cell.backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                                     world_size=cell.ranks, timeout=timedelta(seconds=cell.pg_timeout_s),
                                     **kwargs)
-        detail, ratio = cell.fn(Ctx(cell.spec, rank, cell.ranks, device, cell.reps, cell.shape))
-        results.put((rank, "pass", detail, ratio))
+        detail, speed = cell.fn(Ctx(cell.spec, rank, cell.ranks, device, cell.reps, cell.shape))
+        results.put((rank, "pass", detail, speed))
     except CaseFailed as e:
         results.put((rank, "fail", str(e), None))
     except NotApplicable as e:
@@ -143,7 +144,7 @@ def _note_dead(procs: list, results: mp.Queue, logs: list[Path], got: dict) -> N
 
 def _collect(cell: Cell, procs: list, results: mp.Queue, logs: list[Path],
              deadline: float) -> dict | None:
-    """rank -> (status, detail, ratio) for the deciding ranks (fewer when one failed early);
+    """rank -> (status, detail, speed) for the deciding ranks (fewer when one failed early);
     ("died", exit code, last log line) for a rank that exited without one; None past the deadline."""
     deciding = set(cell.deciding if cell.deciding is not None else range(cell.ranks))
     got: dict[int, tuple] = {}
