@@ -5,6 +5,8 @@ matrix's child processes import them by name.
 from __future__ import annotations
 
 import functools
+import os
+import sys
 import time
 
 import torch
@@ -64,6 +66,14 @@ class NeedsGroupBN(nn.BatchNorm2d):
         return super().forward(x)
 
 
+class ExitingBN(nn.BatchNorm2d):
+    """Says goodbye on stderr and ends its process, as a crash in native code would."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        print("goodbye from the layer", file=sys.stderr, flush=True)
+        os._exit(3)
+
+
 class HangingBN(nn.BatchNorm2d):
     """Never returns."""
 
@@ -90,4 +100,5 @@ FAKES = {
     "noisy": VariantSpec("noisy", functools.partial(_build, NoisyBN), False),
     "needs-group": VariantSpec("needs-group", functools.partial(_build, NeedsGroupBN), False),
     "hanging": VariantSpec("hanging", functools.partial(_build, HangingBN), False),
+    "exiting": VariantSpec("exiting", functools.partial(_build, ExitingBN), False),
 }

@@ -113,6 +113,8 @@ PLANTED = [  # (fake, case, status, words the detail must hold)
     ("unsynced", "skipped-call", "fail", "completed although rank 1 never made it"),
     ("noisy", "deterministic", "fail", "differs between two identical runs"),
     ("needs-group", "no-process-group", "fail", "process group"),
+    # a rank that dies without a result: its exit code and the last line it printed
+    ("exiting", "fp32", "fail", "exited with code 3 without a result: goodbye from the layer"),
 ]
 
 

@@ -50,7 +50,7 @@ class Case:
     limit_s: float  # the case's own time limit, before --time-limit-scale
     local_na: str | None = None  # n/a reason for a local variant
     deciding: tuple[int, ...] | None = None
-    death_ends_ok: bool = False
+    clean_death_s: float | None = None  # see compat_procs.Cell
     pg_timeout_s: float | None = None  # None: the time limit (a hang then shows as timeout)
     synced: bool = True  # trains with statistics shared across ranks (nn.SyncBatchNorm: CUDA only)
     needs_cuda: str | None = None  # n/a reason on other devices
@@ -68,7 +68,8 @@ CASES: dict[str, Case] = {
     "uneven-batches": Case(ranked.uneven_batches, "variant", 60, local_na=LOCAL_NA),
     "empty-rank": Case(ranked.empty_rank, "variant", 60),
     "skipped-call": Case(ranked.skipped_call, "two", 60, local_na=NO_COLLECTIVE, deciding=(0,),
-                         death_ends_ok=True, pg_timeout_s=ranked.SKIP_PG_TIMEOUT_S),
+                         clean_death_s=ranked.SKIP_PG_TIMEOUT_S + ranked.SKIP_GRACE_S,
+                         pg_timeout_s=ranked.SKIP_PG_TIMEOUT_S),
     "convert-subclass": Case(ranked.convert_subclass, "one", 60, synced=False),
     "no-process-group": Case(num.no_process_group, "one", 60),
     "deterministic": Case(num.deterministic, "variant", 60),
@@ -101,7 +102,7 @@ def plan_cell(spec: VariantSpec, name: str, device: str, backend: str, reps: int
         return reason
     limit = case.limit_s * scale
     return Cell(spec, case.fn, ranks, device, backend, case.pg_timeout_s or limit, limit,
-                reps if name in SPEED_CASES else 0, shape, case.deciding, case.death_ends_ok)
+                reps if name in SPEED_CASES else 0, shape, case.deciding, case.clean_death_s)
 
 
 def run_matrix(specs: list[VariantSpec], cases: list[str], device: str, backend: str, reps: int,

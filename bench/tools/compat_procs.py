@@ -49,7 +49,8 @@ class Cell:
     reps: int
     shape: tuple[int, int, int, int]  # each rank's (N, C, H, W)
     deciding: tuple[int, ...] | None = None  # ranks whose results decide the cell; None: all
-    death_ends_ok: bool = False  # a deciding rank dying (e.g. an NCCL watchdog abort) is a clean end
+    # a deciding rank dying within this many seconds is a clean end (an NCCL watchdog's abort)
+    clean_death_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,8 @@ def _judge(cell: Cell, got: dict | None, took_s: float) -> Outcome:
     prefix = (lambda r: f"rank {r}: ") if cell.ranks > 1 else (lambda r: "")
     for rank, (status, *rest) in sorted(got.items()):
         if status == "died":
-            if cell.death_ends_ok and (cell.deciding is None or rank in cell.deciding):
+            deciding = cell.deciding is None or rank in cell.deciding
+            if cell.clean_death_s is not None and deciding and took_s <= cell.clean_death_s:
                 return Outcome("pass", f"{prefix(rank)}ended after {took_s:.1f} s (exit code {rest[0]}): "
                                f"{rest[1]}", None, took_s)
             return Outcome("fail", f"{prefix(rank)}exited with code {rest[0]} without a result: {rest[1]}",
