@@ -1,25 +1,33 @@
-"""python -m bench.compat on CPU: the matrix of the real variants, planted faults, bad input.
+"""python -m bench.compat on CPU: the real variants, the fused ones, planted faults, bad input.
 
-One run of the tool (the `matrix` fixture) covers every case that can run on a CPU for scratch,
-nn, scratch-sync and sync, synchronising variants on two gloo ranks, except the two compile cases:
-each compiles for 15-60 s on a 2-core machine, too long for the suite, and
-docs/compatibility.md's full run covers them. The fused variants run in a reduced form in
-tests/test_compat_fused.py.
+Every cell that starts processes runs in ONE child Python started with TRITON_INTERPRET=1
+(tests/interpreted.py), so that the fused variants' Triton kernels can run in the interpreter and
+one fork server serves every cell; the child hands back the rows and the tests assert on them.
+It runs every case a CPU can run for scratch, nn, sync and scratch-sync, synchronising variants on
+two gloo ranks, except the two compile cases: each compiles for 15-60 s on a 2-core machine, too
+long for the suite (docs/compatibility.md's full run covers them). The fused variants run in a
+reduced form, at a tiny input: the interpreter takes about 2.5 minutes for all their cases on 2
+cores even at 4x4x4x4. Then the planted faults (tests/compat_fakes.py), each against its case.
 
 Expected statuses come from what each layer is, stated case by case below, not from a run.
 """
 from __future__ import annotations
 
+import functools
 import math
+import tempfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
 from bench import rundir
+from bench.bn import fused
 from bench.tools import compat
-from bench.tools.compat_checks import SHAPE
+from bench.tools.compat_checks import SHAPE, VariantSpec, spec_for, unavailable
 from tests.compat_fakes import FAKES
+from tests.interpreted import run_interpreted
 
 RUN_CASES = [c for c in rundir.COMPAT_CASES if c not in ("compile", "compile-fullgraph")]
 CUDA_ONLY_SYNC = "synchronises CUDA tensors only"
@@ -34,27 +42,71 @@ EXPECTED = {
     "sync": {**{c: "n/a" for c in RUN_CASES if c not in ("eval-no-collective", "no-process-group")},
              "convert-subclass": "fail"},
 }
+# bench/bn/fused.py's contract: float32 and bfloat16 only; an empty rank contributes count 0 and
+# still joins both collectives. fp32 of the local layer, the cross-rank one with an empty rank.
+FUSED = {("fused", "fp32"): "pass", ("fused", "fp16-autocast"): "fail", ("fused-sync", "empty-rank"): "pass"}
+FUSED_SHAPE = (2, 3, 3, 3)
+PLANTED = [  # (fake, case, status, words the detail must hold)
+    ("eval-syncing", "eval-no-collective", "fail", "all_reduce x1"),
+    ("empty-rank-stale", "empty-rank", "fail", "rank 0: running_mean differs"),
+    ("empty-rank-stale", "uneven-batches", "pass", "global statistics"),  # its one fault is the empty rank
+    ("contiguous-output", "channels-last", "fail", "not channels_last"),
+    ("unsynced", "uneven-batches", "fail", "differs from float64 batch norm"),
+    ("unsynced", "skipped-call", "fail", "completed although rank 1 never made it"),
+    ("noisy", "deterministic", "fail", "differs between two identical runs"),
+    ("needs-group", "no-process-group", "fail", "process group"),
+    # a rank that dies without a result: its exit code and the last line it printed
+    ("exiting", "fp32", "fail", "exited with code 3 without a result: goodbye from the layer"),
+]
 
 
-def run_tool(tmp_path, *args: str, extra=()) -> tuple[int, pd.DataFrame | None]:
-    out = tmp_path / "compat.csv"
+HANG_SCALE = 0.05  # fp32's own 60 s limit becomes 3 s
+
+
+def run_tool(folder: Path, *args: str, extra=()) -> tuple[int, pd.DataFrame | None]:
+    out = folder / "compat.csv"
     rc = compat.main(["--device", "cpu", "--out", str(out), *args], extra_variants=extra)
     return rc, (pd.read_csv(out, keep_default_na=False, na_values={"step_time_ratio": [""]})
                 if out.is_file() else None)
+
+
+def fused_spec(name: str) -> VariantSpec:
+    """bench.rundir's fused variants where they are registered, the layer itself until then."""
+    if name in rundir.VARIANTS:
+        return spec_for(name)
+    sync = name == "fused-sync"
+    return VariantSpec(name, functools.partial(fused.FusedBatchNorm, sync=sync), sync)
+
+
+def child_cells() -> dict:
+    """Runs in the child (TRITON_INTERPRET=1): every cell the tests below look at."""
+    with tempfile.TemporaryDirectory() as tmp:
+        matrix = run_tool(Path(tmp), "--variants", ",".join(EXPECTED), "--cases", ",".join(RUN_CASES),
+                          "--reps", "3")
+        hang = run_tool(Path(tmp), "--variants", "hanging", "--cases", "fp32", "--time-limit-scale",
+                        str(HANG_SCALE), extra=[FAKES["hanging"]])
+    run = functools.partial(compat.run_matrix, device="cpu", backend="gloo", reps=0, out=None)
+    fused_rows = [r for (v, c) in FUSED for r in run([fused_spec(v)], [c], scale=3.0, shape=FUSED_SHAPE)]
+    planted = [r for f, c, *_ in PLANTED for r in run([FAKES[f]], [c], scale=1.0, shape=SHAPE)]
+    return {"matrix": matrix, "hang": hang, "fused": pd.DataFrame(fused_rows), "planted": pd.DataFrame(planted)}
+
+
+@pytest.fixture(scope="module")
+def cells() -> dict:
+    return run_interpreted("tests.test_compat:child_cells", timeout_s=900)
+
+
+@pytest.fixture(scope="module")
+def matrix(cells) -> pd.DataFrame:
+    rc, rows = cells["matrix"]
+    assert rc == 0
+    return rows
 
 
 def cell(rows: pd.DataFrame, variant: str, case: str) -> pd.Series:
     match = rows[(rows["variant"] == variant) & (rows["case"] == case)]
     assert len(match) == 1, (variant, case)
     return match.iloc[0]
-
-
-@pytest.fixture(scope="module")
-def matrix(tmp_path_factory) -> pd.DataFrame:
-    rc, rows = run_tool(tmp_path_factory.mktemp("compat"), "--variants", ",".join(EXPECTED),
-                        "--cases", ",".join(RUN_CASES), "--reps", "3")
-    assert rc == 0
-    return rows
 
 
 def test_the_case_list_is_the_one_in_rundir():
@@ -104,35 +156,35 @@ def test_speed_cases_record_a_step_time_ratio_and_the_others_none(matrix):
     assert all(math.isnan(r) for r in untimed["step_time_ratio"]) and set(untimed["step_time_noisy"]) == {""}
 
 
-PLANTED = [  # (fake, case, status, words the detail must hold)
-    ("eval-syncing", "eval-no-collective", "fail", "all_reduce x1"),
-    ("empty-rank-stale", "empty-rank", "fail", "rank 0: running_mean differs"),
-    ("empty-rank-stale", "uneven-batches", "pass", "global statistics"),  # its one fault is the empty rank
-    ("contiguous-output", "channels-last", "fail", "not channels_last"),
-    ("unsynced", "uneven-batches", "fail", "differs from float64 batch norm"),
-    ("unsynced", "skipped-call", "fail", "completed although rank 1 never made it"),
-    ("noisy", "deterministic", "fail", "differs between two identical runs"),
-    ("needs-group", "no-process-group", "fail", "process group"),
-    # a rank that dies without a result: its exit code and the last line it printed
-    ("exiting", "fp32", "fail", "exited with code 3 without a result: goodbye from the layer"),
-]
-
-
-def test_each_planted_fault_fails_its_case():
+def test_each_planted_fault_fails_its_case(cells):
     for fake, case, status, words in PLANTED:
-        [row] = compat.run_matrix([FAKES[fake]], [case], "cpu", "gloo", reps=0, scale=1.0, shape=SHAPE,
-                                  out=None)
+        row = cell(cells["planted"], fake, case)
         assert row["status"] == status and words in row["detail"], (fake, case, row["detail"])
 
 
-def test_a_hanging_layer_is_a_timeout_within_the_cases_limit(tmp_path):
-    scale = 0.05  # fp32's own 60 s limit becomes 3 s
-    rc, rows = run_tool(tmp_path, "--variants", "hanging", "--cases", "fp32",
-                        "--time-limit-scale", str(scale), extra=[FAKES["hanging"]])
+def test_a_hanging_layer_is_a_timeout_within_the_cases_limit(cells):
+    rc, rows = cells["hang"]
     row = cell(rows, "hanging", "fp32")
-    limit = compat.CASES["fp32"].limit_s * scale
+    limit = compat.CASES["fp32"].limit_s * HANG_SCALE
     assert rc == 0 and row["status"] == "timeout" and row["detail"] == f"no result within {limit:.0f} s"
     assert limit <= row["case_s"] < limit + 15  # killed, not waited for
+
+
+@pytest.mark.parametrize("variant, case", list(FUSED))
+def test_fused_cells_under_the_interpreter(cells, variant, case):
+    row = cell(cells["fused"], variant, case)
+    assert row["status"] == FUSED[(variant, case)], row["detail"]
+    assert row["ranks"] == (2 if variant == "fused-sync" else 1)
+    if row["status"] == "fail":
+        assert "float32 or bfloat16" in row["detail"]  # names the dtypes the kernels take
+
+
+def test_without_the_interpreter_fused_is_not_applicable_with_its_reason():
+    """This pytest process did not start with TRITON_INTERPRET=1. An instance made without
+    __init__ (which would import torch._dynamo) is enough for the type check."""
+    layer = fused.FusedBatchNorm.__new__(fused.FusedBatchNorm)
+    reason = unavailable(layer, torch.device("cpu"), 1, synced_training=True)
+    assert reason == fused.unavailable_reason("cpu") and "TRITON_INTERPRET" in reason
 
 
 @pytest.mark.parametrize("args, words", [
@@ -142,7 +194,7 @@ def test_a_hanging_layer_is_a_timeout_within_the_cases_limit(tmp_path):
     (["--backend", "nccl"], "--backend nccl needs a GPU per rank"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, words):
-    rc, rows = run_tool(tmp_path, *args)
+    rc, rows = run_tool(tmp_path, *args)  # refused before any process starts
     err = capsys.readouterr().err
     assert rc == 2 and rows is None
     assert err.startswith("bench.compat: error: ") and words in err and err.count("\n") == 1
