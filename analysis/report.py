@@ -1,10 +1,12 @@
 """Comparison report from run directories: report.md, report.html (plots embedded), summary.csv.
 
     python -m analysis.report RUN_DIR_OR_PARENT... -o REPORT_DIR [--resolve 0.5pt] [--resolve 5%]
-                              [--collectives CSV... | --preset NAME]
+                              [--compat CSV] [--collectives CSV... | --preset NAME]
 
 --resolve names a difference to resolve: the sweep section then gives, for each comparison with two
 or more seeds, the seeds per variant needed to find it with 80 % power (docs/statistics.md).
+A compatibility matrix (python -m bench.compat) is shown when one is found: every compat.csv under
+the given folders, and any named with --compat.
 With --collectives or --preset the report ends with "At scale (predicted)" (analysis.scale).
 """
 from __future__ import annotations
@@ -16,7 +18,9 @@ from pathlib import Path
 
 import markdown
 
-from analysis import render_findings, render_kernels, render_runs, render_steps, render_sweep
+from analysis import (render_compat, render_findings, render_kernels, render_runs, render_steps,
+                      render_sweep)
+from analysis.compat import find_compat, load_compat
 from analysis.labels import run_labels
 from analysis.power import ResolveTarget, parse_targets
 from analysis.runs import load_bn_params, load_metrics, load_runs, load_skipped, load_step_times
@@ -40,11 +44,12 @@ def _embed_images(html: str, out_dir: Path) -> str:
 
 
 def build(paths: list[str], out_dir: str | Path, resolve: tuple[ResolveTarget, ...] = (),
-          collectives: list[str] | None = None, preset: str | None = None) -> Path:
+          compat: tuple[str, ...] = (), collectives: list[str] | None = None, preset: str | None = None) -> Path:
     """Write the report for the run directories under `paths` into out_dir; return report.md's path.
 
-    `resolve`: differences to resolve, for the sweep section's seeds-needed column. `collectives`
-    (bench.collectives CSVs) or `preset` adds the "At scale (predicted)" section."""
+    `resolve`: differences to resolve, for the sweep section's seeds-needed column. `compat`:
+    compatibility CSVs shown besides those found under `paths`. `collectives` (bench.collectives
+    CSVs) or `preset` adds the "At scale (predicted)" section."""
     out_dir = Path(out_dir)
     runs = load_runs(paths)
     if runs.empty:
@@ -63,6 +68,7 @@ def build(paths: list[str], out_dir: str | Path, resolve: tuple[ResolveTarget, .
         render_steps.steps_section(steps, out_dir, labels),
         render_sweep.sweep_section(runs, out_dir, resolve=resolve, steps=steps),
         render_kernels.kernel_section([Path(p) for p in runs["path"]], out_dir, labels),
+        render_compat.compat_section(load_compat(find_compat([*paths, *compat]))),
     ]
     if collectives or preset:
         from analysis import scale  # only reports that ask for a prediction pay for the model
@@ -81,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resolve", action="append", metavar="DIFF",
                    help="a difference to resolve, e.g. 0.5pt (accuracy points) or 5%% (relative, for "
                         "throughput and step time): adds the seeds needed per comparison; once per kind")
+    p.add_argument("--compat", action="append", default=[], metavar="CSV",
+                   help="a compatibility matrix from python -m bench.compat to show (compat.csv files "
+                        "under the run folders are found without it); repeatable")
     p.add_argument("--collectives", nargs="+", metavar="CSV", help="bench.collectives CSV(s): add the At-scale section")
     p.add_argument("--preset", help="collective cost preset (analysis/scale_presets.toml): add the At-scale section")
     args = p.parse_args(argv)
@@ -88,9 +97,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
+    if missing := [c for c in args.compat if not Path(c).is_file()]:
+        raise UsageError(f"--compat {missing[0]}: no such file")
     with one_line_warnings():
         try:
-            path = build(args.paths, args.out, parse_targets(args.resolve), args.collectives, args.preset)
+            path = build(args.paths, args.out, parse_targets(args.resolve), tuple(args.compat),
+                         args.collectives, args.preset)
         except FileNotFoundError as e:
             raise UsageError(str(e)) from None
     print(f"report: {path} (and report.html, summary.csv) in {path.parent}")

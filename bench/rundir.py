@@ -58,6 +58,37 @@ COLLECTIVES_COLUMNS = (
     "dtype", "count", "bytes", "warmup", "iters", "time_us_median", "time_us_q1", "time_us_q3",
     "time_us_mean", "iqr_over_median", "algbw_gbps", "busbw_gbps")
 
+# The compatibility matrix (python -m bench.compat): one row per (variant, case), written to
+# COMPAT_CSV. Each case: what passing means, and the pytorch/pytorch issues that motivated it
+# (docs/compatibility.md links them). Statuses: pass, fail (first error line or the measured
+# difference), n/a (the reason), timeout (no result within the case's own time limit).
+COMPAT_CSV = "compat.csv"
+COMPAT_STATUSES = ("pass", "fail", "n/a", "timeout")
+COMPAT_COLUMNS = ("variant", "case", "status", "detail", "step_time_ratio", "step_time_noisy", "case_s",
+                  "ranks", "device", "backend", "torch")
+COMPAT_ISSUE_URL = "https://github.com/pytorch/pytorch/issues/{}"
+COMPAT_CASES = {
+    "fp32": ("forward and backward in float32 equal float64 batch norm", ()),
+    "bf16-autocast": ("bfloat16 input under bf16 autocast, within bfloat16 rounding", (20634, 96203)),
+    "fp16-autocast": ("float16 input under fp16 autocast, within float16 rounding", (20634, 96203)),
+    "channels-last": ("channels_last input gives a channels_last output, same numbers", (50548, 88021)),
+    "compile": ("torch.compile (default mode) gives the same numbers", (161302,)),
+    "compile-fullgraph": ("torch.compile(fullgraph=True) compiles and gives the same numbers", (156680,)),
+    "cuda-graph": ("CUDA graph capture and replay, running statistics included", (78549, 78656)),
+    "eval-no-collective": ("eval mode issues no collective (counted) and uses the running statistics",
+                           (48988,)),
+    "uneven-batches": ("per-rank batches of 5 and 11 give every rank the 16 samples' statistics",
+                       (22192,)),
+    "empty-rank": ("a rank with no samples ends with the other rank's statistics (local BN: an empty "
+                   "batch leaves the running statistics as they were)", (36530,)),
+    "skipped-call": ("a rank that skips a BN call ends in an error within the process-group timeout, "
+                     "not a hang", (44957,)),
+    "convert-subclass": ("convert_sync_batchnorm keeps or refuses a subclass, never changes it",
+                         (187298, 22569)),
+    "no-process-group": ("one process, no process group: trains as local batch norm", (63662,)),
+    "deterministic": ("under --deterministic two identical runs are bitwise equal", (53691,)),
+}
+
 
 def _umask() -> int:
     mask = os.umask(0o22)

@@ -6,4 +6,7 @@ steps, timing and loop pieces rather than copying them); nothing in bench/ impor
     overhead     what the harness and the profiler cost against a bare loop (python -m bench.overhead)
     collectives  all-reduce and all-gather timed as nccl-tests does, plus BN's own collectives
                  (torchrun ... -m bench.collectives)
+    compat       which variant survives which reported failure: a matrix of small real checks, each
+                 in its own processes with its own time limit (python -m bench.compat; compat_checks,
+                 compat_measure, compat_cases, compat_dist and compat_procs are its parts)
 """
