@@ -24,7 +24,7 @@ from tests.procs import REPO
 # `python -m` names of the tools. Entry shims (bench/micro.py -> bench.tools.micro) keep these valid
 # when modules move; the launcher of TensorBoard is one line here.
 CLI_MODULES = (
-    "bench.train", "bench.micro", "bench.modes", "bench.overhead",
+    "bench.train", "bench.micro", "bench.modes", "bench.overhead", "bench.variants",
     "analysis.report", "analysis.kernels", "analysis.render_micro", "analysis.bench_parse",
     "launch.compare", "launch.sweep", "launch.view", "launch.gpu_reliability_check", "launch.gpu_fused_check",
     "launch.fused_compile_check",
