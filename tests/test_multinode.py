@@ -91,3 +91,4 @@ def test_gpu_check_cpu_smoke_runs_every_piece(tmp_path, data_dir):
         assert len(f.read().splitlines()) == 1 + 20
     assert (out / "report" / "micro_ratio_to_copy.png").stat().st_size > 0
     assert "| lenet.bn1 | 4x6x24x24 | bfloat16 | nn |" in (out / "report" / "micro.md").read_text()
+    assert "skipped: no CUDA device" in (out / "fused.log").read_text()  # the fused piece ran, GPU-only
