@@ -52,3 +52,27 @@ def micro_table(df: pd.DataFrame) -> pd.DataFrame:
     wide = wide.reindex(columns=order).reset_index()
     wide.loc[wide["impl"] == "copy", "forward_x_copy"] = 1.0
     return wide
+
+
+PASSES = {"forward": "forward", "forward_backward": "forward+backward"}  # table prefix -> words
+
+
+def mark_fastest(table: pd.DataFrame) -> pd.DataFrame:
+    """Add `fastest`: the passes in which the implementation has the lowest median time of its
+    (shape, dtype), the copy aside; '' where it has none. Tied implementations are all marked.
+
+    >>> t = pd.DataFrame({"shape_name": ["s"] * 3, "dtype": ["float32"] * 3,
+    ...     "impl": ["copy", "nn", "fused"], "forward_us": [1.0, 5.0, 2.0],
+    ...     "forward_backward_us": [float("nan"), 9.0, 9.0]})
+    >>> mark_fastest(t)["fastest"].tolist()
+    ['', 'forward+backward', 'forward, forward+backward']
+    """
+    out = table.copy()
+    layers = out["impl"] != "copy"
+    marks = pd.Series([[] for _ in range(len(out))], index=out.index)
+    for prefix, words in PASSES.items():
+        times = out[f"{prefix}_us"].where(layers)
+        best = times.groupby([out["shape_name"], out["dtype"]]).transform("min")
+        for i in out.index[times.notna() & (times == best)]:
+            marks[i].append(words)
+    return out.assign(fastest=marks.map(", ".join))

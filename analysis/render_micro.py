@@ -16,11 +16,11 @@ import pandas as pd  # noqa: E402
 
 from analysis.mdtable import to_markdown  # noqa: E402
 from analysis.plotting import legend_outside, save  # noqa: E402
-from analysis.micro import load_micro, micro_table  # noqa: E402
+from analysis.micro import load_micro, mark_fastest, micro_table  # noqa: E402
 from bench.rundir import NOISY_IQR_OVER_MEDIAN as NOISY  # noqa: E402
 
 TABLE_COLUMNS = ["shape_name", "shape", "dtype", "impl", "forward_us", "forward_gb_per_s", "forward_x_copy",
-                 "forward_backward_us", "forward_backward_gb_per_s", "forward_backward_x_copy"]
+                 "forward_backward_us", "forward_backward_gb_per_s", "forward_backward_x_copy", "fastest"]
 
 
 def plot_ratios(table: pd.DataFrame, path: Path) -> None:
@@ -46,7 +46,7 @@ def plot_ratios(table: pd.DataFrame, path: Path) -> None:
 
 def micro_section(df: pd.DataFrame, fig_dir: Path) -> str:
     """Markdown: how it was measured, the table, the chart (written into `fig_dir`)."""
-    table = micro_table(df)
+    table = mark_fastest(micro_table(df))
     fig_dir.mkdir(parents=True, exist_ok=True)
     plot_ratios(table, fig_dir / "micro_ratio_to_copy.png")
     device = ", ".join(sorted(df["device"].astype(str).unique()))
@@ -54,7 +54,8 @@ def micro_section(df: pd.DataFrame, fig_dir: Path) -> str:
     lines = [f"### BN layer micro-benchmark ({device})", "",
              f"Median time per call in microseconds (us) over {int(df['reps'].min())}+ timed calls; GB/s counts "
              "the bytes that must move (forward: read x, write y; forward+backward: also read dy, write dx); "
-             "x_copy is the time over a copy of the same tensor.", "",
+             "x_copy is the time over a copy of the same tensor; fastest names the passes in which an "
+             "implementation is the quickest of its shape and dtype.", "",
              to_markdown(table[TABLE_COLUMNS], ".3g"), "",
              "![BN time over copy time](micro_ratio_to_copy.png)"]
     if noisy:

@@ -40,10 +40,13 @@ STATUSES = ("running", "complete", "diverged", "failed")
 FINISHED = ("complete", "diverged")
 # The BN variants a run can name (config.json's "variant"), and which of them synchronise statistics
 # across ranks; bench.bn builds them, analysis groups by them.
-VARIANTS = ("scratch", "nn", "sync", "scratch-sync")
-SYNCHRONISING = ("sync", "scratch-sync")
+VARIANTS = ("scratch", "nn", "sync", "scratch-sync", "fused", "fused-sync")
+SYNCHRONISING = ("sync", "scratch-sync", "fused-sync")
 VARIANT_NAMES = {"scratch": "from-scratch BN (textbook)", "nn": "nn.BatchNorm1d/2d",
-                 "sync": "nn.SyncBatchNorm", "scratch-sync": "from-scratch cross-rank BN"}
+                 "sync": "nn.SyncBatchNorm", "scratch-sync": "from-scratch cross-rank BN",
+                 "fused": "fused Triton BN", "fused-sync": "fused Triton cross-rank BN"}
+# The variants that run Triton kernels: only where bench.bn.fused.unavailable_reason allows.
+TRITON_VARIANTS = ("fused", "fused-sync")
 # Steps between divergence checks by device type when --check-finite-every is not given: each check
 # is one 8-byte all-reduce (MIN of an int64) and, on CUDA, one host synchronisation (bench.run.divergence).
 DIVERGENCE_CHECK_EVERY = {"cpu": 1, "cuda": 50}

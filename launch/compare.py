@@ -8,6 +8,8 @@ so a report never mixes runs of an earlier comparison.
 Several GPUs: torchrun over all of them (nccl). One GPU: one process. No GPU: one CPU process, where
 `sync` takes SyncBatchNorm's local path (no synchronisation — the report says so); `--nproc N` runs N
 gloo ranks instead, and then `scratch-sync` stands in for `sync`, which cannot run on CPU ranks.
+`fused` and `fused-sync` run where their Triton kernels can: on CUDA devices, or on CPU when
+TRITON_INTERPRET=1 is set (slow; `python -m bench.variants` says which variants run here).
 Variants asked for but not run are recorded, with the reason, in <out>/skipped.csv; the report lists them.
 """
 from __future__ import annotations
@@ -16,28 +18,40 @@ import argparse
 import subprocess
 import sys
 import time
+from typing import Mapping
 
 import torch
 
 from analysis import report
-from bench import rundir
+from bench import bn, rundir
 
 SYNC_ON_CPU_RANKS = "nn.SyncBatchNorm refuses CPU tensors"
 
 
-def plan(variants: list[str], nproc: int, cuda: bool) -> list[tuple[str, str]]:
+def plan(variants: list[str], nproc: int, cuda: bool,
+         unavailable: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
     """(variant, why it is skipped) for each variant asked for; the reason is '' for those that run.
 
     `sync` cannot run on several CPU ranks; the reason names scratch-sync, the stand-in, and says
-    whether it is part of this comparison.
+    whether it is part of this comparison. `unavailable` maps a variant to the reason its layer
+    cannot run on this machine (bench.bn.unavailable_reason: the Triton variants).
 
     >>> plan(["nn", "sync", "scratch-sync"], 2, cuda=False)[1]
     ('sync', 'nn.SyncBatchNorm refuses CPU tensors; scratch-sync runs instead')
+    >>> plan(["nn", "fused"], 1, cuda=False, unavailable={"fused": "no triton"})[1]
+    ('fused', 'no triton')
     """
     stand_in = ("scratch-sync runs instead" if "scratch-sync" in variants
                 else "scratch-sync, not asked for here, is the cross-rank BN for CPU ranks")
-    return [(v, f"{SYNC_ON_CPU_RANKS}; {stand_in}" if v == "sync" and nproc > 1 and not cuda else "")
-            for v in variants]
+    unavailable = unavailable or {}
+    return [(v, f"{SYNC_ON_CPU_RANKS}; {stand_in}" if v == "sync" and nproc > 1 and not cuda
+             else unavailable.get(v, "")) for v in variants]
+
+
+def unavailable_here(variants: list[str], cuda: bool) -> dict[str, str]:
+    """Variant -> why its layer cannot run on this machine's device, for those that cannot."""
+    device = torch.device("cuda" if cuda else "cpu")
+    return {v: why for v in variants if (why := bn.unavailable_reason(v, device)) is not None}
 
 
 def command(variant: str, nproc: int, out: str, extra: list[str]) -> list[str]:
@@ -63,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"launch.compare: {', '.join(args.variants)} on {where}; runs in {args.out}", flush=True)
     failed = []
     t0 = time.perf_counter()
-    steps = plan(args.variants, nproc, cuda)
+    steps = plan(args.variants, nproc, cuda, unavailable_here(args.variants, cuda))
     # Recorded beside the runs so the report lists what was asked for and not run, and why.
     rundir.write_skipped(args.out, [(v, why) for v, why in steps if why])
     for i, (variant, why) in enumerate(steps, 1):

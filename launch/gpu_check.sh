@@ -1,39 +1,53 @@
 #!/usr/bin/env bash
-# The performance checks for one GPU machine, in one call of well under 8 minutes.
+# The performance checks for one GPU machine.
 #
 #   PYTHONPATH=. OUT=/path/to/out launch/gpu_check.sh            # on the GPU machine, from the repo root
+#   PYTHONPATH=. OUT=/path/to/out launch/gpu_check.sh micro fused micro_report   # only these pieces
 #   OUT=/tmp/smoke launch/gpu_check.sh --cpu-smoke                 # the same pieces, tiny, on CPU
-#   PYTHONPATH=. OUT=/path/to/out launch/gpu_check.sh --collectives  # only piece 6 (about 1 minute)
+#   PYTHONPATH=. OUT=/path/to/out launch/gpu_check.sh collectives   # only the collectives (about 1 minute)
 #
-# Pieces, each under its own time limit (630 s in all; about 5-6 minutes expected, so give a device
-# call its 600 s) so one slow piece cannot eat the others' time:
-#   1. tests/test_gpu.py: k graph replays == k eager steps (running stats included), graph via bench.train;
-#      tests/test_gpu_syncbn.py: scratch-sync == nn.SyncBatchNorm on CUDA tensors
-#   2. bench.modes: eager vs graph examples/s, nn and scratch, batch 256 and 1024 (issue 7: graph/eager >= 3.5
-#      for nn at 256)
-#   3. bench.overhead: bare loop vs harness (budget 3 %), profiler configured vs off (budget 2 %), and the
-#      bare loop with per-step timing marks; 5 rotated rounds
-#   4. bench.micro: every shape in float32 and bfloat16, eager; then compiled rows for two shapes
-#   5. analysis.render_micro: the README's micro-benchmark table and bar chart, into $OUT/report
-#   6. bench.collectives: NCCL on one rank (the per-call latency floor) and gloo on two ranks sharing the
-#      GPU, 4 B to 64 MiB and the BN shapes of lenet, resnet18 and resnet50, into $OUT/collectives_*.csv
+# Pieces, each under its own time limit so one slow piece cannot eat the others' time (970 s of limits
+# in all: more than one 600 s call allows, so name the pieces of each call, e.g. `test_gpu modes
+# overhead`, then `micro micro_compiled fused micro_report`):
+#   test_gpu        tests/test_gpu.py: k graph replays == k eager steps (running stats included), graph
+#                   via bench.train; tests/test_gpu_syncbn.py: scratch-sync == nn.SyncBatchNorm on CUDA
+#   modes           bench.modes: eager vs graph examples/s, nn and scratch, batch 256 and 1024 (issue 7:
+#                   graph/eager >= 3.5 for nn at 256)
+#   overhead        bench.overhead: bare loop vs harness (budget 3 %), profiler configured vs off (budget
+#                   2 %), and the bare loop with per-step timing marks; 5 rotated rounds
+#   micro           bench.micro: every shape in float32 and bfloat16, eager, scratch, nn and fused (the
+#                   fused kernels' autotuner compiles and times its blocks in each first call)
+#   micro_compiled  bench.micro: compiled rows of scratch and nn for two shapes
+#   fused           launch.gpu_fused_check: the compiled fused kernels against nn.BatchNorm2d, then
+#                   their times against a copy and issue 15's targets, into $OUT/gpu_fused.csv
+#   micro_report    analysis.render_micro: the micro-benchmark table (fastest marked) and bar chart of
+#                   $OUT/micro*.csv, into $OUT/report
+#   collectives     bench.collectives: NCCL on one rank (the per-call latency floor) and gloo on two ranks
+#                   sharing the GPU, 4 B to 64 MiB and the BN shapes of lenet, resnet18 and resnet50, into
+#                   $OUT/collectives_*.csv
 # Everything printed is also in $OUT/<piece>.log; CSVs land in $OUT. DATA (default .gpu/data) holds
 # Fashion-MNIST (FashionMNIST/raw/ or the four .gz files). The script never stops at a failed piece; its
-# exit code is the number of pieces that failed.
+# exit code is the number of pieces that failed (2 for an unknown piece name, before any runs).
 set -uo pipefail
 OUT="${OUT:-gpu_check_out}"
 DATA="${DATA:-.gpu/data}"
 PY="${PYTHON:-python}"
+PIECES=" test_gpu modes overhead micro micro_compiled fused micro_report collectives "
 SMOKE=0
-ONLY_COLLECTIVES=0
-[[ "${1:-}" == "--cpu-smoke" ]] && SMOKE=1
-[[ "${1:-}" == "--collectives" ]] && ONLY_COLLECTIVES=1
+ONLY=()
+for arg in "$@"; do
+  if [[ "$arg" == "--cpu-smoke" ]]; then SMOKE=1
+  elif [[ "$PIECES" == *" $arg "* ]]; then ONLY+=("$arg")
+  else echo "gpu_check.sh: error: unknown piece '$arg': choose from$PIECES(or --cpu-smoke)" >&2; exit 2
+  fi
+done
 mkdir -p "$OUT"
 export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" KINETO_LOG_LEVEL=5
 failed=0
 
-piece() {  # piece NAME LIMIT_S CMD...
+piece() {  # piece NAME LIMIT_S CMD...  (runs when no piece was named, or this one was)
   local name="$1" limit="$2"; shift 2
+  if [[ ${#ONLY[@]} -gt 0 && " ${ONLY[*]} " != *" $name "* ]]; then return 0; fi
   local t0=$SECONDS
   echo "=== $name (limit ${limit}s): $*"
   timeout --kill-after=10 "$limit" "$@" > >(tee "$OUT/$name.log") 2>&1
@@ -42,33 +56,19 @@ piece() {  # piece NAME LIMIT_S CMD...
   [[ $rc -eq 0 ]] || failed=$((failed + 1))
 }
 
-collectives() {  # piece 6; on CPU (smoke) one gloo rank, a few sizes (tests/test_scale.py runs two ranks)
-  if [[ $SMOKE -eq 1 ]]; then
-    piece collectives_ws1 120 "$PY" -m bench.collectives --device cpu --sizes 4,1K --bn-models lenet --iters 5 \
-      --out "$OUT/collectives_gloo_ws1.csv"
-  else
-    piece collectives_nccl_ws1 45 "$PY" -m bench.collectives --backend nccl --out "$OUT/collectives_nccl_ws1.csv"
-    piece collectives_gloo_ws2 75 "$PY" -m torch.distributed.run --standalone --nproc_per_node=2 -m bench.collectives \
-      --backend gloo --device cuda --max-bytes 16M --out "$OUT/collectives_gloo_ws2.csv"
-  fi
-}
-
-if [[ $ONLY_COLLECTIVES -eq 1 ]]; then
-  "$PY" -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))'
-  collectives
-  echo "=== gpu_check: $failed piece(s) failed; outputs in $OUT"
-  ls -l "$OUT"
-  exit "$failed"
-fi
-
 if [[ $SMOKE -eq 1 ]]; then
   DEV=(--device cpu)
   piece modes 300 "$PY" -m bench.modes "${DEV[@]}" --data-dir "$DATA" --variants nn --batches 64 --modes eager \
     --epochs 1 --limit-train 1024 --limit-test 100 --out "$OUT/runs" --csv "$OUT/modes.csv"
   piece overhead 300 "$PY" -m bench.overhead "${DEV[@]}" --data-dir "$DATA" --batch-size 64 --epochs 1 \
     --limit-train 1024 --limit-test 100 --repeats 1 --csv "$OUT/overhead.csv"
+  # fused is skipped on CPU (its kernels need CUDA, or the interpreter, too slow for a smoke)
   piece micro 300 "$PY" -m bench.micro "${DEV[@]}" --batch 4 --shapes lenet.bn3,lenet.bn1 --compile no \
     --reps 20 --out "$OUT/micro.csv"
+  piece fused 60 "$PY" -m launch.gpu_fused_check "$OUT/gpu_fused.csv"  # says "skipped: no CUDA device"
+  # one gloo rank, a few sizes (tests/test_scale.py runs two ranks)
+  piece collectives 120 "$PY" -m bench.collectives --device cpu --sizes 4,1K --bn-models lenet --iters 5 \
+    --out "$OUT/collectives_gloo_ws1.csv"
 else
   "$PY" -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))'
   nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,utilization.gpu --format=csv || true
@@ -77,11 +77,14 @@ else
     --modes eager,graph --epochs 2 --limit-test 1000 --out "$OUT/runs" --csv "$OUT/modes.csv"
   piece overhead 120 "$PY" -m bench.overhead --data-dir "$DATA" --variant nn --batch-size 256 --epochs 2 \
     --repeats 5 --csv "$OUT/overhead.csv"
-  piece micro 60 "$PY" -m bench.micro --compile no --reps 30 --out "$OUT/micro.csv"
-  piece micro_compiled 100 "$PY" -m bench.micro --compile only --shapes resnet50.layer1,lenet.bn1 --reps 30 \
-    --out "$OUT/micro_compiled.csv"
+  piece micro 150 "$PY" -m bench.micro --compile no --variants scratch,nn,fused --reps 30 --out "$OUT/micro.csv"
+  piece micro_compiled 100 "$PY" -m bench.micro --compile only --variants scratch,nn \
+    --shapes resnet50.layer1,lenet.bn1 --reps 30 --out "$OUT/micro_compiled.csv"
+  piece fused 180 "$PY" -m launch.gpu_fused_check "$OUT/gpu_fused.csv"
+  piece collectives 130 bash -c "'$PY' -m bench.collectives --backend nccl --out '$OUT/collectives_nccl_ws1.csv' && \
+    '$PY' -m torch.distributed.run --standalone --nproc_per_node=2 -m bench.collectives --backend gloo \
+    --device cuda --max-bytes 16M --out '$OUT/collectives_gloo_ws2.csv'"
 fi
-collectives
 micro_csvs=("$OUT/micro.csv")
 [[ -f "$OUT/micro_compiled.csv" ]] && micro_csvs+=("$OUT/micro_compiled.csv")
 piece micro_report 60 "$PY" -m analysis.render_micro "${micro_csvs[@]}" --out "$OUT/report"

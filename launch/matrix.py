@@ -21,7 +21,7 @@ by their TrainConfig field names:
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.run.config import TrainConfig, build_parser, from_argv
@@ -157,3 +157,20 @@ def build(matrix: dict, train_args: list[str]) -> Sweep:
         raise UsageError("two cells share a run name (e.g. a global batch reached twice): "
                          "remove the duplicate batch sizes")
     return Sweep(tuple(cells), Path(matrix["out"]), first, dict(matrix, train_args=list(train_args)))
+
+
+def drop_unavailable(sweep: Sweep) -> tuple[Sweep, list[tuple[str, str]]]:
+    """The sweep without the cells whose BN layer cannot run on this machine, and (variant, reason)
+    for each variant dropped (bench.bn.unavailable_reason: the Triton variants); UsageError when
+    that leaves no cell."""
+    from bench.bn import unavailable_reason  # torch; only once there are cells
+    from bench.run.dist import resolve_device
+
+    device = resolve_device(sweep.config.device, 0)
+    variants = dict.fromkeys(c.variant for c in sweep.cells)
+    reasons = {v: why for v in variants if (why := unavailable_reason(v, device)) is not None}
+    kept = tuple(c for c in sweep.cells if c.variant not in reasons)
+    if not kept:
+        raise UsageError("no cell of this sweep can run here: "
+                         + "; ".join(f"--variants {v}: {why}" for v, why in reasons.items()))
+    return replace(sweep, cells=kept), list(reasons.items())

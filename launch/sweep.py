@@ -12,7 +12,8 @@ because ranks sharing a GPU measure contention, not scaling; `--backend gloo` ov
 then share GPUs round-robin, and the timings say nothing about scaling).
 
 A cell whose summary.json says complete or diverged is finished and skipped. Any other directory
-of a cell (killed mid-run, failed) is replaced: that cell runs again with --overwrite. Each cell's
+of a cell (killed mid-run, failed) is replaced: that cell runs again with --overwrite. A variant that
+cannot run here (bench.variants says why) is skipped, its reason in <out>/skipped.csv. Each cell's
 output goes to <out>/logs/<run>.log; <out>/sweep.json records the matrix and every cell's outcome.
 A failed cell does not stop the sweep; the sweep exits 1 at the end and names it. Then
 analysis.report writes the report (seed intervals, variant comparisons, scaling) for every run under
@@ -31,7 +32,7 @@ from typing import TextIO
 from bench import rundir
 from bench.errors import OneLineParser, UsageError, cli
 from bench.rundir import FINISHED
-from launch.matrix import PRESETS, Cell, Sweep, build, load_toml, merge
+from launch.matrix import PRESETS, Cell, Sweep, build, drop_unavailable, load_toml, merge
 from launch import plan_seeds
 LOG_TAIL_LINES = 8
 
@@ -232,11 +233,14 @@ def _main(args, passthrough: list[str]) -> int:
     targets, planned_rc = plan_seeds.targets_and_plan(args, matrix)
     if planned_rc is not None:  # --plan-seeds: before any cell is built or run
         return planned_rc
-    sweep = build(matrix, train_args)
+    sweep, skipped = drop_unavailable(build(matrix, train_args))
+    for variant, why in skipped:  # recorded beside the runs; the report lists them under Not run
+        print(f"launch.sweep: skipping every {variant} cell: {why}", flush=True)
     _prepare(sweep, args.dry_run)
     if args.dry_run:
         dry_run(sweep)
         return 0
+    rundir.write_skipped(sweep.out, skipped)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # unwinds through run()
     try:
         rc = run(sweep)

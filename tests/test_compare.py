@@ -39,7 +39,13 @@ def test_compare_records_skips_before_training(tmp_path, monkeypatch):
 
 
 def test_compare_on_cpu_runs_each_variant_and_reports(data_dir, tmp_path):
-    p = python_m("launch.compare", "--variants", "scratch", "nn", "sync", "--out", tmp_path / "runs",
+    """As `make compare` on a CPU machine: fused cannot run here and is reported as not run."""
+    from bench.bn import unavailable_reason
+
+    fused_reason = unavailable_reason("fused", "cpu")
+    if fused_reason is None:
+        pytest.skip("the fused kernels run here (TRITON_INTERPRET=1): this test is about a plain CPU")
+    p = python_m("launch.compare", "--variants", "scratch", "nn", "sync", "fused", "--out", tmp_path / "runs",
                  "--report", tmp_path / "report", "--epochs", "1", "--limit-train", "1024",
                  "--limit-test", "500", "--no-profile", "--data-dir", data_dir, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -51,6 +57,31 @@ def test_compare_on_cpu_runs_each_variant_and_reports(data_dir, tmp_path):
     assert sorted(summary.loc[summary["source"] == "measured", "variant"]) == ["nn", "scratch", "sync"]
     md = (tmp_path / "report" / "report.md").read_text()
     assert "no synchronisation" in md
-    # Nothing skipped: the record is there (header only), the report has no "Not run" section.
-    assert (tmp_path / "runs" / rundir.SKIPPED).read_text().strip() == ",".join(rundir.SKIPPED_COLUMNS)
-    assert "Not run" not in md
+    # fused is skipped with the reason, in the record and in the report's "Not run" section
+    recorded = pd.read_csv(tmp_path / "runs" / rundir.SKIPPED, dtype=str, keep_default_na=False)
+    assert list(recorded.itertuples(index=False, name=None)) == [("fused", fused_reason)]
+    assert "## Not run" in md and f"| fused | {fused_reason} |" in md
+
+
+def test_plan_skips_what_cannot_run_here_with_its_reason():
+    steps = plan(["nn", "fused", "fused-sync"], 1, cuda=False, unavailable={"fused": "why a", "fused-sync": "why b"})
+    assert steps == [("nn", ""), ("fused", "why a"), ("fused-sync", "why b")]
+
+
+def test_compare_by_default_runs_every_variant_that_can_and_records_the_fused_ones(tmp_path, monkeypatch):
+    """On CPU without TRITON_INTERPRET the Triton variants cannot run: by default they are asked
+    for and skipped with the reason bench.bn.fused gives; the rest start."""
+    pytest.importorskip("triton", reason="the fused kernels need triton")
+    from bench.bn.fused import CPU_HINT, unavailable_reason
+
+    if unavailable_reason("cpu") is not None and unavailable_reason("cpu") != CPU_HINT:
+        pytest.skip(f"the fused variants are unavailable here for another reason: {unavailable_reason('cpu')}")
+    expected = {} if unavailable_reason("cpu") is None else {v: CPU_HINT for v in rundir.TRITON_VARIANTS}
+    monkeypatch.setattr(compare.torch.cuda, "is_available", lambda: False)
+    started = []  # the training runs are not the point here: record their commands instead
+    monkeypatch.setattr(compare.subprocess, "call", lambda cmd: started.append(cmd[cmd.index("--variant") + 1]) or 0)
+    out = tmp_path / "runs"
+    compare.main(["--out", str(out), "--report", str(tmp_path / "report")])  # no runs: no report
+    assert started == [v for v in rundir.VARIANTS if v not in expected]
+    recorded = pd.read_csv(out / rundir.SKIPPED, dtype=str, keep_default_na=False)
+    assert dict(recorded.itertuples(index=False, name=None)) == expected

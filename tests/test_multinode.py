@@ -94,3 +94,4 @@ def test_gpu_check_cpu_smoke_runs_every_piece(tmp_path, data_dir):
         rows = f.read().splitlines()
     assert len(rows) == 1 + 4 + 8 and rows[1].startswith("gloo,1,1,cpu,all_reduce,sweep,")
     assert "| lenet.bn1 | 4x6x24x24 | bfloat16 | nn |" in (out / "report" / "micro.md").read_text()
+    assert "skipped: no CUDA device" in (out / "fused.log").read_text()  # the fused piece ran, GPU-only

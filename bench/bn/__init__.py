@@ -9,6 +9,9 @@ of shape (C,), so state_dicts, DDP's buffer broadcast and the reports treat them
     nn            torch.nn.BatchNorm1d / BatchNorm2d (unbiased running variance)
     sync          torch.nn.SyncBatchNorm: statistics over all ranks (CUDA only)
     scratch-sync  from-scratch cross-rank BN (bench.bn.scratch_sync), runs on gloo and NCCL
+    fused         Triton kernels at the memory system's limit (bench.bn.fused; docs/fused.md): CUDA,
+                  or CPU under TRITON_INTERPRET=1 (bench.bn.fused.unavailable_reason says why not)
+    fused-sync    the same with statistics over the ranks of a process group (gloo and NCCL)
 
 ``bench.bn.emulate`` wraps a local variant to behave as on K ranks in one process.
 """
@@ -17,9 +20,24 @@ from __future__ import annotations
 from torch import nn
 
 from bench.bn.scratch import ScratchBatchNorm
-from bench.rundir import SYNCHRONISING, VARIANTS  # the one list, shared with analysis/
+from bench.rundir import SYNCHRONISING, TRITON_VARIANTS, VARIANTS  # the one list, shared with analysis/
 
-__all__ = ["SYNCHRONISING", "VARIANTS", "ScratchBatchNorm", "make_norm"]
+__all__ = ["SYNCHRONISING", "VARIANTS", "ScratchBatchNorm", "make_norm", "unavailable_reason"]
+
+
+def unavailable_reason(variant: str, device) -> str | None:
+    """None when ``variant``'s layer can run on tensors of ``device``, else one line saying why not.
+
+    Only the Triton variants depend on the machine here (triton importable, CUDA, or CPU under
+    TRITON_INTERPRET=1); checking them imports triton, the others cost nothing.
+
+    >>> unavailable_reason("nn", "cpu") is None
+    True
+    """
+    if variant not in TRITON_VARIANTS:
+        return None
+    from bench.bn.fused import unavailable_reason as fused_reason
+    return fused_reason(device)
 
 
 def make_norm(variant: str, num_features: int, dims: int, process_group=None) -> nn.Module:
@@ -41,4 +59,7 @@ def make_norm(variant: str, num_features: int, dims: int, process_group=None) ->
     if variant == "scratch-sync":
         from bench.bn.scratch_sync import ScratchSyncBatchNorm
         return ScratchSyncBatchNorm(num_features, dims, process_group=process_group)
+    if variant in TRITON_VARIANTS:
+        from bench.bn.fused import FusedBatchNorm
+        return FusedBatchNorm(num_features, dims, process_group=process_group, sync=variant == "fused-sync")
     raise ValueError(f"unknown BN variant {variant!r}; choose from {', '.join(VARIANTS)}")

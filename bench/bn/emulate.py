@@ -23,6 +23,7 @@ from torch import nn
 from torch.func import functional_call
 
 from bench.errors import UsageError
+from bench.rundir import SYNCHRONISING
 
 LOCAL_VARIANTS = ("scratch", "nn")
 
@@ -90,9 +91,9 @@ def check(variant: str, per_rank_batch: int, ranks: int, mode: str = "eager") ->
         raise UsageError(f"--bn-emulate-ranks runs in --mode eager only (got --mode {mode}): it studies "
                          f"accuracy, and its slices run one after another, so its timings mean nothing")
     if variant not in LOCAL_VARIANTS:
+        what = "shares statistics across ranks" if variant in SYNCHRONISING else "is not emulated"
         raise UsageError(f"--bn-emulate-ranks emulates local BN ({', '.join(LOCAL_VARIANTS)}); "
-                         f"--variant {variant} shares statistics across ranks: drop the flag or pick a "
-                         f"local variant")
+                         f"--variant {variant} {what}: drop the flag or pick one of those")
     if per_rank_batch % ranks:
         raise UsageError(f"--bn-emulate-ranks {ranks} does not divide the per-rank batch {per_rank_batch}: "
                          f"pick a divisor of it or another --batch-size")

@@ -29,7 +29,7 @@ Where it runs: CUDA tensors, or CPU tensors under Triton's interpreter. ``TRITON
 must be in the environment before the process first imports triton (torch._dynamo and
 torch.compile import it too): Triton reads it when it decorates its own kernels, ``tl.sum``
 included. ``unavailable_reason`` says in one line why the kernels cannot run on a device. Under
-the interpreter the kernels use one fixed block configuration instead of autotuning
+the interpreter the kernels take their blocks from the input's size instead of autotuning
 (bench.bn.fused_tuning explains the configurations). torch.compile does not trace into the layer:
 ``forward`` is excluded from Dynamo and runs as the kernels it already is.
 """

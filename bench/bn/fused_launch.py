@@ -73,7 +73,7 @@ def _target_programs(device: torch.device) -> int:
 
 
 def _block_c(c: int) -> int:
-    return min(triton.next_power_of_2(c), ft.MAX_BLOCK_C)
+    return ft.block_c(c)
 
 
 def _split(length: int, splits: int, granule: int) -> tuple[int, int]:
@@ -89,12 +89,12 @@ def _reduction_grid(x: torch.Tensor) -> tuple[str, int, int, int, int, int]:
     # no program gets less than MIN_PROGRAM_ELEMENTS: more partials would only cost traffic
     if layout == "planes":
         splits = min(triton.cdiv(target, c), max(1, n * s // ft.MIN_PROGRAM_ELEMENTS))
-        per, programs = _split(n, splits, ft.plane_granule(s))
+        per, programs = _split(n, splits, ft.plane_granule(n, c, s))
     else:
         bc = _block_c(c)
         splits = min(triton.cdiv(target, triton.cdiv(c, bc)),
                      max(1, n * bc // ft.MIN_PROGRAM_ELEMENTS))
-        per, programs = _split(n, splits, ft.ROW_TILE_MAX // bc)
+        per, programs = _split(n, splits, ft.row_granule(n, c, bc))
     return layout, n, c, s, per, programs
 
 
@@ -120,7 +120,7 @@ def combine(part: torch.Tensor, running_mean: torch.Tensor | None, running_var: 
     assert part.stride(2) == 1, "combine reads channels contiguously"
     out = torch.empty((4, c), device=part.device, dtype=torch.float32)
     update = running_mean is not None
-    bc = min(triton.next_power_of_2(c), ft.PARTIAL_BLOCK_C)
+    bc = ft.block_c(c, ft.PARTIAL_BLOCK_C)
     fk.combine[(triton.cdiv(c, bc),)](
         part, part.stride(0), part.stride(1), p, c, out,
         running_mean if update else out, running_var if update else out, eps, momentum,
@@ -161,7 +161,7 @@ def grad_sums(x: torch.Tensor, dy: torch.Tensor, mean: torch.Tensor,
         bk.grad_sums_rows[(programs, triton.cdiv(c, bc))](
             x, dy, mean, part, n, c, per, programs, BLOCK_C=bc)
     out = torch.empty((4, c), device=x.device, dtype=torch.float32)
-    bc = min(triton.next_power_of_2(c), ft.PARTIAL_BLOCK_C)
+    bc = ft.block_c(c, ft.PARTIAL_BLOCK_C)
     bk.sum_partials[(triton.cdiv(c, bc),)](part, programs, c, invstd, out,
                                            BLOCK_P=ft.BLOCK_P, BLOCK_C=bc)
     return out

@@ -19,7 +19,7 @@ from bench.rundir import VARIANTS
 
 @dataclass(frozen=True)
 class TrainConfig:
-    variant: str = "nn"            # BN implementation: scratch | nn | sync | scratch-sync
+    variant: str = "nn"            # BN implementation: one of bench.rundir.VARIANTS
     model: str = "lenet"           # network
     epochs: int = 10               # the textbook's 10
     batch_size: int = 256          # GLOBAL batch over all ranks; per-rank batch = batch_size / world size
@@ -92,7 +92,8 @@ def comma_list(kind=str, choices=None):
 _D = TrainConfig()
 # dest -> (option strings, argparse keywords); help lines say what the default means.
 FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
-    "variant": (("--variant",), dict(choices=VARIANTS, help="BN implementation (default %(default)s)")),
+    "variant": (("--variant",), dict(choices=VARIANTS, help="BN implementation (default %(default)s); "
+                "python -m bench.variants lists which run on this machine")),
     "model": (("--model",), dict(choices=MODELS, help="network (default %(default)s)")),
     "epochs": (("--epochs",), dict(type=positive_int, help="training epochs (default %(default)s)")),
     "batch_size": (("--batch-size",), dict(type=positive_int, metavar="N",

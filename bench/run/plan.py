@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from bench import rundir
-from bench.bn import emulate
+from bench.bn import emulate, unavailable_reason
 from bench.errors import UsageError
 from bench.run import checkpoint
 from bench.run.config import TrainConfig
@@ -126,6 +126,8 @@ def resolve(cfg: TrainConfig, world_size: int, device: torch.device, restarted: 
     if cfg.variant == "sync" and device.type != "cuda" and world_size > 1:
         raise UsageError("nn.SyncBatchNorm synchronises only CUDA tensors, so --variant sync cannot run on "
                          "CPU with world size > 1: use --variant scratch-sync (runs on gloo) or GPUs")
+    if (why := unavailable_reason(cfg.variant, device)) is not None:
+        raise UsageError(f"--variant {cfg.variant} cannot run on {device.type}: {why}")
     out = Path(cfg.out)
     _check_out(out)
     options = {**cfg.as_dict(), "bn_group_size": k}

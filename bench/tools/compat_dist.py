@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from bench.tools.compat_checks import (

@@ -13,8 +13,11 @@ Bytes that must move, counting each tensor once at the input's dtype: copy and f
 elements (read x, write y); forward+backward 4·N (also read dy, write dx). Parameters are C values,
 negligible. GB/s = those bytes / median time; `ratio_to_copy` = median time / the copy's median
 time. Layers keep float32 parameters and running statistics (as under autocast): with a bfloat16
-input, nn.BatchNorm returns bfloat16 while the scratch BN's float32 weight promotes its output to
-float32. The synchronising variants are left out: in one process they have no one to synchronise with.
+input, nn.BatchNorm and fused return bfloat16 while the scratch BN's float32 weight promotes its
+output to float32. The synchronising variants are left out: in one process they have no one to
+synchronise with. `fused` (Triton kernels, docs/fused.md) has eager rows only, since torch.compile
+runs the layer as the kernels it already is; where its kernels cannot run (no triton; CPU without
+TRITON_INTERPRET=1, where they are slow and for tests only) it is skipped with the reason printed.
 
 Writes `<out>` (one row per measurement, columns COLUMNS) and `<out stem>_samples.csv` (every timed call).
 """
@@ -28,7 +31,7 @@ from typing import Callable
 import torch
 
 from bench import rundir
-from bench.bn import make_norm
+from bench.bn import make_norm, unavailable_reason
 from bench.errors import OneLineParser, UsageError, cli
 from bench.run.config import comma_list
 from bench.run.dist import resolve_device
@@ -39,7 +42,8 @@ SHAPES = {  # name -> (N, C[, H, W]) at batch 256
     "lenet.bn4": (256, 84), "resnet50.layer1": (256, 64, 56, 56),
 }
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-VARIANTS = ("scratch", "nn")  # the local ones: in one process the synchronising ones have no peers
+VARIANTS = ("scratch", "nn", "fused")  # the local ones: in one process the synchronising ones have no peers
+EAGER_ONLY = {"fused": "torch.compile does not trace the fused layer, which is its kernels already"}
 COLUMNS = ("device", "shape_name", "shape", "dtype", "variant", "compiled", "op", "reps",
            "time_us_median", "time_us_q1", "time_us_q3", "iqr_over_median", "bytes_min",
            "gb_per_s", "ratio_to_copy")
@@ -96,7 +100,7 @@ def bench_shape(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
     out = [("copy", False, "copy", time_calls_us(lambda i: dst.copy_(xs[i % k]), device, reps, warmup))]
     del dst
     for variant in variants:
-        for compiled in compiled_modes:
+        for compiled in [c for c in compiled_modes if not (c and variant in EAGER_ONLY)]:
             torch.manual_seed(0)
             bn = make_norm(variant, shape[1], len(shape)).to(device).train()
             if compiled:
@@ -149,9 +153,33 @@ HEADER = (f"{'shape':<16} {'dtype':<9} {'variant':<16} {'op':<17} {'median_us':>
           f"{'GB/s':>8} {'x_copy':>7}")
 
 
+def runnable(variants: tuple[str, ...], device: torch.device,
+             compiled_modes: tuple[bool, ...]) -> tuple[str, ...]:
+    """The variants that can run here, each skipped one printed with the reason; UsageError if none.
+
+    >>> runnable(("nn", "fused"), torch.device("cpu"), (True,))
+    skipped fused: torch.compile does not trace the fused layer, which is its kernels already (eager rows only)
+    ('nn',)
+    """
+    kept = []
+    for variant in variants:
+        if variant in EAGER_ONLY and False not in compiled_modes:
+            why = f"{EAGER_ONLY[variant]} (eager rows only)"
+        else:
+            why = unavailable_reason(variant, device)
+        if why is None:
+            kept.append(variant)
+        else:
+            print(f"skipped {variant}: {why}", flush=True)
+    if not kept:
+        raise UsageError(f"none of --variants {','.join(variants)} can run here (reasons above)")
+    return tuple(kept)
+
+
 def run(shapes: list[str], dtypes: list[str], variants: tuple[str, ...], device: torch.device, batch: int,
         compiled_modes: tuple[bool, ...], reps: int, warmup: int, out: Path | None) -> list[dict]:
     """Benchmark every (shape, dtype); print rows as they come; rewrite the CSVs after each shape."""
+    variants = runnable(variants, device, compiled_modes)
     rows, samples = [], []
     print(f"BN micro-benchmark on {device}; times in microseconds (us) per call, median of {reps}")
     print(HEADER, flush=True)
@@ -184,7 +212,8 @@ def build_parser() -> OneLineParser:
     p.add_argument("--dtypes", type=comma_list(str, tuple(DTYPES)), default=list(DTYPES),
                    help="comma-separated input dtypes (default float32,bfloat16)")
     p.add_argument("--variants", type=comma_list(str, VARIANTS), default=list(VARIANTS),
-                   help="comma-separated BN variants (default scratch,nn)")
+                   help="comma-separated BN variants (default scratch,nn,fused; fused where its kernels "
+                   "run: see python -m bench.variants)")
     p.add_argument("--batch", type=int, default=256, help="N of every shape (default 256)")
     p.add_argument("--compile", choices=tuple(COMPILE), default="both",
                    help="eager and torch.compile rows (both), eager only (no), compiled only (only)")
