@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.findings import COINCIDE_FRACTION, curve_gaps, curves_coincide  # noqa: E402
-from analysis.labels import COLUMN_HEADERS  # noqa: E402
+from analysis.labels import COLUMN_HEADERS, run_labels  # noqa: E402
 from analysis.mdtable import fmt_number, to_markdown  # noqa: E402
 from analysis.plotting import legend_outside, line_style, save  # noqa: E402
 from analysis.runs import REFERENCE_ROWS  # noqa: E402
@@ -99,9 +99,11 @@ def not_run_section(skipped: pd.DataFrame) -> str:
                       to_markdown(skipped[cols].drop_duplicates()), ""])
 
 
-def runs_section(runs: pd.DataFrame, labels: Mapping[str, str]) -> str:
+def runs_section(runs: pd.DataFrame, labels: Mapping[str, str] | None = None) -> str:
     """Completed runs (configuration columns that differ, then metrics), runs that did not complete
-    (apart), each run's directory and BN implementation, and the published reference numbers."""
+    (apart), each run's directory and BN implementation, and the published reference numbers. Runs are
+    named by `labels` (run name -> label; default analysis.labels.run_labels)."""
+    labels = labels or run_labels(runs)
     done = runs[runs["status"] == "complete"]
     other = runs[runs["status"] != "complete"]
     config = [c for c in CONFIG_HEADERS if c in runs.columns]
