@@ -28,26 +28,25 @@ def _interval(low: float, high: float, spec: str) -> str:
     return "" if pd.isna(low) else f" [{format(low, spec)}, {format(high, spec)}]"
 
 
+def _clause(value, text: str, missing: str, lo, hi, spec: str, verdict: str) -> str:
+    """'0.82× the examples/s [0.79, 0.85], slower', or `missing` when the value is NaN."""
+    if pd.isna(value):
+        return missing
+    clause = text.format(value) + _interval(lo, hi, spec)
+    return clause + (f", {verdict}" if verdict not in ("no interval", "n/a") else "")
+
+
 def comparison_sentence(r) -> str:
     """One comparison row (analysis.findings.comparisons) as a sentence.
 
     e.g. '**sync** against nn (3 runs each): 0.82× the examples/s [0.79, 0.85], slower;
     +0.4 points of test accuracy [-0.3, +1.1], within noise.'
     """
-    if pd.isna(r.examples_per_s_ratio):
-        speed = "examples/s n/a"
-    else:
-        speed = f"{r.examples_per_s_ratio:.2f}× the examples/s" + _interval(
-            r.examples_per_s_ratio_ci95_low, r.examples_per_s_ratio_ci95_high, ".2f")
-        if r.examples_per_s_verdict not in ("no interval", "n/a"):
-            speed += f", {r.examples_per_s_verdict}"
-    if pd.isna(r.test_acc_diff_pts):
-        accuracy = "test accuracy n/a"
-    else:
-        accuracy = f"{r.test_acc_diff_pts:+.1f} points of test accuracy" + _interval(
-            r.test_acc_diff_pts_ci95_low, r.test_acc_diff_pts_ci95_high, "+.1f")
-        if r.test_acc_verdict not in ("no interval", "n/a"):
-            accuracy += f", {r.test_acc_verdict}"
+    speed = _clause(r.examples_per_s_ratio, "{:.2f}× the examples/s", "examples/s n/a",
+                    r.examples_per_s_ratio_ci95_low, r.examples_per_s_ratio_ci95_high, ".2f",
+                    r.examples_per_s_verdict)
+    accuracy = _clause(r.test_acc_diff_pts, "{:+.1f} points of test accuracy", "test accuracy n/a",
+                       r.test_acc_diff_pts_ci95_low, r.test_acc_diff_pts_ci95_high, "+.1f", r.test_acc_verdict)
     return f"**{r.variant}** against {BASELINE} {_how_many(r)}: {speed}; {accuracy}."
 
 

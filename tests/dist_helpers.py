@@ -19,7 +19,6 @@ with an exception instead of hanging the test session; every worker is killed on
 
 from __future__ import annotations
 
-import collections
 import io
 import multiprocessing as mp
 import os
@@ -33,6 +32,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from bench.tools.compat_measure import COLLECTIVES, CountCollectives  # one home: the compat tool's
 from tests.procs import free_port
 
 __all__ = ["COLLECTIVES", "CountCollectives", "run_workers"]
@@ -43,51 +43,6 @@ _POLL_S = 0.2
 # imported once by the fork server instead of in every worker; DistributedDataParallel's
 # constructor pulls in torch._dynamo, which alone takes seconds to import
 _PRELOAD = ["torch", "torch.distributed", "torch._dynamo", "torch.nn.parallel"]
-
-# collectives that CountCollectives wraps, where this torch has them
-COLLECTIVES = (
-    "all_reduce", "all_gather", "all_gather_single", "all_gather_into_tensor", "all_to_all",
-    "all_to_all_single", "broadcast", "reduce", "reduce_scatter", "reduce_scatter_tensor",
-    "gather", "scatter", "barrier",
-)  # fmt: skip
-
-
-class CountCollectives:
-    """Counts calls to torch.distributed collectives, by name, while active.
-
-    It patches the attributes of torch.distributed, so it sees code that calls ``dist.NAME(...)``
-    at call time (not code that bound the function at import)::
-
-        with CountCollectives() as counter:
-            dist.all_reduce(t)
-        counter.take()  # -> {"all_reduce": 1}, and the count starts again from zero
-    """
-
-    def __init__(self) -> None:
-        self.calls: collections.Counter[str] = collections.Counter()
-        self._originals = {name: getattr(dist, name) for name in COLLECTIVES if hasattr(dist, name)}
-
-    def __enter__(self) -> CountCollectives:
-        for name, original in self._originals.items():
-            setattr(dist, name, self._counted(name, original))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for name, original in self._originals.items():
-            setattr(dist, name, original)
-
-    def _counted(self, name, original):
-        def counted(*args, **kwargs):
-            self.calls[name] += 1
-            return original(*args, **kwargs)
-
-        return counted
-
-    def take(self) -> dict[str, int]:
-        taken = dict(self.calls)
-        self.calls.clear()
-        return taken
-
 
 def _worker(  # runs in the worker process
     fn: Callable[..., Any],

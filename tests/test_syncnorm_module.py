@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from bench.bn.fused import FusedBatchNorm
 from bench.bn.scratch_sync import ScratchSyncBatchNorm
 from tests.dist_helpers import run_workers
 
@@ -29,13 +30,14 @@ def test_buffers_update_in_place_and_state_dict_has_four_entries():
     assert module.to(torch.float64).running_var.dtype == torch.float64
 
 
-def test_rejects_bad_dims_and_mismatched_input():
+@pytest.mark.parametrize("layer", [ScratchSyncBatchNorm, FusedBatchNorm])  # the two cross-rank layers of ours
+def test_rejects_bad_dims_and_mismatched_input(layer):
     with pytest.raises(ValueError, match="dims"):
-        ScratchSyncBatchNorm(3, 3)
+        layer(3, 3)
     with pytest.raises(ValueError, match="channels"):
-        ScratchSyncBatchNorm(3, 4)(torch.randn(2, 3))
+        layer(3, 4)(torch.randn(2, 3))
     with pytest.raises(ValueError, match="channels"):
-        ScratchSyncBatchNorm(3, 2)(torch.randn(2, 4))
+        layer(3, 2)(torch.randn(2, 4))
 
 
 def make_net(bn2d, bn1d) -> nn.Sequential:

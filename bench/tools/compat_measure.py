@@ -19,8 +19,15 @@ WARMUP = 3  # untimed steps before the speed ratio's timed ones
 
 
 class CountCollectives:
-    """Counts calls of torch.distributed collectives by name while active (it patches the module's
-    attributes, so it sees code that calls ``dist.NAME(...)``)."""
+    """Counts calls of torch.distributed collectives by name while active.
+
+    It patches the attributes of torch.distributed, so it sees code that calls ``dist.NAME(...)``
+    at call time (not code that bound the function at import)::
+
+        with CountCollectives() as counter:
+            dist.all_reduce(t)
+        counter.take()  # -> {"all_reduce": 1}, and the count starts again from zero
+    """
 
     def __init__(self) -> None:
         self.calls: dict[str, int] = {}
@@ -40,6 +47,11 @@ class CountCollectives:
             self.calls[name] = self.calls.get(name, 0) + 1
             return original(*args, **kwargs)
         return counted
+
+    def take(self) -> dict[str, int]:
+        """The counts so far; counting starts again from zero."""
+        taken, self.calls = self.calls, {}
+        return taken
 
 
 class Speed(NamedTuple):
