@@ -29,6 +29,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from bench.bn.fused_tiles import (channel_block, fold_tile, load_f32, partials_tile, plane_starts,
+                                  plane_tile)
 from bench.bn.fused_tuning import PLANES, ROWS
 
 
@@ -50,23 +52,13 @@ def stats_planes(x_ptr, part_ptr, N, C, S, n_per, P,
     m2 = 0.0
     for n0 in range(n_lo, n_hi, BLOCK_N):
         rows = n0 + tl.arange(0, BLOCK_N)
-        base = x_ptr + rows.to(tl.int64)[:, None] * C * S + c * S
+        base = x_ptr + plane_starts(rows, c, C, S)
         t_rows = tl.minimum(n_hi - n0, BLOCK_N)
         for s0 in range(0, S, BLOCK_S):
-            cols = s0 + tl.arange(0, BLOCK_S)
-            mask = (rows < n_hi)[:, None] & (cols < S)[None, :]
-            x = tl.load(base + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-            x = tl.where(mask, x - shift, 0.0)
+            cols, mask = plane_tile(rows, n_hi, s0, S, BLOCK_S)
+            x = tl.where(mask, load_f32(base, cols, mask) - shift, 0.0)
             t_cnt = (t_rows * tl.minimum(S - s0, BLOCK_S)).to(tl.float32)
-            t_mean = tl.sum(x) / t_cnt
-            d = tl.where(mask, x - t_mean, 0.0)
-            t_m2 = tl.sum(d * d)
-            total = cnt + t_cnt
-            delta = t_mean - mean
-            frac = t_cnt / total
-            mean = mean + delta * frac
-            m2 = m2 + t_m2 + delta * delta * cnt * frac
-            cnt = total
+            cnt, mean, m2 = fold_tile(x, mask, t_cnt, cnt, mean, m2, None)
     tl.store(part_ptr + p * C + c, cnt)
     tl.store(part_ptr + (P + p) * C + c, mean + shift)
     tl.store(part_ptr + (2 * P + p) * C + c, m2)
@@ -78,8 +70,7 @@ def stats_rows(x_ptr, part_ptr, M, C, m_per, P, BLOCK_C: tl.constexpr, TILE: tl.
     """part[:, p, c] = (count, mean, M2) of channel c over rows [p*m_per, (p+1)*m_per)."""
     BLOCK_M: tl.constexpr = TILE // BLOCK_C
     p = tl.program_id(0)
-    cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    col_ok = cols < C
+    cols, col_ok = channel_block(1, C, BLOCK_C)
     m_lo = p * m_per
     m_hi = tl.minimum(m_lo + m_per, M)
     # shift by the program's first row (see stats_planes)
@@ -91,19 +82,10 @@ def stats_rows(x_ptr, part_ptr, M, C, m_per, P, BLOCK_C: tl.constexpr, TILE: tl.
     for m0 in range(m_lo, m_hi, BLOCK_M):
         rows = m0 + tl.arange(0, BLOCK_M)
         mask = (rows < m_hi)[:, None] & col_ok[None, :]
-        ptrs = x_ptr + rows.to(tl.int64)[:, None] * C + cols[None, :]
-        x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
+        x = load_f32(x_ptr, rows.to(tl.int64)[:, None] * C + cols[None, :], mask)
         x = tl.where(mask, x - shift[None, :], 0.0)
         t_cnt = tl.minimum(m_hi - m0, BLOCK_M).to(tl.float32)
-        t_mean = tl.sum(x, axis=0) / t_cnt
-        d = tl.where(mask, x - t_mean[None, :], 0.0)
-        t_m2 = tl.sum(d * d, axis=0)
-        total = cnt + t_cnt
-        delta = t_mean - mean
-        frac = t_cnt / total
-        mean = mean + delta * frac
-        m2 = m2 + t_m2 + delta * delta * cnt * frac
-        cnt = total
+        cnt, mean, m2 = fold_tile(x, mask, t_cnt, cnt, mean, m2, 0)
     out = part_ptr + p * C + cols
     tl.store(out, tl.zeros([BLOCK_C], dtype=tl.float32) + cnt, mask=col_ok)
     tl.store(out + P * C, mean + shift, mask=col_ok)
@@ -119,15 +101,12 @@ def combine(part_ptr, stride_k, stride_p, P, C, out_ptr, rmean_ptr, rvar_ptr, ep
     M2 and invstd = 1/sqrt(M2/count + eps); with UPDATE_RUNNING also moves the running statistics
     (unbiased variance M2/(count-1)) by momentum, in place. Not autotuned: it must run once.
     """
-    cols = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
-    col_ok = cols < C
+    cols, col_ok = channel_block(0, C, BLOCK_C)
     # pass 1: the count-weighted mean, good to float32 rounding of sums of n_i * mean_i
     acc_n = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
     acc_n_mean = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
     for p0 in range(0, P, BLOCK_P):
-        ps = p0 + tl.arange(0, BLOCK_P)
-        mask = (ps < P)[:, None] & col_ok[None, :]
-        ptrs = part_ptr + ps[:, None] * stride_p + cols[None, :]
+        ptrs, mask = partials_tile(part_ptr, p0, P, stride_p, cols, col_ok, BLOCK_P)
         n_i = tl.load(ptrs, mask=mask, other=0.0)
         acc_n += n_i
         acc_n_mean += n_i * tl.load(ptrs + stride_k, mask=mask, other=0.0)
@@ -139,9 +118,7 @@ def combine(part_ptr, stride_k, stride_p, P, C, out_ptr, rmean_ptr, rvar_ptr, ep
     acc_dev2 = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
     acc_m2 = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
     for p0 in range(0, P, BLOCK_P):
-        ps = p0 + tl.arange(0, BLOCK_P)
-        mask = (ps < P)[:, None] & col_ok[None, :]
-        ptrs = part_ptr + ps[:, None] * stride_p + cols[None, :]
+        ptrs, mask = partials_tile(part_ptr, p0, P, stride_p, cols, col_ok, BLOCK_P)
         n_i = tl.load(ptrs, mask=mask, other=0.0)
         d_i = tl.where(mask, tl.load(ptrs + stride_k, mask=mask, other=0.0) - ref[None, :], 0.0)
         acc_dev += n_i * d_i
@@ -177,14 +154,13 @@ def normalize_planes(x_ptr, y_ptr, mean_ptr, invstd_ptr, w_ptr, b_ptr, N, C, S,
     mean = tl.load(mean_ptr + c)
     scale = tl.load(invstd_ptr + c) * tl.load(w_ptr + c).to(tl.float32)
     shift = tl.load(b_ptr + c).to(tl.float32)
-    offs = rows.to(tl.int64)[:, None] * C * S + c * S
+    starts = plane_starts(rows, c, C, S)
     for s0 in range(0, S, BLOCK_S):
-        cols = s0 + tl.arange(0, BLOCK_S)
-        mask = (rows < N)[:, None] & (cols < S)[None, :]
-        x = tl.load(x_ptr + offs + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        cols, mask = plane_tile(rows, N, s0, S, BLOCK_S)
+        x = load_f32(x_ptr + starts, cols, mask)
         # centre first: x - mean is exact for nearby values, x * scale + shift would cancel
         y = (x - mean) * scale + shift
-        tl.store(y_ptr + offs + cols[None, :], y.to(y_ptr.dtype.element_ty), mask=mask)
+        tl.store(y_ptr + starts + cols, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.autotune(**ROWS)
@@ -194,14 +170,13 @@ def normalize_rows(x_ptr, y_ptr, mean_ptr, invstd_ptr, w_ptr, b_ptr, M, C,
     """y = (x - mean) * (invstd * weight) + bias for a (TILE // BLOCK_C, BLOCK_C) tile."""
     BLOCK_M: tl.constexpr = TILE // BLOCK_C
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    col_ok = cols < C
+    cols, col_ok = channel_block(1, C, BLOCK_C)
     mean = tl.load(mean_ptr + cols, mask=col_ok, other=0.0)
     scale = tl.load(invstd_ptr + cols, mask=col_ok, other=0.0)
-    scale = scale * tl.load(w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
-    shift = tl.load(b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+    scale = scale * load_f32(w_ptr, cols, col_ok)
+    shift = load_f32(b_ptr, cols, col_ok)
     mask = (rows < M)[:, None] & col_ok[None, :]
     offs = rows.to(tl.int64)[:, None] * C + cols[None, :]
-    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    x = load_f32(x_ptr, offs, mask)
     y = (x - mean[None, :]) * scale[None, :] + shift[None, :]
     tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from bench.bn.fused_tiles import channel_block, load_f32, partials_tile, plane_starts, plane_tile
 from bench.bn.fused_tuning import PLANES, ROWS
 
 
@@ -34,12 +35,11 @@ def grad_sums_planes(x_ptr, dy_ptr, mean_ptr, part_ptr, N, C, S, n_per, P,
     acc_dyx = tl.zeros([BLOCK_N, BLOCK_S], dtype=tl.float32)
     for n0 in range(n_lo, n_hi, BLOCK_N):
         rows = n0 + tl.arange(0, BLOCK_N)
-        offs = rows.to(tl.int64)[:, None] * C * S + c * S
+        starts = plane_starts(rows, c, C, S)
         for s0 in range(0, S, BLOCK_S):
-            cols = s0 + tl.arange(0, BLOCK_S)
-            mask = (rows < n_hi)[:, None] & (cols < S)[None, :]
-            x = tl.load(x_ptr + offs + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-            dy = tl.load(dy_ptr + offs + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+            cols, mask = plane_tile(rows, n_hi, s0, S, BLOCK_S)
+            x = load_f32(x_ptr + starts, cols, mask)
+            dy = load_f32(dy_ptr + starts, cols, mask)
             acc_dy += dy
             acc_dyx += dy * (x - mean)  # masked: dy = 0
     tl.store(part_ptr + p * C + c, tl.sum(acc_dy))
@@ -53,8 +53,7 @@ def grad_sums_rows(x_ptr, dy_ptr, mean_ptr, part_ptr, M, C, m_per, P,
     """part[:, p, c] = (sum(dy), sum(dy * (x - mean))) over rows [p*m_per, (p+1)*m_per)."""
     BLOCK_M: tl.constexpr = TILE // BLOCK_C
     p = tl.program_id(0)
-    cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    col_ok = cols < C
+    cols, col_ok = channel_block(1, C, BLOCK_C)
     m_lo = p * m_per
     m_hi = tl.minimum(m_lo + m_per, M)
     mean = tl.load(mean_ptr + cols, mask=col_ok, other=0.0)
@@ -64,8 +63,8 @@ def grad_sums_rows(x_ptr, dy_ptr, mean_ptr, part_ptr, M, C, m_per, P,
         rows = m0 + tl.arange(0, BLOCK_M)
         mask = (rows < m_hi)[:, None] & col_ok[None, :]
         offs = rows.to(tl.int64)[:, None] * C + cols[None, :]
-        x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-        dy = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        x = load_f32(x_ptr, offs, mask)
+        dy = load_f32(dy_ptr, offs, mask)
         acc_dy += dy
         acc_dyx += dy * (x - mean[None, :])  # masked: dy = 0
     out = part_ptr + p * C + cols
@@ -77,14 +76,11 @@ def grad_sums_rows(x_ptr, dy_ptr, mean_ptr, part_ptr, M, C, m_per, P,
 def sum_partials(part_ptr, P, C, invstd_ptr, out_ptr,
                  BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     """out (4, C) = (sum(dy), sum(dy * xhat)) twice: rows 0-1 stay local, 2-3 get all-reduced."""
-    cols = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
-    col_ok = cols < C
+    cols, col_ok = channel_block(0, C, BLOCK_C)
     acc_dy = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
     acc_dyx = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
     for p0 in range(0, P, BLOCK_P):
-        ps = p0 + tl.arange(0, BLOCK_P)
-        mask = (ps < P)[:, None] & col_ok[None, :]
-        ptrs = part_ptr + ps[:, None] * C + cols[None, :]
+        ptrs, mask = partials_tile(part_ptr, p0, P, C, cols, col_ok, BLOCK_P)
         acc_dy += tl.load(ptrs, mask=mask, other=0.0)
         acc_dyx += tl.load(ptrs + P * C, mask=mask, other=0.0)
     sum_dy = tl.sum(acc_dy, axis=0)
@@ -108,14 +104,13 @@ def grad_input_planes(x_ptr, dy_ptr, dx_ptr, mean_ptr, invstd_ptr, w_ptr, sums_p
     mean_dy = tl.load(sums_ptr + c) / count
     # xhat * sum(dy * xhat) / N = (x - mean) * k
     k = invstd * tl.load(sums_ptr + C + c) / count
-    offs = rows.to(tl.int64)[:, None] * C * S + c * S
+    starts = plane_starts(rows, c, C, S)
     for s0 in range(0, S, BLOCK_S):
-        cols = s0 + tl.arange(0, BLOCK_S)
-        mask = (rows < N)[:, None] & (cols < S)[None, :]
-        x = tl.load(x_ptr + offs + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-        dy = tl.load(dy_ptr + offs + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        cols, mask = plane_tile(rows, N, s0, S, BLOCK_S)
+        x = load_f32(x_ptr + starts, cols, mask)
+        dy = load_f32(dy_ptr + starts, cols, mask)
         dx = scale * (dy - mean_dy - (x - mean) * k)
-        tl.store(dx_ptr + offs + cols[None, :], dx.to(dx_ptr.dtype.element_ty), mask=mask)
+        tl.store(dx_ptr + starts + cols, dx.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.autotune(**ROWS)
@@ -125,17 +120,16 @@ def grad_input_rows(x_ptr, dy_ptr, dx_ptr, mean_ptr, invstd_ptr, w_ptr, sums_ptr
     """dx for a (TILE // BLOCK_C, BLOCK_C) tile; sums (2, C) are the sums over every sample."""
     BLOCK_M: tl.constexpr = TILE // BLOCK_C
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    col_ok = cols < C
+    cols, col_ok = channel_block(1, C, BLOCK_C)
     mean = tl.load(mean_ptr + cols, mask=col_ok, other=0.0)
     invstd = tl.load(invstd_ptr + cols, mask=col_ok, other=0.0)
     count = tl.maximum(tl.load(count_ptr + cols, mask=col_ok, other=1.0), 1.0)
-    scale = invstd * tl.load(w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+    scale = invstd * load_f32(w_ptr, cols, col_ok)
     mean_dy = tl.load(sums_ptr + cols, mask=col_ok, other=0.0) / count
     k = invstd * tl.load(sums_ptr + C + cols, mask=col_ok, other=0.0) / count
     mask = (rows < M)[:, None] & col_ok[None, :]
     offs = rows.to(tl.int64)[:, None] * C + cols[None, :]
-    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    dy = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    x = load_f32(x_ptr, offs, mask)
+    dy = load_f32(dy_ptr, offs, mask)
     dx = scale[None, :] * (dy - mean_dy[None, :] - (x - mean[None, :]) * k[None, :])
     tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=mask)

@@ -98,18 +98,36 @@ def _reduction_grid(x: torch.Tensor) -> tuple[str, int, int, int, int, int]:
     return layout, n, c, s, per, programs
 
 
+def _reduce(planes, rows, x: torch.Tensor, tensors: tuple, k: int) -> torch.Tensor:
+    """(k, P, C) float32 partials of a reduction pass over non-empty x: the pass's kernel for x's
+    layout (`planes` or `rows`) called with `tensors`, the partials and the sizes of the split."""
+    layout, n, c, s, per, programs = _reduction_grid(x)
+    part = torch.empty((k, programs, c), device=x.device, dtype=torch.float32)
+    if layout == "planes":
+        planes[(c, programs)](*tensors, part, n, c, s, per, programs)
+    else:
+        bc = _block_c(c)
+        rows[(programs, triton.cdiv(c, bc))](*tensors, part, n, c, per, programs, BLOCK_C=bc)
+    return part
+
+
+def _stream(planes, rows, x: torch.Tensor, tensors: tuple) -> None:
+    """Launch an elementwise pass over non-empty x: the pass's kernel for x's layout (`planes` or
+    `rows`) called with `tensors` and the sizes, a program per tile of the autotuner's blocks."""
+    layout, n, c, s = _dims(x)
+    if layout == "planes":
+        planes[lambda meta: (c, triton.cdiv(n, meta["BLOCK_N"]))](*tensors, n, c, s)
+    else:
+        bc = _block_c(c)
+        grid = lambda meta: (triton.cdiv(n, meta["TILE"] // bc), triton.cdiv(c, bc))  # noqa: E731
+        rows[grid](*tensors, n, c, BLOCK_C=bc)
+
+
 def local_partials(x: torch.Tensor) -> torch.Tensor:
     """(3, P, C) float32: (count, mean, M2) of each program's share of x (one of zeros if empty)."""
     if x.numel() == 0:
         return x.new_zeros((3, 1, x.shape[1]), dtype=torch.float32)
-    layout, n, c, s, per, programs = _reduction_grid(x)
-    part = torch.empty((3, programs, c), device=x.device, dtype=torch.float32)
-    if layout == "planes":
-        fk.stats_planes[(c, programs)](x, part, n, c, s, per, programs)
-    else:
-        bc = _block_c(c)
-        fk.stats_rows[(programs, triton.cdiv(c, bc))](x, part, n, c, per, programs, BLOCK_C=bc)
-    return part
+    return _reduce(fk.stats_planes, fk.stats_rows, x, (x,), 3)
 
 
 def combine(part: torch.Tensor, running_mean: torch.Tensor | None, running_var: torch.Tensor | None,
@@ -134,14 +152,7 @@ def normalize(x: torch.Tensor, mean: torch.Tensor, invstd: torch.Tensor, weight:
     y = torch.empty_like(x)
     if x.numel() == 0:
         return y
-    layout, n, c, s = _dims(x)
-    if layout == "planes":
-        grid = lambda meta: (c, triton.cdiv(n, meta["BLOCK_N"]))  # noqa: E731
-        fk.normalize_planes[grid](x, y, mean, invstd, weight, bias, n, c, s)
-    else:
-        bc = _block_c(c)
-        grid = lambda meta: (triton.cdiv(n, meta["TILE"] // bc), triton.cdiv(c, bc))  # noqa: E731
-        fk.normalize_rows[grid](x, y, mean, invstd, weight, bias, n, c, BLOCK_C=bc)
+    _stream(fk.normalize_planes, fk.normalize_rows, x, (x, y, mean, invstd, weight, bias))
     return y
 
 
@@ -152,17 +163,10 @@ def grad_sums(x: torch.Tensor, dy: torch.Tensor, mean: torch.Tensor,
     c = x.shape[1]
     if x.numel() == 0:
         return torch.zeros((4, c), device=x.device, dtype=torch.float32)
-    layout, n, c, s, per, programs = _reduction_grid(x)
-    part = torch.empty((2, programs, c), device=x.device, dtype=torch.float32)
-    if layout == "planes":
-        bk.grad_sums_planes[(c, programs)](x, dy, mean, part, n, c, s, per, programs)
-    else:
-        bc = _block_c(c)
-        bk.grad_sums_rows[(programs, triton.cdiv(c, bc))](
-            x, dy, mean, part, n, c, per, programs, BLOCK_C=bc)
+    part = _reduce(bk.grad_sums_planes, bk.grad_sums_rows, x, (x, dy, mean), 2)
     out = torch.empty((4, c), device=x.device, dtype=torch.float32)
     bc = ft.block_c(c, ft.PARTIAL_BLOCK_C)
-    bk.sum_partials[(triton.cdiv(c, bc),)](part, programs, c, invstd, out,
+    bk.sum_partials[(triton.cdiv(c, bc),)](part, part.shape[1], c, invstd, out,
                                            BLOCK_P=ft.BLOCK_P, BLOCK_C=bc)
     return out
 
@@ -173,12 +177,6 @@ def grad_input(x: torch.Tensor, dy: torch.Tensor, mean: torch.Tensor, invstd: to
     dx = torch.empty_like(x)
     if x.numel() == 0:
         return dx
-    layout, n, c, s = _dims(x)
-    if layout == "planes":
-        grid = lambda meta: (c, triton.cdiv(n, meta["BLOCK_N"]))  # noqa: E731
-        bk.grad_input_planes[grid](x, dy, dx, mean, invstd, weight, sums, count, n, c, s)
-    else:
-        bc = _block_c(c)
-        grid = lambda meta: (triton.cdiv(n, meta["TILE"] // bc), triton.cdiv(c, bc))  # noqa: E731
-        bk.grad_input_rows[grid](x, dy, dx, mean, invstd, weight, sums, count, n, c, BLOCK_C=bc)
+    _stream(bk.grad_input_planes, bk.grad_input_rows, x,
+            (x, dy, dx, mean, invstd, weight, sums, count))
     return dx
