@@ -16,6 +16,7 @@ import markdown
 
 from analysis import render_findings, render_kernels, render_runs, render_steps, render_sweep
 from analysis.labels import run_labels
+from analysis.micro import load_micro
 from analysis.power import ResolveTarget, parse_targets
 from analysis.runs import load_bn_params, load_metrics, load_runs, load_skipped, load_step_times
 from bench.errors import OneLineParser, UsageError, cli, one_line_warnings
@@ -37,10 +38,12 @@ def _embed_images(html: str, out_dir: Path) -> str:
     return re.sub(r'src="([^":]+\.png)"', repl, html)
 
 
-def build(paths: list[str], out_dir: str | Path, resolve: tuple[ResolveTarget, ...] = ()) -> Path:
+def build(paths: list[str], out_dir: str | Path, resolve: tuple[ResolveTarget, ...] = (),
+          micro: list[str] | None = None) -> Path:
     """Write the report for the run directories under `paths` into out_dir; return report.md's path.
 
-    `resolve`: differences to resolve, for the sweep section's seeds-needed column."""
+    `resolve`: differences to resolve, for the sweep section's seeds-needed column. `micro`: bench.micro
+    CSVs of the runs' device, for the per-layer BN table's ratio to a copy."""
     out_dir = Path(out_dir)
     runs = load_runs(paths)
     if runs.empty:
@@ -58,7 +61,8 @@ def build(paths: list[str], out_dir: str | Path, resolve: tuple[ResolveTarget, .
         render_runs.curves_section(load_metrics(runs), load_bn_params(runs), labels, out_dir),
         render_steps.steps_section(steps, out_dir, labels),
         render_sweep.sweep_section(runs, out_dir, resolve=resolve, steps=steps),
-        render_kernels.kernel_section([Path(p) for p in runs["path"]], out_dir, labels),
+        render_kernels.kernel_section([Path(p) for p in runs["path"]], out_dir, labels,
+                                      load_micro(micro) if micro else None),
     ]
     md = "\n".join(sections)
     (out_dir / "report.md").write_text(md)
@@ -74,14 +78,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resolve", action="append", metavar="DIFF",
                    help="a difference to resolve, e.g. 0.5pt (accuracy points) or 5%% (relative, for "
                         "throughput and step time): adds the seeds needed per comparison; once per kind")
+    p.add_argument("--micro", action="append", metavar="CSV",
+                   help="a bench.micro CSV from the runs' device: the per-layer BN table then gives each "
+                        "layer's time over a copy's (repeatable)")
     args = p.parse_args(argv)
-    return cli("analysis.report", lambda: _run(args.paths, args.out, args.resolve))
+    return cli("analysis.report", lambda: _run(args.paths, args.out, args.resolve, args.micro))
 
 
-def _run(paths: list[str], out: str, resolve: list[str] | None) -> int:
+def _run(paths: list[str], out: str, resolve: list[str] | None, micro: list[str] | None = None) -> int:
+    missing = [m for m in micro or [] if not Path(m).is_file()]
+    if missing:
+        raise UsageError(f"--micro {missing[0]}: no such file; pass a CSV written by python -m bench.micro --out")
     with one_line_warnings():
         try:
-            path = build(paths, out, parse_targets(resolve))
+            path = build(paths, out, parse_targets(resolve), micro)
         except FileNotFoundError as e:
             raise UsageError(str(e)) from None
     print(f"report: {path} (and report.html, summary.csv) in {path.parent}")
