@@ -39,18 +39,25 @@ def _ranges(events: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
                          "start_us": e["ts_us"].to_numpy(), "end_us": (e["ts_us"] + e["dur_us"]).to_numpy()})
 
 
+def _passes(events: pd.DataFrame, fwd: np.ndarray, bwd: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(pass, mask, layer of each event): the ``bn/<layer>`` ranges (forward) and the engine's wrapper
+    ranges of matched autograd nodes (backward; the node's own range nests inside its wrapper)."""
+    names = events["name"]
+    is_range = map_names(names, lambda n: n.startswith("bn/")).astype(bool) & (fwd != None)  # noqa: E711
+    wrapper = map_names(names, lambda n: n.startswith(AUTOGRAD_NODE)).astype(bool) & (bwd != None)  # noqa: E711
+    return [("fwd", is_range, fwd), ("bwd", wrapper, bwd)]
+
+
 def _gpu_times(events: pd.DataFrame, fwd: np.ndarray, bwd: np.ndarray) -> pd.DataFrame:
     """(rank, step, layer, pass, dur_us) of every GPU activity launched inside a layer's range or node."""
-    rank, tid, ts = (events[c].to_numpy() for c in ("rank", "tid", "ts_us"))
     launch = events["cat"].isin(LAUNCH_CATS).to_numpy()
-    wrapper = map_names(events["name"], lambda n: n.startswith(AUTOGRAD_NODE)).astype(bool) & (bwd != None)  # noqa: E711
-    is_range = map_names(events["name"], lambda n: n.startswith("bn/")).astype(bool) & (fwd != None)  # noqa: E711
+    rank, tid, ts, corr = (events[c].to_numpy()[launch] for c in ("rank", "tid", "ts_us", "correlation"))
     rows = []
-    for kind, mask, layers in (("fwd", is_range, fwd), ("bwd", wrapper, bwd)):
-        where = containing(rank[launch], tid[launch], ts[launch], _ranges(events, mask).reset_index(drop=True))
+    for kind, mask, layers in _passes(events, fwd, bwd):
+        where = containing(rank, tid, ts, _ranges(events, mask).reset_index(drop=True))
         hit = where >= 0
-        rows.append(pd.DataFrame({"rank": rank[launch][hit], "correlation": events["correlation"].to_numpy()[launch][hit],
-                                  "layer": layers[mask][where[hit]], "pass": kind}))
+        rows.append(pd.DataFrame({"rank": rank[hit], "correlation": corr[hit], "layer": layers[mask][where[hit]],
+                                  "pass": kind}))
     launched = pd.concat(rows, ignore_index=True).drop_duplicates(["rank", "correlation"])
     gpu = events.loc[events["cat"].isin(GPU_CATS), ["rank", "correlation", "step", "dur_us"]]
     out = gpu.merge(launched, on=["rank", "correlation"], how="inner")
@@ -59,11 +66,8 @@ def _gpu_times(events: pd.DataFrame, fwd: np.ndarray, bwd: np.ndarray) -> pd.Dat
 
 def _cpu_times(events: pd.DataFrame, fwd: np.ndarray, bwd: np.ndarray) -> pd.DataFrame:
     """(rank, step, layer, pass, dur_us) of every bn/ range (forward) and matched engine node (backward)."""
-    names = events["name"]
-    is_range = map_names(names, lambda n: n.startswith("bn/")).astype(bool) & (fwd != None)  # noqa: E711
-    wrapper = map_names(names, lambda n: n.startswith(AUTOGRAD_NODE)).astype(bool) & (bwd != None)  # noqa: E711
     parts = [events.loc[m, ["rank", "step", "dur_us"]].assign(layer=layers[m], **{"pass": kind})
-             for kind, m, layers in (("fwd", is_range, fwd), ("bwd", wrapper, bwd))]
+             for kind, m, layers in _passes(events, fwd, bwd)]
     return pd.concat(parts, ignore_index=True)[["rank", "step", "layer", "pass", "dur_us"]]
 
 

@@ -1,7 +1,8 @@
 """What a profiled op was given: its first input's shape and dtype, as ``record_shapes=True`` writes
 them into a kineto trace (``args["Input Dims"]``, ``args["Input type"]``), and what one element of
 each dtype weighs. analysis.traces reads them into the events table; analysis.bn_layers turns them
-into the bytes a BN layer must move.
+into the bytes a BN layer must move. The loader keeps both fields undecoded (``msgspec.Raw``, a slice of
+the file's bytes) and decodes them only for CPU ops.
 """
 from __future__ import annotations
 

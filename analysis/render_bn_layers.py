@@ -72,8 +72,8 @@ def _sentence(label: str, t: pd.DataFrame) -> str:
         text += (f"; median layer {fmt_number(t['fwd_gb_per_s'].median(), '.3g')} GB/s forward, "
                  f"{fmt_number(t['bwd_gb_per_s'].median(), '.3g')} GB/s backward")
     if t["fwd_x_copy"].notna().any():
-        text += (f", {fmt_number(t['fwd_x_copy'].median(), '.3g')}× and {fmt_number(t['bwd_x_copy'].median(), '.3g')}× "
-                 f"a copy's time")
+        fwd_x, bwd_x = (fmt_number(t[c].median(), ".3g") for c in ("fwd_x_copy", "bwd_x_copy"))
+        text += f", {fwd_x}× and {bwd_x}× a copy's time"
     return text + "."
 
 

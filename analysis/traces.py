@@ -13,9 +13,8 @@ the analysis uses are kept, with these columns:
 CUDA stream (the tid of GPU events), -1 for CPU events. ``correlation`` links a GPU activity to its
 launching ``cuda_runtime``/``cuda_driver`` call (-1 when absent); ``seq`` is the autograd sequence number
 of CPU ops (-1 when absent). ``step`` is the N of the ``ProfilerStep#N`` window holding the event (for
-GPU activity: holding its launch), <NA> outside every step. ``in_shape`` and ``in_dtype`` describe a CPU
-op's first input when it is a tensor of at least one dimension, as ``record_shapes=True`` writes it
-(``Input Dims``, ``Input type``): ``"8x64x56x56"`` and ``"float"`` / ``"c10::BFloat16"``; "" otherwise.
+GPU activity: holding its launch), <NA> outside every step. ``in_shape`` / ``in_dtype``: a CPU op's first
+tensor input as record_shapes writes it (:mod:`analysis.opinputs`), e.g. ``"8x64x56x56"`` / ``"float"``.
 
 Decoding uses a typed msgspec decoder that names only the fields read: on this suite's 2-core CI box it
 parses 60-90 MB/s of trace JSON, against ~17 MB/s for the stdlib json module.
@@ -53,7 +52,6 @@ TRACE_SUFFIXES = (".json", ".json.gz")
 class _Args(msgspec.Struct, gc=False):
     correlation: int = -1
     seq: int = msgspec.field(name="Sequence number", default=-1)
-    # Kept undecoded (a slice of the file's bytes): only CPU ops' first inputs are ever read.
     dims: msgspec.Raw = msgspec.field(name="Input Dims", default=msgspec.Raw())
     types: msgspec.Raw = msgspec.field(name="Input type", default=msgspec.Raw())
 
@@ -145,8 +143,7 @@ def parse_trace(data: bytes, path: Path) -> _RawTrace:
             if e.cat in _READ_CATS and e.ph == "X" and type(e.pid) is int and type(e.tid) is int]
     no_args = _Args()
     args = [e.args or no_args for e in kept]
-    inputs = [first_input(a.dims, a.types) if e.cat in ("cpu_op", "Operator") else ("", "")
-              for e, a in zip(kept, args)]
+    inputs = [first_input(a.dims, a.types) if e.cat in ("cpu_op", "Operator") else ("", "") for e, a in zip(kept, args)]
     columns = dict(cat=[e.cat for e in kept], name=[e.name for e in kept], ts_us=[e.ts for e in kept],
                    dur_us=[e.dur for e in kept], pid=[e.pid for e in kept], tid=[e.tid for e in kept],
                    correlation=[a.correlation for a in args], seq=[a.seq for a in args],
@@ -204,8 +201,7 @@ def _file_frame(raw: _RawTrace, rank: int) -> pd.DataFrame:
         "tid": np.asarray(c["tid"], dtype=np.int64),
         "correlation": np.asarray(c["correlation"], dtype=np.int64),
         "seq": np.asarray(c["seq"], dtype=np.int64),
-        "in_shape": pd.Categorical(np.array(c["in_shape"], dtype=object)),
-        "in_dtype": pd.Categorical(np.array(c["in_dtype"], dtype=object)),
+        **{k: pd.Categorical(np.array(c[k], dtype=object)) for k in ("in_shape", "in_dtype")},
     })
 
 
