@@ -40,7 +40,7 @@ def scan(folder: Path, what: str) -> tuple[tuple[str, ...], Files]:
         classes, class_to_idx = find_classes(folder)
         files = make_dataset(folder, class_to_idx, extensions=IMG_EXTENSIONS)
     except FileNotFoundError as e:  # torchvision's message names the folder or the empty classes
-        raise UsageError(f"{what} folder {folder}: {e} Lay it out as {what}/<class>/<image>") from None
+        raise UsageError(f"{what} folder {folder}: {str(e).rstrip('.')}; lay it out as {what}/<class>/<image>") from None
     return tuple(classes), tuple((str(p), int(c)) for p, c in files)
 
 
