@@ -91,3 +91,5 @@ def test_gpu_check_cpu_smoke_runs_every_piece(tmp_path, data_dir):
         assert len(f.read().splitlines()) == 1 + 20
     assert (out / "report" / "micro_ratio_to_copy.png").stat().st_size > 0
     assert "| lenet.bn1 | 4x6x24x24 | bfloat16 | nn |" in (out / "report" / "micro.md").read_text()
+    resnet50 = (out / "resnet50_report" / "report.md").read_text()  # piece 6: the per-layer BN table
+    assert "### BN cost per layer" in resnet50 and "| layer4.2.bn3 | 2x2048x1x1 | float32 |" in resnet50
