@@ -35,7 +35,7 @@ def test_an_image_folder_trains_end_to_end(folder, tmp_path):
     assert summary["status"] == "complete"
     run = tmp_path / summary["run_name"]
     config = rundir.read_json(run / rundir.CONFIG)
-    assert (config["n_train"], config["n_test"], config["num_classes"], config["steps_per_epoch"]) == (36, 39, 3, 4)
+    assert (config["n_train"], config["n_test"], config["n_classes"], config["steps_per_epoch"]) == (36, 39, 3, 4)
     metrics = pd.read_csv(run / rundir.METRICS)
     assert metrics["epoch"].tolist() == [1, 2]
     # accuracies are measured here, as counts over 39 test images and 32 trained examples an epoch

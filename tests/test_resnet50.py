@@ -75,7 +75,7 @@ def test_every_variant_trains_resnet50_without_claiming_an_accuracy(resnet50_run
     for run in runs:
         summary = rundir.read_json(run / rundir.SUMMARY)
         config = rundir.read_json(run / rundir.CONFIG)
-        assert (config["image_shape"], config["num_classes"], config["steps_per_epoch"]) == (
+        assert (config["image_shape"], config["n_classes"], config["steps_per_epoch"]) == (
             [3, 32, 32], 10, WINDOW_STEPS if summary["variant"] == PROFILED else 2)
         # random labels: no accuracy, as JSON null and empty CSV cells, never 0
         assert summary["train_acc"] is None and summary["test_acc"] is None

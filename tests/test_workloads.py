@@ -106,7 +106,7 @@ def test_plan_holds_the_image_folder_facts(folder, tmp_path):
     assert train == [(name, i) for i, name in enumerate(("cat", "dog", "fox")) for _ in range(12)]
     assert len({p for p, _ in spec.train_files + spec.test_files}) == 48
     record = plan.record()
-    assert (record["image_shape"], record["num_classes"], record["n_train"], record["n_test"]) == ([3, 32, 32], 3, 36, 12)
+    assert (record["image_shape"], record["n_classes"], record["n_train"], record["n_test"]) == ([3, 32, 32], 3, 36, 12)
     json.dumps(record)  # config.json takes it as it is: no file list in it
     assert plan.run_name == "resnet18-nn-ws2-b8-img32-s0"
 

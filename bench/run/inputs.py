@@ -35,8 +35,9 @@ class DataSpec:
     test_files: images.Files = field(default=(), repr=False)
 
     def record(self) -> dict:
-        """The spec's part of config.json."""
-        return {"image_shape": list(self.input_shape), "num_classes": self.num_classes,
+        """The spec's part of config.json: resolved facts, under names no TrainConfig flag uses (a flag's
+        own value must stay as given, or --resume would see the options differ)."""
+        return {"image_shape": list(self.input_shape), "n_classes": self.num_classes,
                 "n_train": self.n_train, "n_test": self.n_test}
 
 

@@ -123,7 +123,7 @@ def run_epoch(job: Job, epoch: int, prof, timer: StepTimer, guard: DivergenceGua
     plan, info, data = job.plan, job.info, job.data
     steps = plan.steps_per_epoch
     order = epoch_order(plan.cfg.seed, epoch, plan.data.n_train, steps, plan.global_batch)
-    order = order.view(steps, plan.world_size, plan.per_rank_batch)[:, info.rank]
+    order = order.view(steps, plan.world_size, plan.per_rank_batch)[:, info.rank].to(info.device)
     batches, wait_ms = data.batches(order), []
     t0 = time.perf_counter()
     guard.new_epoch()
@@ -143,7 +143,7 @@ def run_epoch(job: Job, epoch: int, prof, timer: StepTimer, guard: DivergenceGua
     step_ms = timer.read_ms()
     if bad is None and info.device.type == "cuda":
         torch.cuda.synchronize(info.device)
-    return Epoch(epoch, order.to(info.device), step_ms, wait_ms, time.perf_counter() - t0, bad)
+    return Epoch(epoch, order, step_ms, wait_ms, time.perf_counter() - t0, bad)
 
 
 def epoch_metrics(job: Job, ep: Epoch, first_timed: int, outputs: StepOutputs) -> dict:

@@ -1,7 +1,9 @@
 """Where a rank's batches come from, one interface for every data source (bench.run.inputs):
 
     batches(order)      the batches of an epoch, one per row of ``order`` (steps, per-rank batch) of
-                        example indices: the loop's sharding of one seeded permutation, whatever the source
+                        example indices: the loop's sharding of one seeded permutation, whatever the
+                        source. Its set-up (index rows, worker prefetch) runs when called, before the
+                        first step; each batch is made when the loop asks for it
     example(n)          n training examples, for a step that captures or compiles on a fixed shape
     train_y             every training label on the device, for training accuracy
     evaluate(...)       test accuracy over the whole test set, each rank a contiguous slice (no padding);
@@ -52,8 +54,8 @@ class DeviceSource:
     prepare: Callable[[torch.Tensor], torch.Tensor]
 
     def batches(self, order: torch.Tensor) -> Iterator[Batch]:
-        for idx in order.to(self.train_x.device).unbind(0):
-            yield self.prepare(self.train_x[idx]), self.train_y[idx]
+        rows = order.to(self.train_x.device).unbind(0)
+        return ((self.prepare(self.train_x[idx]), self.train_y[idx]) for idx in rows)
 
     def example(self, n: int) -> Batch:
         return self.prepare(self.train_x[:n]), self.train_y[:n]
@@ -79,12 +81,13 @@ class FolderSource:
     cfg: TrainConfig
     device: torch.device
     train_y: torch.Tensor
+    normalise: images.Normalise
     _sampler: images.StepBatches = field(default_factory=images.StepBatches)
     _train: torch.utils.data.DataLoader | None = None
 
     def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
         x = x.to(self.device, non_blocking=True)
-        return images.normalise(x, memory_format(self.cfg)), y.to(self.device, non_blocking=True)
+        return self.normalise(x), y.to(self.device, non_blocking=True)
 
     def batches(self, order: torch.Tensor) -> Iterator[Batch]:
         if self._train is None:
@@ -92,8 +95,8 @@ class FolderSource:
             self._train = images.loader(data, self._sampler, workers=self.cfg.workers,
                                         pin=self.device.type == "cuda")
         self._sampler.rows = order.tolist()
-        for x, y in self._train:
-            yield self._to_device(x, y)
+        loaded = iter(self._train)  # workers start on the epoch's first batches now
+        return (self._to_device(x, y) for x, y in loaded)
 
     def example(self, n: int) -> Batch:
         data = images.ImageFiles(self.spec.train_files[:n], images.transforms(self.spec.input_shape[1], True))
@@ -127,6 +130,6 @@ def load(cfg: TrainConfig, spec: DataSpec, device: torch.device) -> Source:
         return DeviceSource(d.train_x, d.train_y, d.test_x, d.test_y, prepare)
     if spec.source == "synthetic":
         x, y = images.synthetic(spec.n_train, spec.num_classes, spec.input_shape[1], device)
-        return DeviceSource(x, y, None, None, lambda u8: images.normalise(u8, fmt))
+        return DeviceSource(x, y, None, None, images.Normalise(device, fmt))
     targets = torch.tensor([c for _, c in spec.train_files], dtype=torch.int64, device=device)
-    return FolderSource(spec, cfg, device, targets)
+    return FolderSource(spec, cfg, device, targets, images.Normalise(device, fmt))
