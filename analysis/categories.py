@@ -120,22 +120,61 @@ def classify_cpu(events: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def _bn_backward_nodes(events: pd.DataFrame, is_cpu: np.ndarray) -> np.ndarray:
-    """Autograd nodes whose sequence number is that of a forward op run inside a ``bn/`` range."""
+def containing(rank: np.ndarray, tid: np.ndarray, ts: np.ndarray, ranges: pd.DataFrame) -> np.ndarray:
+    """For each point, the row position in ``ranges`` of the range on its (rank, tid) that holds it, or -1.
+    Ranges of one thread must not nest (BN layers' ranges do not).
+
+    >>> r = pd.DataFrame({"rank": [0, 0], "tid": [7, 7], "start_us": [10.0, 30.0], "end_us": [20.0, 40.0]})
+    >>> containing(np.array([0, 0, 0]), np.array([7, 7, 7]), np.array([15.0, 25.0, 35.0]), r).tolist()
+    [0, -1, 1]
+    """
+    out = np.full(len(ts), -1, dtype=np.int64)
+    for (r, t), g in ranges.groupby(["rank", "tid"], sort=False):
+        sel = np.flatnonzero((rank == r) & (tid == t))
+        if not len(sel):
+            continue
+        g = g.sort_values("start_us")
+        i = np.searchsorted(g["start_us"].to_numpy(), ts[sel], side="right") - 1
+        hit = (i >= 0) & (ts[sel] < g["end_us"].to_numpy()[np.maximum(i, 0)])
+        out[sel[hit]] = np.asarray(g.index)[i[hit]]
+    return out
+
+
+def bn_layer_of(events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(forward, backward): object arrays naming, for each event, the BN layer it works for, else None.
+
+    forward: CPU events inside a ``bn/<layer>`` range (the range itself included) → ``<layer>``.
+    backward: autograd nodes (the engine's wrapper and the node's own range) whose sequence number is
+    that of a forward op inside ``bn/<layer>`` → ``<layer>``. GPU work follows its launch (analysis.bn_layers).
+    """
     names = events["name"]
+    is_cpu = events["cat"].isin(CPU_CATS).to_numpy()
     bn_range = is_cpu & map_names(names, lambda n: bool(BN_RANGE.match(n))).astype(bool)
+    fwd = np.full(len(events), None, dtype=object)
+    bwd = np.full(len(events), None, dtype=object)
+    if not bn_range.any():
+        return fwd, bwd
+    rank, tid, ts = (events[c].to_numpy() for c in ("rank", "tid", "ts_us"))
+    ranges = _ranges(events, bn_range).reset_index(drop=True)
+    layers = np.asarray([n[len("bn/"):] for n in names[bn_range].astype(str)], dtype=object)
+    where = np.full(len(events), -1, dtype=np.int64)
+    where[is_cpu] = containing(rank[is_cpu], tid[is_cpu], ts[is_cpu], ranges)
+    fwd[where >= 0] = layers[where[where >= 0]]
     # The engine's wrapper range and the node's own range (e.g. "DivBackward0") share its number.
     is_node = map_names(names, lambda n: n.startswith(AUTOGRAD_NODE) or bool(NODE_NAME.match(n))).astype(bool)
-    if not bn_range.any():
-        return np.zeros(len(events), dtype=bool)
-    rank, tid, ts = (events[c].to_numpy() for c in ("rank", "tid", "ts_us"))
     seq = events["seq"].to_numpy()
-    fwd = is_cpu & (seq >= 0) & ~is_node
-    fwd[fwd] = inside(rank[fwd], tid[fwd], ts[fwd], _ranges(events, bn_range))
-    bn_seqs = pd.MultiIndex.from_arrays([rank[fwd], seq[fwd]])
+    made = is_cpu & (seq >= 0) & ~is_node & (where >= 0)
+    layer_of_seq = pd.Series(fwd[made], index=pd.MultiIndex.from_arrays([rank[made], seq[made]]))
+    layer_of_seq = layer_of_seq[~layer_of_seq.index.duplicated()]
     node = is_cpu & (seq >= 0) & is_node
-    node[node] = pd.MultiIndex.from_arrays([rank[node], seq[node]]).isin(bn_seqs)
-    return node
+    bwd[node] = layer_of_seq.reindex(pd.MultiIndex.from_arrays([rank[node], seq[node]])).to_numpy()
+    bwd[pd.isna(bwd)] = None
+    return fwd, bwd
+
+
+def _bn_backward_nodes(events: pd.DataFrame, is_cpu: np.ndarray) -> np.ndarray:
+    """Autograd nodes whose sequence number is that of a forward op run inside a ``bn/`` range."""
+    return bn_layer_of(events)[1] != None  # noqa: E711 -- elementwise on an object array
 
 
 def classify(events: pd.DataFrame) -> pd.Series:

@@ -62,8 +62,19 @@ def configuration_name(row: dict, columns: list[str]) -> str:
     ws = int(row["world_size"])
     parts = [str(row["model"]), f"{ws} rank{'s' if ws != 1 else ''} × {int(row['per_rank_batch'])} per rank",
              str(row["mode"]), "no AMP" if row["amp"] == "none" else f"{row['amp']} autocast"]
-    parts += [f"{c} {row[c]}" for c in columns if c not in NAMED_KEY]
+    parts += [_named(c, row[c]) for c in columns if c not in NAMED_KEY]
     return ", ".join(parts)
+
+
+def _named(column: str, value) -> str:
+    """A configuration column in words: 'channels_last', 'one pass per epoch', '32² images', 'lr 0.5'."""
+    if column == "channels_last":
+        return "channels_last" if value else "contiguous"
+    if column == "steps":
+        return f"{int(value)} steps per epoch" if value else "one pass per epoch"
+    if column == "image_size":
+        return f"{int(value)}² images"
+    return f"{column} {value}"
 
 
 def _variant_order(label: str) -> tuple[int, str]:

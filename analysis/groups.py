@@ -25,7 +25,8 @@ from bench.rundir import SYNCHRONISING, VARIANTS  # torch-free: the run-director
 # column are treated as seeds of one configuration.
 CONFIG_KEY: tuple[str, ...] = (
     "variant", "model", "world_size", "per_rank_batch", "global_batch", "epochs", "mode", "amp",
-    "bn_group_size", "lr", "limit_train", "device", "bn_emulate_ranks",
+    "bn_group_size", "lr", "limit_train", "device", "bn_emulate_ranks", "data", "image_size",
+    "channels_last", "steps",
 )
 DEFAULT_METRICS: tuple[str, ...] = (
     "test_acc", "train_acc", "train_loss", "examples_per_s", "examples_per_s_per_rank",

@@ -1,6 +1,7 @@
 """Per-step GPU/CPU time tables from a job's events (pure transforms), and the CLI that writes them.
 
-    python -m analysis.kernels TRACE_DIR... -o OUT     # writes OUT/steps.csv, OUT/categories.csv
+    python -m analysis.kernels TRACE_DIR... -o OUT [--micro micro.csv]
+        # writes OUT/steps.csv, OUT/categories.csv and OUT/bn_layers.csv (analysis.bn_layers)
 
 Definitions (times in microseconds, per rank and ``ProfilerStep#N`` window):
 
@@ -197,15 +198,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.kernels", description=__doc__.split("\n")[0])
     p.add_argument("trace_dirs", nargs="+", type=Path, metavar="TRACE_DIR",
                    help="run directories, folders holding them, or folders of kineto trace files")
-    p.add_argument("-o", "--out", type=Path, required=True, help="folder for steps.csv and categories.csv")
+    p.add_argument("-o", "--out", type=Path, required=True, help="folder for steps.csv, categories.csv, bn_layers.csv")
+    p.add_argument("--micro", type=Path, action="append", help="bench.micro CSV of the same device: BN layers' "
+                   "time over a copy's in bn_layers.csv (repeatable)")
     args = p.parse_args(argv)
-    return cli("analysis.kernels", lambda: _run(args.trace_dirs, args.out))
+    return cli("analysis.kernels", lambda: _run(args.trace_dirs, args.out, args.micro))
 
 
-def _run(trace_dirs: list[Path], out: Path) -> int:
+def _run(trace_dirs: list[Path], out: Path, micro: list[Path] | None = None) -> int:
     from analysis.tracedirs import load_runs  # loading stays out of the transforms above
 
-    missing = [str(d) for d in trace_dirs if not d.exists()]
+    missing = [str(d) for d in [*trace_dirs, *(micro or [])] if not d.exists()]
     if missing:
         raise UsageError(f"no such directory: {', '.join(missing)}")
     with one_line_warnings():
@@ -213,17 +216,22 @@ def _run(trace_dirs: list[Path], out: Path) -> int:
             runs = load_runs(trace_dirs)
         except ValueError as e:  # no traces at all, or two files claiming one rank
             raise UsageError(str(e)) from None
-        return _write_tables(runs, out)
+        return _write_tables(runs, out, micro)
 
 
-def _write_tables(runs: list, out: Path) -> int:
-    steps_parts, cat_parts = [], []
+def _write_tables(runs: list, out: Path, micro: list[Path] | None = None) -> int:
+    from analysis.bn_layers import layer_table, layer_times
+    from analysis.micro import load_micro
+
+    micro_rows = load_micro(micro) if micro else None
+    steps_parts, cat_parts, bn_parts = [], [], []
     for run in runs:
         print(f"{run.name}: {run.traces.describe_ranks()}", file=sys.stderr)
         steps, cats = step_table(run.traces.events)
         meta = {"run": run.name, **run.meta}
         steps_parts.append(steps.assign(**meta))
         cat_parts.append(cats.assign(**meta))
+        bn_parts.append(layer_table(layer_times(run.traces.events), micro_rows).assign(**meta))
     meta_cols = list(dict.fromkeys(c for part in steps_parts for c in part.columns
                                    if c in ("run", "variant", "world_size")))
     steps = add_skew(pd.concat(steps_parts, ignore_index=True), by=["run"])
@@ -233,6 +241,7 @@ def _write_tables(runs: list, out: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
     steps.to_csv(out / "steps.csv", index=False)
     cats.to_csv(out / "categories.csv", index=False)
+    pd.concat(bn_parts, ignore_index=True).to_csv(out / "bn_layers.csv", index=False)
     table = summarize_steps(steps)
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print("times in microseconds (us); medians over steps")

@@ -19,13 +19,14 @@ COLUMN_HEADERS: dict[str, str] = {
     "limit_train": "train images", "n_seeds": "runs", "n_incomplete": "not complete",
     "examples_per_s_mean": "examples/s (mean)", "effective_bn_batch": "effective BN batch",
     "variant_a": "a", "variant_b": "b", "n_a": "runs a", "n_b": "runs b",
+    "image_size": "image size (px)", "steps": "steps/epoch", "data": "data", "channels_last": "channels_last",
 }
 
 # Configuration columns that can tell runs apart, each with the token its value gets in a label.
 LABEL_TOKENS: dict[str, str] = {
     "model": "{}", "world_size": "ws{}", "per_rank_batch": "b{}", "bn_emulate_ranks": "e{}", "mode": "{}",
     "amp": "{}", "lr": "lr{}", "epochs": "ep{}",
-    "limit_train": "n{}", "device": "{}", "seed": "s{}",
+    "limit_train": "n{}", "data": "{}", "image_size": "{}px", "steps": "st{}", "device": "{}", "seed": "s{}",
 }
 
 

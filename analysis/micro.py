@@ -6,7 +6,7 @@ from typing import Iterable
 
 import pandas as pd
 
-KEY = ["shape_name", "dtype", "variant", "compiled", "op"]
+KEY = ["shape_name", "shape", "memory_format", "dtype", "variant", "compiled", "op"]
 
 
 def load_micro(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
@@ -15,17 +15,29 @@ def load_micro(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     if not frames:
         raise ValueError("no micro-benchmark CSV given")
     df = pd.concat(frames, ignore_index=True)
+    if "memory_format" not in df:  # CSVs written before bench.micro had --memory-formats
+        df["memory_format"] = "contiguous"
+    df["memory_format"] = df["memory_format"].fillna("contiguous")
     df["compiled"] = df["compiled"].astype(str).str.lower().eq("true")
     return df.drop_duplicates(KEY, keep="first").reset_index(drop=True)
 
 
 def with_labels(df: pd.DataFrame) -> pd.DataFrame:
-    """Add `impl`: the variant, '+compile' when compiled.
+    """Add `impl`: the variant, '+compile' when compiled; and `case`: the shape's name, with its batch where
+    one name was measured at several, and ' CL' for channels_last inputs.
 
-    >>> with_labels(pd.DataFrame({"variant": ["nn", "scratch"], "compiled": [False, True]}))["impl"].tolist()
-    ['nn', 'scratch+compile']
+    >>> d = pd.DataFrame({"variant": ["nn", "scratch"], "compiled": [False, True], "shape_name": "s",
+    ...                   "shape": ["2x3x4x4", "8x3x4x4"], "memory_format": ["contiguous", "channels_last"]})
+    >>> with_labels(d)[["impl", "case"]].values.tolist()
+    [['nn', 's b2'], ['scratch+compile', 's b8 CL']]
     """
-    return df.assign(impl=df["variant"] + df["compiled"].map({True: "+compile", False: ""}))
+    df = df.assign(impl=df["variant"] + df["compiled"].map({True: "+compile", False: ""}))
+    if "memory_format" not in df:  # rows from before --memory-formats
+        df = df.assign(memory_format="contiguous")
+    batch = df["shape"].astype(str).str.split("x").str[0]
+    several = df.groupby("shape_name")["shape"].transform("nunique") > 1
+    case = df["shape_name"] + (" b" + batch).where(several, "")
+    return df.assign(case=case + df["memory_format"].map({"channels_last": " CL"}).fillna(""))
 
 
 def micro_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -42,7 +54,7 @@ def micro_table(df: pd.DataFrame) -> pd.DataFrame:
     [['copy', 1.0, nan], ['nn', 5.0, 20.0]]
     """
     df = with_labels(df).assign(op=lambda d: d["op"].replace({"copy": "forward"}))
-    wide = df.pivot_table(index=["shape_name", "shape", "dtype", "impl"], columns="op",
+    wide = df.pivot_table(index=["shape_name", "case", "shape", "memory_format", "dtype", "impl"], columns="op",
                           values=["time_us_median", "gb_per_s", "ratio_to_copy", "iqr_over_median"],
                           aggfunc="first", sort=False)
     names = {"time_us_median": "us", "gb_per_s": "gb_per_s", "ratio_to_copy": "x_copy",

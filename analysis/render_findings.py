@@ -51,7 +51,7 @@ def comparison_sentence(r) -> str:
 
 
 def _fastest(c) -> str:
-    if c.fastest is None:
+    if c.fastest is None or pd.isna(c.fastest):
         return "No run timed any step here, so there is no examples/s to rank."
     how = f"mean of {_runs(c.fastest_runs)}" if c.fastest_runs > 1 else "1 run"
     if len(c.variants) == 1:

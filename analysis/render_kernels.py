@@ -18,6 +18,7 @@ from analysis.mdtable import to_markdown  # noqa: E402
 from analysis.plotting import legend_outside, save  # noqa: E402
 
 from analysis.categories import CATEGORIES  # noqa: E402
+from analysis.render_bn_layers import bn_layer_section  # noqa: E402
 from analysis.kernels import add_skew, step_table, step_timeline, summarize_steps  # noqa: E402
 from analysis.tracedirs import Run, find_trace_dirs, load_runs  # noqa: E402
 
@@ -113,9 +114,11 @@ def _summary_view(summary: pd.DataFrame) -> pd.DataFrame:
     return view.rename(columns=SUMMARY_HEADERS)[["run", *SUMMARY_HEADERS.values()]]
 
 
-def kernel_section(run_dirs: Iterable[Path], out_dir: Path, labels: Mapping[str, str] | None = None) -> str:
+def kernel_section(run_dirs: Iterable[Path], out_dir: Path, labels: Mapping[str, str] | None = None,
+                   micro: pd.DataFrame | None = None) -> str:
     """Markdown for the report's kernel section, with PNGs saved in ``out_dir``; "" without traces.
-    Runs are named by `labels` (run directory name → label) where given."""
+    Runs are named by `labels` (run directory name → label) where given; `micro` (bench.micro's rows,
+    analysis.micro.load_micro) gives the per-layer BN table its copy bandwidth."""
     runs = _runs(run_dirs)
     if not runs:
         return ""
@@ -149,4 +152,4 @@ def kernel_section(run_dirs: Iterable[Path], out_dir: Path, labels: Mapping[str,
         plot_timeline(timeline, f"{labels.get(run.name, run.name)}, rank {rank}: one step (median wall time)",
                       out_dir / png)
         lines += [f"![one step of {labels.get(run.name, run.name)}]({png})", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + [bn_layer_section(runs, out_dir, labels, micro)])

@@ -30,18 +30,26 @@ def plot_ratios(table: pd.DataFrame, path: Path) -> None:
     fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.8 * len(panels)), squeeze=False, layout="constrained")
     for ax, (dtype, op) in zip(axes[:, 0], panels):
         sub = table[table["dtype"] == dtype]
-        shapes = list(sub["shape_name"].unique())
+        shapes = list(sub["case"].unique())
         width = 0.8 / max(len(impls), 1)
         for k, impl in enumerate(impls):
-            vals = sub[sub["impl"] == impl].set_index("shape_name").reindex(shapes)[f"{op}_x_copy"]
+            vals = sub[sub["impl"] == impl].set_index("case").reindex(shapes)[f"{op}_x_copy"]
             ax.bar([i + k * width for i in range(len(shapes))], vals, width, label=impl)
         ax.axhline(1.0, color="black", lw=0.8)
         ax.set_yscale("log")
-        ax.set_xticks([i + width * (len(impls) - 1) / 2 for i in range(len(shapes))], shapes)
+        ax.set_xticks([i + width * (len(impls) - 1) / 2 for i in range(len(shapes))], shapes,
+                      rotation=30 if len(shapes) > 6 else 0, ha="right" if len(shapes) > 6 else "center")
         ax.set_ylabel("time / copy time")
         ax.set_title(f"{op.replace('_', '+')}, {dtype} (1 = a copy of the tensor)")
     legend_outside(fig, title="implementation")
     save(fig, path, dpi=120)
+
+
+def _columns(table: pd.DataFrame) -> list[str]:
+    """TABLE_COLUMNS, with the memory format after the dtype where any input was channels_last."""
+    if (table["memory_format"] == "contiguous").all():
+        return TABLE_COLUMNS
+    return [*TABLE_COLUMNS[:3], "memory_format", *TABLE_COLUMNS[3:]]
 
 
 def micro_section(df: pd.DataFrame, fig_dir: Path) -> str:
@@ -56,7 +64,7 @@ def micro_section(df: pd.DataFrame, fig_dir: Path) -> str:
              "the bytes that must move (forward: read x, write y; forward+backward: also read dy, write dx); "
              "x_copy is the time over a copy of the same tensor; fastest names the passes in which an "
              "implementation is the quickest of its shape and dtype.", "",
-             to_markdown(table[TABLE_COLUMNS], ".3g"), "",
+             to_markdown(table[_columns(table)], ".3g"), "",
              "![BN time over copy time](micro_ratio_to_copy.png)"]
     if noisy:
         lines += ["", f"Warning: {noisy} of {len(df)} measurements have IQR/median above {NOISY:.0%}."]

@@ -24,14 +24,16 @@ from analysis.runs import REFERENCE_ROWS  # noqa: E402
 SUMMARY_COLUMNS = (
     "run", "variant", "world_size", "per_rank_batch", "global_batch", "epochs", "seed", "mode", "amp",
     "train_loss", "train_acc", "test_acc", "examples_per_s", "examples_per_s_per_rank",
-    "step_ms_p50", "step_ms_p90", "peak_mem_bytes", "device", "status",
+    "step_ms_p50", "step_ms_p90", "peak_mem_bytes", "data_wait_share", "device", "status", "data",
+    "image_size", "channels_last", "steps",
 )
 # Configuration columns of the runs table: shown as columns where they differ between runs, and
 # in one sentence above the table where every run shares them. The BN group is left to the run
 # labels and the BN implementation column: it follows from the variant and the world size.
 CONFIG_HEADERS = {c: COLUMN_HEADERS.get(c, c) for c in (
     "model", "world_size", "per_rank_batch", "global_batch", "epochs", "seed", "mode", "amp", "lr",
-    "bn_emulate_ranks", "limit_train", "device", "launcher", "backend")}
+    "bn_emulate_ranks", "limit_train", "data", "image_size", "channels_last", "steps", "device", "launcher",
+    "backend")}
 # Metric columns with their header (unit included) and the factor from the stored unit.
 # Fixed decimals where rows are compared digit by digit; significant digits elsewhere.
 METRIC_FORMATS = {"train loss": ".4f", "train acc (%)": ".2f", "test acc (%)": ".2f"}
@@ -40,7 +42,10 @@ METRIC_HEADERS = {
     "test_acc": ("test acc (%)", 100.0), "examples_per_s": ("examples/s", 1.0),
     "examples_per_s_per_rank": ("examples/s/rank", 1.0), "step_ms_p50": ("step p50 (ms)", 1.0),
     "step_ms_p90": ("step p90 (ms)", 1.0), "peak_mem_bytes": ("peak mem (MiB)", 2.0**-20),
+    "data_wait_share": ("input wait (% of step)", 100.0),
 }
+ACCURACY = ("train_acc", "test_acc")  # not measured on synthetic data: shown as n/a, never as 0
+NOT_MEASURED = "n/a"
 CURVES_PNG = "training_curves.png"
 BN_PNG = "bn1_scale_shift.png"
 MAX_BN_TABLE_RUNS, MAX_BN_TABLE_CHANNELS = 6, 32  # past these the table is too wide: the plot stays
@@ -52,9 +57,9 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([measured, REFERENCE_ROWS], ignore_index=True)[["source", *SUMMARY_COLUMNS]]
 
 
-def _metrics_view(df: pd.DataFrame, first: dict[str, list]) -> tuple[pd.DataFrame, list[str]]:
+def _metrics_view(df: pd.DataFrame, first: dict[str, list], runs: bool = True) -> tuple[pd.DataFrame, list[str]]:
     """`first` columns, then every metric in its display unit; metrics no row has are left out and
-    returned by header."""
+    returned by header. In a table of `runs`, an accuracy a run did not measure reads n/a."""
     view = pd.DataFrame(first)
     absent = []
     for col, (header, factor) in METRIC_HEADERS.items():
@@ -63,14 +68,16 @@ def _metrics_view(df: pd.DataFrame, first: dict[str, list]) -> tuple[pd.DataFram
         values = pd.to_numeric(df[col], errors="coerce").to_numpy() * factor
         if pd.isna(values).all():
             absent.append(header)
+        elif runs and col in ACCURACY and pd.isna(values).any():
+            view[header] = [NOT_MEASURED if pd.isna(v) else fmt_number(v) for v in values]
         else:
             view[header] = values
     return view, absent
 
 
 def _config_value(column: str, value) -> object:
-    if column == "limit_train" and value == 0:
-        return "all"
+    if column in ("limit_train", "steps") and value == 0:
+        return "all" if column == "limit_train" else "one pass"
     return value
 
 
@@ -110,7 +117,10 @@ def runs_section(runs: pd.DataFrame, labels: Mapping[str, str] | None = None) ->
     varying = [c for c in config if runs[c].nunique(dropna=False) > 1]
     md = ["## Runs", "", _shared_sentence(runs, [c for c in config if c not in varying]), "",
           "Throughput is global examples/s over the timed steps (warm-up and profiled steps excluded), "
-          "set by the slowest rank; step times are that rank's.", ""]
+          "set by the slowest rank; step times are that rank's. Input wait is the input pipeline's share "
+          "of those steps: the time the host waited for its next batch (the longest-waiting rank's), which "
+          "is part of the step time. Accuracy reads n/a where it is not measured (synthetic data has "
+          "random labels).", ""]
     if len(done):
         first = {"run": [labels[r] for r in done["run"]],
                  **{CONFIG_HEADERS[c]: [_config_value(c, v) for v in done[c]] for c in varying}}
@@ -134,7 +144,7 @@ def runs_section(runs: pd.DataFrame, labels: Mapping[str, str] | None = None) ->
 
 def reference_section() -> str:
     view, _ = _metrics_view(REFERENCE_ROWS, {"source": REFERENCE_ROWS["source"].to_numpy(),
-                                             "variant": REFERENCE_ROWS["variant"].to_numpy()})
+                                             "variant": REFERENCE_ROWS["variant"].to_numpy()}, runs=False)
     return "\n".join([
         "### Reference numbers (not measured here)", "", to_markdown(view, METRIC_FORMATS), "",
         "The textbook's numbers are from one run on an unnamed GPU; the H200 rows were measured "
@@ -180,7 +190,10 @@ def plot_bn1(bn: pd.DataFrame, labels: Mapping[str, str], path: Path) -> None:
         ax.set_title(f"{first['layer'].iloc[0]}: {title}")
         ax.set_xlabel("channel")
         ax.axhline(0, color="black", lw=0.5)
-        ax.set_xticks(sorted(first["channel"].unique()))
+        if first["channel"].nunique() <= MAX_BN_TABLE_CHANNELS:  # a tick per channel; ResNet-50's 64 crowd
+            ax.set_xticks(sorted(first["channel"].unique()))
+        else:
+            ax.xaxis.get_major_locator().set_params(integer=True)
     legend_outside(fig)
     save(fig, path)
 

@@ -22,6 +22,7 @@ from analysis import (render_compat, render_findings, render_kernels, render_run
                       render_sweep)
 from analysis.compat import find_compat, load_compat
 from analysis.labels import run_labels
+from analysis.micro import load_micro
 from analysis.power import ResolveTarget, parse_targets
 from analysis.runs import load_bn_params, load_metrics, load_runs, load_skipped, load_step_times
 from bench.errors import OneLineParser, UsageError, cli, one_line_warnings
@@ -44,12 +45,14 @@ def _embed_images(html: str, out_dir: Path) -> str:
 
 
 def build(paths: list[str], out_dir: str | Path, resolve: tuple[ResolveTarget, ...] = (),
-          compat: tuple[str, ...] = (), collectives: list[str] | None = None, preset: str | None = None) -> Path:
+          compat: tuple[str, ...] = (), collectives: list[str] | None = None, preset: str | None = None,
+          micro: list[str] | None = None) -> Path:
     """Write the report for the run directories under `paths` into out_dir; return report.md's path.
 
     `resolve`: differences to resolve, for the sweep section's seeds-needed column. `compat`:
     compatibility CSVs shown besides those found under `paths`. `collectives` (bench.collectives
-    CSVs) or `preset` adds the "At scale (predicted)" section."""
+    CSVs) or `preset` adds the "At scale (predicted)" section. `micro`: bench.micro CSVs of the runs'
+    device, for the per-layer BN table's ratio to a copy."""
     out_dir = Path(out_dir)
     runs = load_runs(paths)
     if runs.empty:
@@ -67,7 +70,8 @@ def build(paths: list[str], out_dir: str | Path, resolve: tuple[ResolveTarget, .
         render_runs.curves_section(load_metrics(runs), load_bn_params(runs), labels, out_dir),
         render_steps.steps_section(steps, out_dir, labels),
         render_sweep.sweep_section(runs, out_dir, resolve=resolve, steps=steps),
-        render_kernels.kernel_section([Path(p) for p in runs["path"]], out_dir, labels),
+        render_kernels.kernel_section([Path(p) for p in runs["path"]], out_dir, labels,
+                                      load_micro(micro) if micro else None),
         render_compat.compat_section(load_compat(find_compat([*paths, *compat]))),
     ]
     if collectives or preset:
@@ -92,17 +96,21 @@ def main(argv: list[str] | None = None) -> int:
                         "under the run folders are found without it); repeatable")
     p.add_argument("--collectives", nargs="+", metavar="CSV", help="bench.collectives CSV(s): add the At-scale section")
     p.add_argument("--preset", help="collective cost preset (analysis/scale_presets.toml): add the At-scale section")
+    p.add_argument("--micro", action="append", metavar="CSV",
+                   help="a bench.micro CSV from the runs' device: the per-layer BN table then gives each "
+                        "layer's time over a copy's (repeatable)")
     args = p.parse_args(argv)
     return cli("analysis.report", lambda: _run(args))
 
 
 def _run(args) -> int:
-    if missing := [c for c in args.compat if not Path(c).is_file()]:
-        raise UsageError(f"--compat {missing[0]}: no such file")
+    for flag, files in (("--compat", args.compat), ("--micro", args.micro or [])):
+        if missing := [c for c in files if not Path(c).is_file()]:
+            raise UsageError(f"{flag} {missing[0]}: no such file")
     with one_line_warnings():
         try:
             path = build(args.paths, args.out, parse_targets(args.resolve), tuple(args.compat),
-                         args.collectives, args.preset)
+                         args.collectives, args.preset, args.micro)
         except FileNotFoundError as e:
             raise UsageError(str(e)) from None
     print(f"report: {path} (and report.html, summary.csv) in {path.parent}")

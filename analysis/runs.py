@@ -15,12 +15,16 @@ from bench import rundir  # the format module; it imports no torch
 # One row per run: the configuration that groups it, then what it measured.
 RUN_COLUMNS = (
     "run", "status", "variant", "model", "world_size", "per_rank_batch", "global_batch", "epochs", "seed",
-    "mode", "amp", "bn_group_size", "bn_emulate_ranks", "lr", "limit_train", "device", "device_type",
+    "mode", "amp", "bn_group_size", "bn_emulate_ranks", "lr", "limit_train", "data", "image_size",
+    "channels_last", "steps", "device", "device_type",
     "launcher", "backend", "bn_description", "bn_synchronised", "epochs_done", "train_loss", "train_acc",
     "test_acc", "examples_per_s", "examples_per_s_per_rank", "step_ms_p50", "step_ms_p90",
-    "peak_mem_bytes", "failure", "path",
+    "peak_mem_bytes", "data_wait_share", "failure", "path",
 )
-DEFAULTS = {"mode": "eager", "amp": "none", "bn_emulate_ranks": 1, "limit_train": 0, "failure": ""}
+# What a run directory written before a column existed meant by it. image_size is the side of the
+# images the network saw (config.json's resolved image_shape; Fashion-MNIST's 28); steps 0: one pass.
+DEFAULTS = {"mode": "eager", "amp": "none", "bn_emulate_ranks": 1, "limit_train": 0, "failure": "",
+            "data": "fashion-mnist", "image_size": 28, "channels_last": False, "steps": 0}
 
 # Published and previously measured numbers, shown beside this suite's own (examples/s on one device).
 REFERENCE_ROWS = pd.DataFrame([
@@ -55,12 +59,13 @@ def _read_run(path: Path) -> dict | None:
     row = {**DEFAULTS, **{k: v for k, v in config.items() if k in RUN_COLUMNS}}
     metrics = {k: summary.get(k) for k in ("train_loss", "train_acc", "test_acc", "examples_per_s",
                                            "examples_per_s_per_rank", "step_ms_p50", "step_ms_p90",
-                                           "peak_mem_bytes")}
+                                           "peak_mem_bytes", "data_wait_share")}
     row.update(metrics)
     row.update({
         "run": path.name, "path": str(path), "status": summary.get("status", "running"),
         "epochs_done": summary.get("epochs_done"), "device": env.get("device_name", config.get("device_type")),
-        "limit_train": config.get("limit_train") or 0,
+        "limit_train": config.get("limit_train") or 0, "steps": config.get("steps") or 0,
+        "image_size": (config.get("image_shape") or [DEFAULTS["image_size"]])[-1],
         "bn_synchronised": config.get("variant") in rundir.SYNCHRONISING and config.get("bn_group_size", 1) > 1,
         "failure": summary.get("failure") or summary.get("reason") or "",
     })
@@ -93,6 +98,8 @@ def _per_run_csv(runs: pd.DataFrame, name: str, columns: Iterable[str], missing_
         except (OSError, ValueError, pd.errors.ParserError) as e:
             warnings.warn(f"skipping {f}: unreadable ({e})", stacklevel=3)
             continue
+        if table.empty:  # e.g. no timed step: its object-typed empty columns would make every value an object
+            continue
         table = table.assign(**{k: v for k, v in (fill or {}).items() if k not in table.columns})
         frames.append(table.assign(**{c: getattr(row, c) for c in GROUP_COLUMNS}))
     cols = [*GROUP_COLUMNS, *columns]
@@ -101,7 +108,8 @@ def _per_run_csv(runs: pd.DataFrame, name: str, columns: Iterable[str], missing_
 
 def load_metrics(runs: pd.DataFrame) -> pd.DataFrame:
     """Per-epoch metrics of every run in `runs`, with the run's grouping columns attached."""
-    return _per_run_csv(runs, rundir.METRICS, rundir.METRICS_COLUMNS, missing_ok=False)
+    return _per_run_csv(runs, rundir.METRICS, rundir.METRICS_COLUMNS, missing_ok=False,
+                        fill={"data_wait_s": float("nan")})  # before the input wait was recorded
 
 
 def load_bn_params(runs: pd.DataFrame) -> pd.DataFrame:

@@ -7,13 +7,14 @@ bench.run.scalars writes next to the traces) are not read. Finding the folders o
 windows, per-name lookups) are :mod:`analysis.events`. Only complete ("X") events of the categories
 the analysis uses are kept, with these columns:
 
-    rank, cat, name, ts_us, dur_us, pid, tid, stream, correlation, seq, step, file
+    rank, cat, name, ts_us, dur_us, pid, tid, stream, correlation, seq, step, file, in_shape, in_dtype
 
 ``ts_us`` is aligned to one origin across ranks (the earliest event of the job = 0). ``stream`` is the
 CUDA stream (the tid of GPU events), -1 for CPU events. ``correlation`` links a GPU activity to its
 launching ``cuda_runtime``/``cuda_driver`` call (-1 when absent); ``seq`` is the autograd sequence number
 of CPU ops (-1 when absent). ``step`` is the N of the ``ProfilerStep#N`` window holding the event (for
-GPU activity: holding its launch), <NA> outside every step.
+GPU activity: holding its launch), <NA> outside every step. ``in_shape`` / ``in_dtype``: a CPU op's first
+tensor input as record_shapes writes it (:mod:`analysis.opinputs`), e.g. ``"8x64x56x56"`` / ``"float"``.
 
 Decoding uses a typed msgspec decoder that names only the fields read: on this suite's 2-core CI box it
 parses 60-90 MB/s of trace JSON, against ~17 MB/s for the stdlib json module.
@@ -33,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.events import CPU_CATS, GPU_CATS, LAUNCH_CATS, assign_steps
+from analysis.opinputs import first_input
 
 KEPT_CATS = frozenset(CPU_CATS + LAUNCH_CATS + GPU_CATS)
 # Older kineto releases spelled the categories differently.
@@ -40,7 +42,7 @@ CAT_ALIASES = {"Operator": "cpu_op", "Runtime": "cuda_runtime", "Kernel": "kerne
                "Memcpy": "gpu_memcpy", "Memset": "gpu_memset"}
 _READ_CATS = KEPT_CATS | frozenset(CAT_ALIASES)
 EVENT_COLUMNS = ["rank", "cat", "name", "ts_us", "dur_us", "pid", "tid", "stream",
-                 "correlation", "seq", "step", "file"]
+                 "correlation", "seq", "step", "file", "in_shape", "in_dtype"]
 RANK_IN_FILE_NAME = re.compile(r"rank[-_]?(\d+)", re.IGNORECASE)
 TRACE_SUFFIXES = (".json", ".json.gz")
 
@@ -50,6 +52,8 @@ TRACE_SUFFIXES = (".json", ".json.gz")
 class _Args(msgspec.Struct, gc=False):
     correlation: int = -1
     seq: int = msgspec.field(name="Sequence number", default=-1)
+    dims: msgspec.Raw = msgspec.field(name="Input Dims", default=msgspec.Raw())
+    types: msgspec.Raw = msgspec.field(name="Input type", default=msgspec.Raw())
 
 
 class _Event(msgspec.Struct, gc=False):
@@ -139,9 +143,11 @@ def parse_trace(data: bytes, path: Path) -> _RawTrace:
             if e.cat in _READ_CATS and e.ph == "X" and type(e.pid) is int and type(e.tid) is int]
     no_args = _Args()
     args = [e.args or no_args for e in kept]
+    inputs = [first_input(a.dims, a.types) if e.cat in ("cpu_op", "Operator") else ("", "") for e, a in zip(kept, args)]
     columns = dict(cat=[e.cat for e in kept], name=[e.name for e in kept], ts_us=[e.ts for e in kept],
                    dur_us=[e.dur for e in kept], pid=[e.pid for e in kept], tid=[e.tid for e in kept],
-                   correlation=[a.correlation for a in args], seq=[a.seq for a in args])
+                   correlation=[a.correlation for a in args], seq=[a.seq for a in args],
+                   in_shape=[i[0] for i in inputs], in_dtype=[i[1] for i in inputs])
     info = trace.distributedInfo or _DistributedInfo()
     return _RawTrace(path, info.rank, info.world_size, info.backend, trace.baseTimeNanoseconds, columns)
 
@@ -195,6 +201,7 @@ def _file_frame(raw: _RawTrace, rank: int) -> pd.DataFrame:
         "tid": np.asarray(c["tid"], dtype=np.int64),
         "correlation": np.asarray(c["correlation"], dtype=np.int64),
         "seq": np.asarray(c["seq"], dtype=np.int64),
+        **{k: pd.Categorical(np.array(c[k], dtype=object)) for k in ("in_shape", "in_dtype")},
     })
 
 
@@ -234,7 +241,7 @@ def load_traces(trace_dir: Path | str) -> TraceSet:
         frame["file"] = pd.Categorical.from_codes(np.zeros(len(frame), np.int8),
                                                   categories=[raw.path.name])
     events = pd.concat(frames, ignore_index=True)
-    for col in ("cat", "name", "file"):  # concat of differing categoricals falls back to object
+    for col in ("cat", "name", "file", "in_shape", "in_dtype"):  # concat of differing categoricals: object
         events[col] = events[col].astype("category")
     events = _finish_events(events)
     files = pd.DataFrame({

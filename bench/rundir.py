@@ -32,7 +32,9 @@ CHECKPOINT = "checkpoint.pt"
 SKIPPED = "skipped.csv"
 SKIPPED_COLUMNS = ("variant", "reason")
 STEP_TIMES_COLUMNS = ("rank", "epoch", "step", "step_ms")
-METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "test_acc", "examples_per_s", "epoch_s")
+# train_acc and test_acc are empty where accuracy is not measured (synthetic data: random labels);
+# data_wait_s: host seconds the slowest rank waited for its batches over the epoch's timed steps.
+METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "test_acc", "examples_per_s", "epoch_s", "data_wait_s")
 BN_PARAMS_COLUMNS = ("layer", "channel", "weight", "bias", "running_mean", "running_var")
 # summary.json's "status". A finished run (complete, or diverged: a result, and a re-run would diverge
 # again) is never resumed or re-run; "running" is also what a killed run leaves behind.
@@ -166,17 +168,30 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
         return json.load(f)
 
 
+DATA_TOKENS = {"synthetic": "syn", "imagefolder": "img"}  # run-name token of a data source (+ image size)
+
+
 def default_run_name(model: str, variant: str, world_size: int, global_batch: int, seed: int,
                      mode: str = "eager", amp: str = "none", bn_group_size: int | None = None,
-                     bn_emulate_ranks: int = 1) -> str:
+                     bn_emulate_ranks: int = 1, data: str = "fashion-mnist", image_size: int | None = None,
+                     channels_last: bool = False, steps: int | None = None) -> str:
     """A name that is the same for the same configuration, so sweeps can find finished cells.
 
     >>> default_run_name("lenet", "nn", 2, 256, 0)
     'lenet-nn-ws2-b256-s0'
     >>> default_run_name("lenet", "nn", 1, 256, 0, bn_emulate_ranks=32)
     'lenet-nn-ws1-b256-e32-s0'
+    >>> default_run_name("resnet50", "nn", 1, 64, 0, amp="bf16", data="synthetic", image_size=224,
+    ...                  channels_last=True, steps=100)
+    'resnet50-nn-ws1-b64-syn224-cl-st100-bf16-s0'
     """
     name = f"{model}-{variant}-ws{world_size}-b{global_batch}"
+    if data in DATA_TOKENS:
+        name += f"-{DATA_TOKENS[data]}{image_size}"
+    if channels_last:
+        name += "-cl"
+    if steps:
+        name += f"-st{steps}"
     if bn_group_size and bn_group_size != world_size:
         name += f"-g{bn_group_size}"
     if bn_emulate_ranks > 1:

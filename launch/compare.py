@@ -1,6 +1,6 @@
 """Run every BN variant one after another with the launcher this machine calls for, then the report.
 
-    python -m launch.compare [--out DIR] [--report DIR] [bench.train flags...]
+    python -m launch.compare [--out DIR] [--report DIR] [--preset NAME] [bench.train flags...]
 
 Each comparison gets fresh folders (runs/compare-<time>, reports/compare-<time>) unless told otherwise,
 so a report never mixes runs of an earlier comparison.
@@ -11,6 +11,8 @@ gloo ranks instead, and then `scratch-sync` stands in for `sync`, which cannot r
 `fused` and `fused-sync` run where their Triton kernels can: on CUDA devices, or on CPU when
 TRITON_INTERPRET=1 is set (slow; `python -m bench.variants` says which variants run here).
 Variants asked for but not run are recorded, with the reason, in <out>/skipped.csv; the report lists them.
+--preset takes a preset of launch/matrix.py (the sweep's): its variants, per-rank batch, seed, epochs and
+training options; flags given after it override them.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import torch
 
 from analysis import report
 from bench import bn, rundir
+from launch.matrix import PRESET_HELP, PRESETS, preset_args
 
 SYNC_ON_CPU_RANKS = "nn.SyncBatchNorm refuses CPU tensors"
 
@@ -63,8 +66,10 @@ def command(variant: str, nproc: int, out: str, extra: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="launch.compare", description=__doc__.splitlines()[0])
-    p.add_argument("--variants", nargs="+", default=list(rundir.VARIANTS), choices=rundir.VARIANTS,
-                   metavar="VARIANT", help=f"BN variants to run, in order (default: {' '.join(rundir.VARIANTS)})")
+    p.add_argument("--variants", nargs="+", default=None, choices=rundir.VARIANTS, metavar="VARIANT",
+                   help=f"BN variants to run, in order (default: the preset's, else {' '.join(rundir.VARIANTS)})")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="; ".join(f"{k}: {v}" for k, v in PRESET_HELP.items()))
     p.add_argument("--nproc", type=int, default=None,
                    help="ranks per run (default: all visible GPUs, or 1 on CPU)")
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -73,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = p.parse_known_args(argv)
     cuda = torch.cuda.is_available()
     nproc = args.nproc or (torch.cuda.device_count() if cuda else 1)
+    if args.preset:  # the preset's flags first: the user's own, after them, win
+        variants, flags = preset_args(args.preset, nproc)
+        args.variants, extra = args.variants or variants, [*flags, *extra]
+    args.variants = args.variants or list(rundir.VARIANTS)
     where = f"{nproc} GPU rank(s)" if cuda else f"{nproc} CPU rank(s) (gloo)" if nproc > 1 else "one CPU process"
     print(f"launch.compare: {', '.join(args.variants)} on {where}; runs in {args.out}", flush=True)
     failed = []

@@ -33,11 +33,43 @@ OWNED_FLAGS = {"--variant": "--variants", "--batch-size": "--batch-sizes or --pe
                "--seed": "--seeds", "--epochs": "--epochs (the sweep's)", "--out": "--out (the sweep's)",
                "--run-name": None, "--overwrite": None}
 
+# The one home of presets: launch.sweep starts from a whole preset, launch.compare from its variants,
+# first batch and seed, epochs and [train] options (preset_args). docs/workloads.md says what each measures.
+RESNET50 = {"model": "resnet50", "amp": "bf16", "channels_last": True, "lr": 0.1}
 PRESETS: dict[str, dict] = {
     # The textbook experiment: does from-scratch BN match nn.BatchNorm, and how much slower is it?
     "seed": {"variants": ["scratch", "nn"], "world_sizes": [1], "batch_sizes": [256],
              "seeds": [0, 1, 2, 3, 4], "epochs": 10, "train": {"model": "lenet", "lr": 1.0}},
+    # Where the choice of BN shows in a step: ResNet-50 at 224², bf16, channels_last, a fixed step budget;
+    # images held on the device, so the step is all the GPU does.
+    "resnet50-synthetic": {"variants": ["scratch", "nn", "sync", "scratch-sync"], "world_sizes": [1],
+                           "per_rank_batch_sizes": [64], "seeds": [0], "epochs": 1,
+                           "train": {**RESNET50, "data": "synthetic", "steps": 100}},
+    # The same with a real input pipeline: an ImageFolder (pass --data-dir) read by 8 workers per rank.
+    "resnet50-imagefolder": {"variants": ["scratch", "nn", "sync", "scratch-sync"], "world_sizes": [1],
+                             "per_rank_batch_sizes": [64], "seeds": [0], "epochs": 1,
+                             "train": {**RESNET50, "data": "imagefolder", "workers": 8, "steps": 200}},
 }
+PRESET_HELP = {"seed": "LeNet, 10 epochs, batch 256, lr 1.0, scratch and nn, 5 seeds",
+               "resnet50-synthetic": "ResNet-50, synthetic 224² images, bf16, channels_last, per-rank batch 64, "
+                                     "100 steps, the four variants",
+               "resnet50-imagefolder": "as resnet50-synthetic, images from --data-dir (train/, val/), 8 "
+                                       "workers, 200 steps"}
+
+
+def preset_args(name: str, world_size: int) -> tuple[list[str], list[str]]:
+    """(variants, bench.train flags) of preset ``name`` for one run per variant on ``world_size`` ranks:
+    its first batch and seed, its epochs and its [train] options.
+
+    >>> preset_args("resnet50-synthetic", 2)[1][:4]
+    ['--batch-size', '128', '--epochs', '1']
+    """
+    if name not in PRESETS:
+        raise UsageError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    p = PRESETS[name]
+    batch = p["per_rank_batch_sizes"][0] * world_size if "per_rank_batch_sizes" in p else p["batch_sizes"][0]
+    return list(p["variants"]), ["--batch-size", str(batch), "--epochs", str(p["epochs"]),
+                                 "--seed", str(p["seeds"][0]), *train_flags(p["train"])]
 
 
 @dataclass(frozen=True)

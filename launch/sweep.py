@@ -32,7 +32,7 @@ from typing import TextIO
 from bench import rundir
 from bench.errors import OneLineParser, UsageError, cli
 from bench.rundir import FINISHED
-from launch.matrix import PRESETS, Cell, Sweep, build, drop_unavailable, load_toml, merge
+from launch.matrix import PRESET_HELP, PRESETS, Cell, Sweep, build, drop_unavailable, load_toml, merge
 from launch import plan_seeds
 LOG_TAIL_LINES = 8
 
@@ -194,8 +194,7 @@ def build_parser() -> OneLineParser:
                       description=__doc__.splitlines()[0],
                       epilog="Every other flag goes to each bench.train run (e.g. --limit-train N).")
     p.add_argument("--config", metavar="FILE.toml", help="matrix from a TOML file (see launch/matrix.py)")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="seed: LeNet, 10 epochs, batch 256, lr 1.0, "
-                   "scratch and nn, 5 seeds")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="; ".join(f"{k}: {v}" for k, v in PRESET_HELP.items()))
     p.add_argument("--variants", nargs="+", help="BN variants, one cell each (default nn)")
     p.add_argument("--world-sizes", nargs="+", type=int, help="ranks per run; 1 runs one process (default 1)")
     batch = p.add_mutually_exclusive_group()
@@ -218,8 +217,9 @@ def _prepare(sweep: Sweep, dry_run_only: bool) -> None:
     if dry_run_only:
         print(f"launch.sweep: {len(sweep.cells)} cells on {where}; runs in {sweep.out}")
         return
-    from bench.run.data import prepare
-    prepare(sweep.config.data_dir, sweep.config.download)  # missing data fails once, not in every cell
+    if sweep.config.data == "fashion-mnist":  # missing data fails once, not in every cell
+        from bench.run.data import prepare
+        prepare(sweep.config.data_dir, sweep.config.download)
     print(f"launch.sweep: {where}", flush=True)
 
 

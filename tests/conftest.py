@@ -65,3 +65,14 @@ def two_variant_runs(data_dir, tmp_path_factory) -> Path:
     for v, rc in codes.items():
         assert rc == 0, f"{v} run failed:\n{logs[v].read_text()[-3000:]}"
     return out
+
+
+@pytest.fixture(scope="module")
+def one_intra_op_thread():
+    """One intra-op thread while a module trains real networks in this process: their ops are tiny, and
+    a second OpenMP thread only spins, doubling the CPU time on the shared 2-core box."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

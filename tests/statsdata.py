@@ -14,7 +14,8 @@ T_TABLE = {1: 12.706205, 2: 4.302653, 3: 3.182446, 4: 2.776445, 10: 2.228139, 30
 
 BASE = dict(variant="nn", model="lenet_bn", world_size=1, per_rank_batch=64, epochs=2,
             mode="eager", amp="none", bn_group_size=0, lr=0.1, limit_train=0, device="cpu",
-            bn_emulate_ranks=1, status="complete", train_loss=0.5, train_acc=0.85, test_acc=0.8,
+            bn_emulate_ranks=1, data="fashion-mnist", image_size=28, channels_last=False, steps=0,
+            status="complete", train_loss=0.5, train_acc=0.85, test_acc=0.8,
             examples_per_s=1000.0, examples_per_s_per_rank=1000.0, step_ms_p50=10.0,
             step_ms_p90=12.0, peak_mem_bytes=1e6)
 

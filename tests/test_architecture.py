@@ -19,7 +19,8 @@ ALLOWED = {
     "bench.rundir": set(), "bench.errors": set(),
     "bench.bn": {"torch", "bench.rundir", "bench.errors", "bench.bn", "triton"},
     "bench.nets": {"torch", "torchvision", "bench.nets"},
-    "bench.run": {"torch", "bench.bn", "bench.nets", "bench.run", "bench.rundir", "bench.errors", "torchvision"},
+    "bench.run": {"torch", "bench.bn", "bench.nets", "bench.run", "bench.rundir", "bench.errors", "torchvision",
+                  "PIL"},
 }
 
 

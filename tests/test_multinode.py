@@ -95,3 +95,5 @@ def test_gpu_check_cpu_smoke_runs_every_piece(tmp_path, data_dir):
     assert len(rows) == 1 + 4 + 8 and rows[1].startswith("gloo,1,1,cpu,all_reduce,sweep,")
     assert "| lenet.bn1 | 4x6x24x24 | bfloat16 | nn |" in (out / "report" / "micro.md").read_text()
     assert "skipped: no CUDA device" in (out / "fused.log").read_text()  # the fused piece ran, GPU-only
+    resnet50 = (out / "resnet50_report" / "report.md").read_text()  # piece 6: the per-layer BN table
+    assert "### BN cost per layer" in resnet50 and "| layer4.2.bn3 | 2x2048x1x1 | float32 |" in resnet50

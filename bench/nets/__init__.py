@@ -1,8 +1,10 @@
 """Networks built from a norm factory. Rule: imports torch, torchvision and bench.nets.base only; a
 network never names a BN variant — it calls the factory it is given (bench.bn.make_norm, wrapped).
 
-    lenet     LeNet-BN, the textbook's network (bench.nets.lenet)
-    resnet18  torchvision's ResNet-18 adapted to 28×28 inputs (bench.nets.resnet)
+    lenet     LeNet-BN, the textbook's network, on 1×28×28 Fashion-MNIST (bench.nets.lenet)
+    resnet18  torchvision's ResNet-18: on 1×28×28 Fashion-MNIST with a small-input stem, on 3-channel
+              images as torchvision builds it (bench.nets.resnet)
+    resnet50  torchvision's ResNet-50, unchanged, on 3-channel images (bench.nets.resnet50)
 
 bench.nets.base holds what they share: the factory type and the BN-layer labels for the profiler.
 """
@@ -12,17 +14,45 @@ from torch import nn
 
 from bench.nets.base import NormFactory, bn_layers, set_bn_labels
 
-__all__ = ["MODELS", "NormFactory", "bn_layers", "build_model", "set_bn_labels"]
+__all__ = ["FASHION_MNIST_SHAPE", "MODELS", "NormFactory", "bn_layers", "build_model", "input_problem",
+           "set_bn_labels"]
 
-MODELS = ("lenet", "resnet18")
+MODELS = ("lenet", "resnet18", "resnet50")
+FASHION_MNIST_SHAPE = (1, 28, 28)  # (C, H, W)
 
 
-def build_model(name: str, norm: NormFactory) -> nn.Module:
-    """The network ``name`` with every BN layer from ``norm``."""
+def input_problem(name: str, input_shape: tuple[int, int, int]) -> str | None:
+    """Why network ``name`` cannot take (C, H, W) inputs, or None when it can.
+
+    >>> input_problem("lenet", (3, 224, 224))
+    'lenet is the textbook network for 1×28×28 Fashion-MNIST images, not 3×224×224'
+    >>> input_problem("resnet18", (3, 32, 32)) is None
+    True
+    """
+    c, h, w = input_shape
+    if name == "lenet" and tuple(input_shape) != FASHION_MNIST_SHAPE:
+        return f"lenet is the textbook network for 1×28×28 Fashion-MNIST images, not {c}×{h}×{w}"
+    if name == "resnet50" and c != 3:
+        return (f"resnet50 is torchvision's ImageNet network for 3-channel images, not {c}×{h}×{w} "
+                f"(its stem would shrink a 28×28 image to 1×1 before the last stage)")
+    if name == "resnet18" and tuple(input_shape) != FASHION_MNIST_SHAPE and c != 3:
+        return f"resnet18 takes 1×28×28 Fashion-MNIST or 3-channel images, not {c}×{h}×{w}"
+    return None
+
+
+def build_model(name: str, norm: NormFactory, input_shape: tuple[int, int, int] = FASHION_MNIST_SHAPE,
+                num_classes: int = 10) -> nn.Module:
+    """The network ``name`` with every BN layer from ``norm``, for (C, H, W) inputs and ``num_classes``."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    problem = input_problem(name, input_shape)
+    if problem:
+        raise ValueError(problem)
     if name == "lenet":
         from bench.nets.lenet import LeNetBN
         return LeNetBN(norm)
     if name == "resnet18":
         from bench.nets.resnet import ResNet18BN
-        return ResNet18BN(norm)
-    raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+        return ResNet18BN(norm, num_classes, small_input=tuple(input_shape) == FASHION_MNIST_SHAPE)
+    from bench.nets.resnet50 import ResNet50BN
+    return ResNet50BN(norm, num_classes)

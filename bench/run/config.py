@@ -16,6 +16,8 @@ from bench.nets import MODELS
 from bench.run.step import AMPS, MODES
 from bench.rundir import VARIANTS
 
+DATA_SOURCES = ("fashion-mnist", "synthetic", "imagefolder")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -29,6 +31,13 @@ class TrainConfig:
     download: bool = False         # let torchvision download when no local copy exists
     limit_train: int | None = None  # first N training images (quick runs)
     limit_test: int | None = None   # first N test images
+    data: str = "fashion-mnist"    # fashion-mnist | synthetic (random images held on the device) | imagefolder
+    image_size: int | None = None  # synthetic / imagefolder: side of the square training images (None: 224)
+    num_classes: int | None = None  # synthetic: label classes (None: ImageNet's 1000)
+    synthetic_size: int | None = None  # synthetic: images held on the device, cycled through (None: 2048)
+    workers: int = 4               # imagefolder: DataLoader worker processes per rank
+    channels_last: bool = False    # network and inputs in the channels_last memory format
+    steps: int | None = None       # steps per epoch (None: one pass over the training set)
     device: str = "auto"           # auto | cpu | cuda
     backend: str = "auto"          # auto (nccl on CUDA, gloo on CPU) | nccl | gloo
     out: str = "runs"              # parent of run directories
@@ -100,11 +109,26 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
                    help="GLOBAL batch over all ranks; each rank takes N / world size (default %(default)s)")),
     "lr": (("--lr",), dict(type=positive_float, help="SGD learning rate, no momentum (default %(default)s)")),
     "seed": (("--seed",), dict(type=int, help="seed of the initial weights and the data order (default %(default)s)")),
-    "data_dir": (("--data-dir",), dict(metavar="DIR", help="Fashion-MNIST folder; laid out there from Debian's "
-                 "dataset-fashion-mnist when absent (default %(default)s)")),
+    "data_dir": (("--data-dir",), dict(metavar="DIR", help="Fashion-MNIST folder, laid out there from Debian's "
+                 "dataset-fashion-mnist when absent; imagefolder: the folder holding train/ and val/ "
+                 "(default %(default)s)")),
     "download": (("--download",), dict(action="store_true", help="let torchvision download the data if no copy is found")),
     "limit_train": (("--limit-train",), dict(type=positive_int, metavar="N", help="train on the first N images only")),
     "limit_test": (("--limit-test",), dict(type=positive_int, metavar="N", help="evaluate on the first N test images only")),
+    "data": (("--data",), dict(choices=DATA_SOURCES, help="training data: fashion-mnist (default), synthetic "
+             "(random uint8 images held on the device) or imagefolder (--data-dir with train/ and val/)")),
+    "image_size": (("--image-size",), dict(type=positive_int, metavar="N", help="synthetic / imagefolder: "
+                   "N×N training images, at least 32 (default 224)")),
+    "num_classes": (("--num-classes",), dict(type=positive_int, metavar="K",
+                    help="synthetic: K label classes (default 1000)")),
+    "synthetic_size": (("--synthetic-size",), dict(type=positive_int, metavar="N",
+                       help="synthetic: N images held on the device (default 2048)")),
+    "workers": (("--workers",), dict(type=non_negative_int, metavar="N", help="imagefolder: DataLoader "
+                "worker processes per rank; 0 loads in the training process (default %(default)s)")),
+    "channels_last": (("--channels-last",), dict(action="store_true",
+                      help="network and inputs in the channels_last memory format")),
+    "steps": (("--steps",), dict(type=positive_int, metavar="N", help="N steps per epoch, cycling through "
+              "the data (default: one pass over the training set)")),
     "device": (("--device",), dict(choices=("auto", "cpu", "cuda"), help="auto: CUDA when visible, else CPU")),
     "backend": (("--backend",), dict(choices=("auto", "nccl", "gloo"),
                 help="process-group backend; auto: nccl on CUDA, gloo on CPU")),

@@ -1,8 +1,9 @@
 """The training loop of one rank, in pieces of one concern each: set-up, one epoch, its metrics.
 
-Every rank trains on its shard of one seeded permutation per epoch (``epoch_order``); steps are timed
-by bench.run.timing, their outputs kept on the device by bench.run.outputs, divergence checked by
-bench.run.divergence. bench.run.train drives these pieces; bench.run.results writes what they found.
+Every rank trains on its shard of one seeded permutation per epoch (``epoch_order``), its batches
+served by its data source (bench.run.sources); steps are timed by bench.run.timing, their outputs
+kept on the device by bench.run.outputs, divergence checked by bench.run.divergence. bench.run.train
+drives these pieces; bench.run.results writes what they found.
 """
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ import torch.distributed as tdist
 
 from bench import rundir
 from bench.bn import emulate, make_norm
-from bench.nets import build_model
-from bench.run import data as fmnist
+from bench.nets import FASHION_MNIST_SHAPE, build_model
 from bench.run import dist, envinfo
 from bench.run.config import TrainConfig
 from bench.run.divergence import DivergenceGuard
+from bench.run.inputs import DataSpec
 from bench.run.outputs import StepOutputs
 from bench.run.plan import RunPlan
+from bench.run.sources import Source
 from bench.run.step import Step
 from bench.run.timing import StepTimer, gc_paused
 
@@ -34,35 +36,33 @@ def reduce_(t: torch.Tensor, op=tdist.ReduceOp.SUM) -> torch.Tensor:
 
 
 def epoch_order(seed: int, epoch: int, n: int, steps: int, global_batch: int) -> torch.Tensor:
-    """(steps, global_batch) example indices of one epoch: a permutation seeded by (seed, epoch).
+    """(steps, global_batch) example indices of one epoch: a permutation seeded by (seed, epoch), followed
+    by further permutations from the same generator when the steps need more than n examples (--steps).
 
-    >>> epoch_order(0, 0, 10, 2, 4).shape
-    torch.Size([2, 4])
+    >>> epoch_order(0, 0, 10, 2, 4).shape, epoch_order(0, 0, 10, 5, 4).shape
+    (torch.Size([2, 4]), torch.Size([5, 4]))
     """
     gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    return torch.randperm(n, generator=gen)[: steps * global_batch].view(steps, global_batch)
+    need = steps * global_batch
+    order = torch.cat([torch.randperm(n, generator=gen) for _ in range(-(-need // n))])
+    return order[:need].view(steps, global_batch)
 
 
-def build_net(cfg: TrainConfig, device: torch.device, group=None) -> torch.nn.Module:
-    """The seeded network of ``cfg`` with its BN variant (synchronising over ``group``), on ``device``."""
+def build_net(cfg: TrainConfig, device: torch.device, group=None, data: DataSpec | None = None) -> torch.nn.Module:
+    """The seeded network of ``cfg`` with its BN variant (synchronising over ``group``), on ``device``,
+    for the images of ``data`` (default Fashion-MNIST's), in channels_last where ``cfg`` asks."""
     torch.manual_seed(cfg.seed)
     norm = lambda c, d: emulate.wrap(make_norm(cfg.variant, c, d, process_group=group),  # noqa: E731
                                      cfg.bn_emulate_ranks)
-    return build_model(cfg.model, norm).to(device)
+    shape, classes = (data.input_shape, data.num_classes) if data else (FASHION_MNIST_SHAPE, 10)
+    net = build_model(cfg.model, norm, shape, classes).to(device)
+    return net.to(memory_format=torch.channels_last) if cfg.channels_last else net
 
 
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, info: dist.DistInfo,
-             batch: int) -> float:
-    """Accuracy over all of (x, y) exactly once: each rank scores a contiguous slice, counts summed."""
-    n = len(x)
-    lo, hi = n * info.rank // info.world_size, n * (info.rank + 1) // info.world_size
-    model.eval()
-    correct = torch.zeros((), dtype=torch.int64, device=x.device)
-    for i in range(lo, hi, batch):
-        correct += (model(x[i:min(i + batch, hi)]).argmax(1) == y[i:min(i + batch, hi)]).sum()
-    model.train()
-    return reduce_(correct).item() / n
+def evaluate(data: Source, model: torch.nn.Module, info: dist.DistInfo, batch: int) -> float | None:
+    """Accuracy over the whole test set exactly once (each rank scores a contiguous slice, counts
+    summed); None where the source has no test set."""
+    return data.evaluate(model, info.rank, info.world_size, batch)
 
 
 def sync_buffers(model: torch.nn.Module) -> None:
@@ -97,7 +97,7 @@ class Job:
     """What one rank trains with: the plan, its place in the world, data, network and step."""
     plan: RunPlan
     info: dist.DistInfo
-    data: fmnist.FashionMNIST
+    data: Source                       # where batches come from (bench.run.sources)
     net: torch.nn.Module               # the network itself (checkpoints, BN parameters)
     model: torch.nn.Module             # what the step calls: the network, or DDP around it
     opt: torch.optim.Optimizer
@@ -110,8 +110,9 @@ class Job:
 class Epoch:
     """One epoch's raw outcome on this rank."""
     index: int                 # 0-based
-    order: torch.Tensor        # (steps, per-rank batch) example indices
+    order: torch.Tensor        # (steps, per-rank batch) example indices, on the device
     step_ms: list[float]       # every step's time (ms), untimed ones included
+    wait_ms: list[float]       # host time each step waited for its batch (ms), included in step_ms
     seconds: float             # wall time of the epoch's steps
     bad_step: int | None       # first step whose loss diverged, on any rank
 
@@ -121,9 +122,9 @@ def run_epoch(job: Job, epoch: int, prof, timer: StepTimer, guard: DivergenceGua
     """Train one epoch; stop early at a diverged step (every rank at the same step)."""
     plan, info, data = job.plan, job.info, job.data
     steps = plan.steps_per_epoch
-    order = epoch_order(plan.cfg.seed, epoch, len(data.train_x), steps, plan.global_batch)
+    order = epoch_order(plan.cfg.seed, epoch, plan.data.n_train, steps, plan.global_batch)
     order = order.view(steps, plan.world_size, plan.per_rank_batch)[:, info.rank].to(info.device)
-    rows = order.unbind(0)
+    batches, wait_ms = data.batches(order), []
     t0 = time.perf_counter()
     guard.new_epoch()
     outputs.new_epoch()
@@ -131,8 +132,10 @@ def run_epoch(job: Job, epoch: int, prof, timer: StepTimer, guard: DivergenceGua
     with gc_paused():  # a full collection would land in one timed step (bench.run.timing)
         timer.mark()
         for i in range(steps):
-            idx = rows[i]
-            outputs.put(i, *job.step(data.train_x[idx], data.train_y[idx]))
+            t = time.perf_counter()
+            x, y = next(batches)
+            wait_ms.append((time.perf_counter() - t) * 1e3)
+            outputs.put(i, *job.step(x, y))
             prof.step()  # before the mark: the window's trace export lands in an untimed step
             timer.mark()
             if (bad := guard.first_bad_step(outputs, i, steps)) is not None:
@@ -140,7 +143,7 @@ def run_epoch(job: Job, epoch: int, prof, timer: StepTimer, guard: DivergenceGua
     step_ms = timer.read_ms()
     if bad is None and info.device.type == "cuda":
         torch.cuda.synchronize(info.device)
-    return Epoch(epoch, order, step_ms, time.perf_counter() - t0, bad)
+    return Epoch(epoch, order, step_ms, wait_ms, time.perf_counter() - t0, bad)
 
 
 def epoch_metrics(job: Job, ep: Epoch, first_timed: int, outputs: StepOutputs) -> dict:
@@ -148,15 +151,19 @@ def epoch_metrics(job: Job, ep: Epoch, first_timed: int, outputs: StepOutputs) -
     plan, info, data = job.plan, job.info, job.data
     steps, P, G = plan.steps_per_epoch, plan.per_rank_batch, plan.global_batch
     timed = ep.step_ms[first_timed:]
-    timed_s = reduce_(torch.tensor(sum(timed) / 1e3, dtype=torch.float64, device=info.device),
-                      tdist.ReduceOp.MAX).item()  # the slowest rank sets the pace
+    # the slowest rank sets the pace, and the longest wait for input is the pipeline's
+    timed_s, wait_s = reduce_(torch.tensor([sum(timed) / 1e3, sum(ep.wait_ms[first_timed:]) / 1e3],
+                                           dtype=torch.float64, device=info.device), tdist.ReduceOp.MAX).tolist()
     job.measured_ms += [(ep.index, i + first_timed, t) for i, t in enumerate(timed)]
     labels = data.train_y[ep.order]
     sums = reduce_(torch.stack([outputs.losses(0, steps).sum().double(),
                                 (outputs.preds(steps) == labels).sum().double(),
                                 torch.tensor(float(steps * P), dtype=torch.float64, device=info.device)]))
     sync_buffers(job.net)
-    test_acc = evaluate(job.net, data.test_x, data.test_y, info, plan.cfg.eval_batch)
+    test_acc = evaluate(data, job.net, info, plan.cfg.eval_batch)
+    # random labels (synthetic data): an accuracy would look like a result, so there is none
+    train_acc = (sums[1] / sums[2]).item() if plan.data.accuracy else None
     return {"epoch": ep.index + 1, "train_loss": (sums[0] / (sums[2] / P)).item(),
-            "train_acc": (sums[1] / sums[2]).item(), "test_acc": test_acc,
-            "examples_per_s": G * len(timed) / timed_s if timed else float("nan"), "epoch_s": ep.seconds}
+            "train_acc": train_acc, "test_acc": test_acc,
+            "examples_per_s": G * len(timed) / timed_s if timed else float("nan"), "epoch_s": ep.seconds,
+            "data_wait_s": wait_s if timed else float("nan")}

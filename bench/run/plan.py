@@ -15,10 +15,11 @@ from bench.bn import emulate, unavailable_reason
 from bench.errors import UsageError
 from bench.run import checkpoint
 from bench.run.config import TrainConfig
+from bench.run.inputs import FASHION_MNIST, DataSpec, image_size, resolve_data
 from bench.run.profiler import WINDOW_STEPS
 from bench.run.step import check_mode
 
-N_TRAIN = 60_000  # Fashion-MNIST's training images
+N_TRAIN = FASHION_MNIST["n_train"]  # Fashion-MNIST's training images
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,9 @@ class RunPlan:
     run_dir: Path
     resume: bool           # continue run_dir from its checkpoint
     per_rank_batch: int
-    steps_per_epoch: int   # the last incomplete global batch is dropped, as DistributedSampler can
+    data: DataSpec         # the data source: image shape, classes, set sizes (bench.run.inputs)
+    steps_per_epoch: int   # --steps, else one pass: the last incomplete global batch is dropped, as
+                           # DistributedSampler can
     bn_group_size: int     # ranks whose samples one BN layer normalises together (1 = local statistics)
     bn_description: str
     profile: bool          # a profiler window in this attempt (a resumed attempt keeps the first's trace)
@@ -48,14 +51,17 @@ class RunPlan:
         """The plan's part of config.json."""
         return {**self.cfg.as_dict(), "world_size": self.world_size, "per_rank_batch": self.per_rank_batch,
                 "global_batch": self.global_batch, "bn_group_size": self.bn_group_size,
-                "bn_description": self.bn_description, "run_name": self.run_name}
+                "bn_description": self.bn_description, "run_name": self.run_name,
+                "steps_per_epoch": self.steps_per_epoch, **self.data.record()}
 
 
 def run_name(cfg: TrainConfig, world_size: int) -> str:
     return cfg.run_name or rundir.default_run_name(cfg.model, cfg.variant, world_size, cfg.batch_size,
                                                     cfg.seed, mode=cfg.mode, amp=cfg.amp,
                                                     bn_group_size=cfg.bn_group_size,
-                                                    bn_emulate_ranks=cfg.bn_emulate_ranks)
+                                                    bn_emulate_ranks=cfg.bn_emulate_ranks, data=cfg.data,
+                                                    image_size=image_size(cfg), channels_last=cfg.channels_last,
+                                                    steps=cfg.steps)
 
 
 def _group_size(cfg: TrainConfig, world_size: int) -> int:
@@ -93,10 +99,6 @@ def _check_numbers(cfg: TrainConfig, world_size: int) -> None:
             raise UsageError(f"--bn-group-size applies to {' and '.join(rundir.SYNCHRONISING)}, not {cfg.variant}")
         if world_size % cfg.bn_group_size:
             raise UsageError(f"--bn-group-size {cfg.bn_group_size} does not divide world size {world_size}")
-    n_train = min(cfg.limit_train or N_TRAIN, N_TRAIN)
-    if n_train < cfg.batch_size:
-        raise UsageError(f"--limit-train {n_train} is smaller than one global batch ({cfg.batch_size}): "
-                         f"raise --limit-train or lower --batch-size")
 
 
 def _check_out(out: Path) -> None:
@@ -115,6 +117,7 @@ def resolve(cfg: TrainConfig, world_size: int, device: torch.device, restarted: 
     (bench.run.checkpoint.choose_run_dir decides whether it resumes).
     """
     _check_numbers(cfg, world_size)
+    data = resolve_data(cfg)
     per_rank = cfg.batch_size // world_size
     k = _group_size(cfg, world_size)
     emulate.check(cfg.variant, per_rank, cfg.bn_emulate_ranks, cfg.mode)
@@ -134,6 +137,6 @@ def resolve(cfg: TrainConfig, world_size: int, device: torch.device, restarted: 
     run_dir, resume = checkpoint.choose_run_dir(options, out / run_name(cfg, world_size), world_size, restarted)
     profile = cfg.profile and not resume
     return RunPlan(cfg=cfg, world_size=world_size, device=device, run_dir=run_dir, resume=resume,
-                   per_rank_batch=per_rank, steps_per_epoch=min(cfg.limit_train or N_TRAIN, N_TRAIN) // cfg.batch_size,
+                   per_rank_batch=per_rank, data=data, steps_per_epoch=cfg.steps or data.n_train // cfg.batch_size,
                    bn_group_size=k, bn_description=_describe_bn(cfg, k, world_size), profile=profile,
                    untimed_steps=(WINDOW_STEPS if profile else 0) + cfg.warmup_steps)

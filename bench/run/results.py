@@ -45,6 +45,15 @@ def _peak_mem(info: dist.DistInfo) -> int | None:
                        tdist.ReduceOp.MAX).item())
 
 
+def _wait_share(metrics: list[dict], times: list[float]) -> float | None:
+    """The input pipeline's share of the timed steps: seconds waited for batches (the longest-waiting
+    rank's, each epoch) over the slowest rank's step seconds. None before any step was timed."""
+    waited = [m.get("data_wait_s") for m in metrics]
+    if not times or any(w is None for w in waited):  # a checkpoint from before it was recorded
+        return None
+    return sum(w for w in waited if w == w) / (sum(times) / 1e3)  # NaN: an epoch with no timed step
+
+
 def summarise(job: Job, by_rank: list[list[float]], status: str, start: int) -> dict:
     """summary.json: final metrics, throughput and step times of the slowest rank, status."""
     plan, info, cfg = job.plan, job.info, job.plan.cfg
@@ -66,7 +75,8 @@ def summarise(job: Job, by_rank: list[list[float]], status: str, start: int) -> 
         "grad_bytes": sum(p.numel() * p.element_size() for p in job.net.parameters() if p.requires_grad),
         "bn_group_size": plan.bn_group_size, "bn_description": plan.bn_description,
         "mode": cfg.mode, "amp": cfg.amp, **job.step.setup_times(),
-        "bn_emulate_ranks": cfg.bn_emulate_ranks,
+        "bn_emulate_ranks": cfg.bn_emulate_ranks, "data": cfg.data,
+        "data_wait_share": _wait_share(job.metrics, times),
         "resumed_from_epoch": start if plan.resume else None, "restart_count": info.restart_count,
     }
 

@@ -27,10 +27,12 @@ class EpochScalars:
 
             self._writer = SummaryWriter(log_dir=str(log_dir))
 
-    def log(self, row: Mapping[str, float]) -> None:
+    def log(self, row: Mapping[str, float | None]) -> None:
         if self._writer is None:
             return
         for tag in SCALARS:
+            if row.get(tag) is None:  # not measured in this run (accuracy on synthetic data)
+                continue
             value = float(row[tag])
             if math.isfinite(value):  # a diverged loss is in metrics.csv; a NaN point only breaks the plot
                 self._writer.add_scalar(tag, value, global_step=int(row["epoch"]))

@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from bench import rundir
 from bench.errors import EXIT_DIVERGED, EXIT_FAILED, EXIT_USAGE, UsageError
 from bench.nets import set_bn_labels
-from bench.run import checkpoint, dist, failure, loop, results, scalars
+from bench.run import checkpoint, dist, failure, loop, results, scalars, sources
 from bench.run import data as fmnist
 from bench.run.config import TrainConfig, from_argv
 from bench.run.divergence import DivergenceGuard
@@ -36,7 +36,8 @@ def train(cfg: TrainConfig) -> dict:
     _, local_rank, world_size, _ = dist.read_env()
     device = dist.resolve_device(cfg.device, local_rank)
     plan = resolve(cfg, world_size, device, restarted=dist.restart_count() > 0)
-    fmnist.prepare(cfg.data_dir, cfg.download)  # missing or damaged data fails here, before any rank waits
+    if cfg.data == "fashion-mnist":  # missing or damaged data fails here, before any rank waits
+        fmnist.prepare(cfg.data_dir, cfg.download)
     info = dist.setup(cfg.device, cfg.backend, cfg.pg_timeout_s, cfg.deterministic, cfg.seed)
     peers = [("", -1)] * world_size
     try:
@@ -54,19 +55,18 @@ def train(cfg: TrainConfig) -> dict:
 def build_job(plan: RunPlan, info: dist.DistInfo) -> loop.Job:
     """Data, network (DDP around it on several ranks), optimizer and step of this rank."""
     cfg = plan.cfg
-    data = fmnist.load(cfg.data_dir, info.device, False, cfg.limit_train, cfg.limit_test)
+    data = sources.load(cfg, plan.data, info.device)
     # a synchronising variant gets its group of ranks (groups of one under --bn-group-size 1)
     group = None
     if cfg.variant in rundir.SYNCHRONISING and info.distributed:
         group = dist.consecutive_groups(plan.bn_group_size, info)
-    net = loop.build_net(cfg, info.device, group)
+    net = loop.build_net(cfg, info.device, group, plan.data)
     model = net
     if info.distributed:
         model = DDP(net, device_ids=[info.device.index] if info.device.type == "cuda" else None)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
     # Built before the profiler starts, so graph capture never runs under it.
-    P = plan.per_rank_batch
-    step = make_step(model, opt, cfg.mode, cfg.amp, (data.train_x[:P], data.train_y[:P]))
+    step = make_step(model, opt, cfg.mode, cfg.amp, data.example(plan.per_rank_batch))
     return loop.Job(plan, info, data, net, model, opt, step)
 
 
@@ -118,8 +118,13 @@ def _end_epoch(job: loop.Job, epoch_scalars: scalars.EpochScalars, log) -> None:
     checkpoint.save(job.plan.run_dir, net=job.net, opt=job.opt, epochs_done=m["epoch"], metrics=job.metrics,
                     measured_ms=job.measured_ms, rank=info.rank, device=info.device)
     epoch_scalars.log(m)
-    log(f"epoch {m['epoch']}/{job.plan.cfg.epochs}  loss {m['train_loss']:.3f}  train acc {m['train_acc']:.3f}  "
-        f"test acc {m['test_acc']:.3f}  {m['examples_per_s']:,.1f} examples/s  {m['epoch_s']:.1f} s", flush=True)
+    log(f"epoch {m['epoch']}/{job.plan.cfg.epochs}  loss {m['train_loss']:.3f}  train acc {_acc(m['train_acc'])}  "
+        f"test acc {_acc(m['test_acc'])}  {m['examples_per_s']:,.1f} examples/s  {m['epoch_s']:.1f} s", flush=True)
+
+
+def _acc(value: float | None) -> str:
+    """An accuracy as printed: three decimals, or n/a where it is not measured (never 0)."""
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _finish(job: loop.Job, status: str, start: int, ep: loop.Epoch | None, outputs: StepOutputs, log) -> dict:
@@ -136,12 +141,12 @@ def _finish(job: loop.Job, status: str, start: int, ep: loop.Epoch | None, outpu
         log("set-up outside the timing: " + ", ".join(f"{k} {v:.2f}" for k, v in job.step.setup_times().items()
                                                         if v is not None))
     s = summary  # the textbook's closing lines, exactly
-    log(f"loss {s['train_loss']:.3f}, train acc {s['train_acc']:.3f}, test acc {s['test_acc']:.3f}")
+    log(f"loss {s['train_loss']:.3f}, train acc {_acc(s['train_acc'])}, test acc {_acc(s['test_acc'])}")
     log(f"{s['examples_per_s']:.1f} examples/sec on {job.info.device}")
     if not s["measured_steps"]:
         log(f"note: no step was timed: the first {plan.untimed_steps} steps (profiler window and warm-up) are "
             f"left out and this attempt had {plan.steps_per_epoch * (len(job.metrics) - start)}; raise "
-            f"--epochs or --limit-train, or pass --no-profile")
+            f"--epochs, --steps or --limit-train, or pass --no-profile")
     log(f"run directory: {plan.run_dir}", flush=True)
     return summary
 

@@ -2,6 +2,7 @@
 
     python -m bench.micro                      # all shapes, float32 and bfloat16, eager and compiled
     python -m bench.micro --device cpu --batch 8 --no-compile --out micro.csv
+    python -m bench.micro --shapes resnet50 --memory-formats contiguous,channels_last   # ResNet-50's 12
 
 For every shape and dtype it times a copy of the input (the memory-bandwidth ceiling), then each
 variant's forward and forward+backward in training mode, eager and under torch.compile. Timing:
@@ -36,17 +37,15 @@ from bench.errors import OneLineParser, UsageError, cli
 from bench.run.config import comma_list
 from bench.run.dist import resolve_device
 from bench.run.timing import percentile
+from bench.tools.micro_shapes import GROUP_BATCHES, MEMORY_FORMATS, SHAPES, Case, cases
 
-SHAPES = {  # name -> (N, C[, H, W]) at batch 256
-    "lenet.bn1": (256, 6, 24, 24), "lenet.bn2": (256, 16, 8, 8), "lenet.bn3": (256, 120),
-    "lenet.bn4": (256, 84), "resnet50.layer1": (256, 64, 56, 56),
-}
+FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 VARIANTS = ("scratch", "nn", "fused")  # the local ones: in one process the synchronising ones have no peers
 EAGER_ONLY = {"fused": "torch.compile does not trace the fused layer, which is its kernels already"}
 COLUMNS = ("device", "shape_name", "shape", "dtype", "variant", "compiled", "op", "reps",
            "time_us_median", "time_us_q1", "time_us_q3", "iqr_over_median", "bytes_min",
-           "gb_per_s", "ratio_to_copy")
+           "gb_per_s", "ratio_to_copy", "memory_format")
 COMPILE = {"both": (False, True), "no": (False,), "only": (True,)}
 ROTATE_BYTES = 256 << 20
 NOISY = rundir.NOISY_IQR_OVER_MEDIAN
@@ -88,14 +87,15 @@ def summarise(samples_us: list[float]) -> dict:
 
 
 def bench_shape(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, variants: tuple[str, ...],
-                compiled_modes: tuple[bool, ...], reps: int,
-                warmup: int) -> list[tuple[str, bool, str, list[float]]]:
-    """(variant, compiled, op, samples_us) for the copy and every variant of one shape and dtype."""
+                compiled_modes: tuple[bool, ...], reps: int, warmup: int,
+                memory_format: str = "contiguous") -> list[tuple[str, bool, str, list[float]]]:
+    """(variant, compiled, op, samples_us) for the copy and every variant of one shape, dtype and format."""
     gen = torch.Generator(device="cpu").manual_seed(0)
     nbytes = math.prod(shape) * torch.tensor([], dtype=dtype).element_size()
     k = n_buffers(nbytes, device)
-    xs = [torch.randn(shape, generator=gen).to(device, dtype) for _ in range(k)]
-    dys = [torch.randn(shape, generator=gen).to(device, dtype) for _ in range(k)]
+    fmt = FORMATS[memory_format]
+    xs = [torch.randn(shape, generator=gen).to(device, dtype).contiguous(memory_format=fmt) for _ in range(k)]
+    dys = [torch.randn(shape, generator=gen).to(device, dtype).contiguous(memory_format=fmt) for _ in range(k)]
     dst = torch.empty_like(xs[0])
     out = [("copy", False, "copy", time_calls_us(lambda i: dst.copy_(xs[i % k]), device, reps, warmup))]
     del dst
@@ -111,7 +111,7 @@ def bench_shape(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
             params = list(bn.parameters())
             leaves = [x.detach().requires_grad_() for x in xs]
             out_dtype = layer(xs[0]).dtype  # scratch promotes bfloat16 input to its float32 weight's dtype
-            dys_out = [d.to(out_dtype) for d in dys]
+            dys_out = [d.to(out_dtype).contiguous(memory_format=fmt) for d in dys]
 
             def forward(i: int) -> None:
                 layer(xs[i % k])
@@ -126,8 +126,9 @@ def bench_shape(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
     return out
 
 
-def rows_for(shape_name: str, shape: tuple[int, ...], dtype_name: str, device: torch.device,
+def rows_for(case: Case, dtype_name: str, device: torch.device,
              results: list[tuple[str, bool, str, list[float]]]) -> list[dict]:
+    shape_name, shape = case.shape_name, case.shape
     elems = math.prod(shape)
     size = torch.tensor([], dtype=DTYPES[dtype_name]).element_size()
     copy_us = percentile(results[0][3], 50)
@@ -138,18 +139,19 @@ def rows_for(shape_name: str, shape: tuple[int, ...], dtype_name: str, device: t
         rows.append({"device": str(device), "shape_name": shape_name, "shape": "x".join(map(str, shape)),
                      "dtype": dtype_name, "variant": variant, "compiled": compiled, "op": op, **s,
                      "bytes_min": nbytes, "gb_per_s": nbytes / (s["time_us_median"] * 1e3),
-                     "ratio_to_copy": s["time_us_median"] / copy_us})
+                     "ratio_to_copy": s["time_us_median"] / copy_us, "memory_format": case.memory_format})
     return rows
 
 
 def format_row(r: dict) -> str:
     label = r["variant"] + ("+compile" if r["compiled"] else "")
     flag = "  noisy" if r["iqr_over_median"] > NOISY else ""
-    return (f"{r['shape_name']:<16} {r['dtype']:<9} {label:<16} {r['op']:<17} {r['time_us_median']:>11.1f} "
+    shape = r["shape"] + (" cl" if r["memory_format"] == "channels_last" else "")
+    return (f"{shape:<20} {r['dtype']:<9} {label:<16} {r['op']:<17} {r['time_us_median']:>11.1f} "
             f"{r['time_us_q3'] - r['time_us_q1']:>9.1f} {r['gb_per_s']:>8.1f} {r['ratio_to_copy']:>7.2f}{flag}")
 
 
-HEADER = (f"{'shape':<16} {'dtype':<9} {'variant':<16} {'op':<17} {'median_us':>11} {'iqr_us':>9} "
+HEADER = (f"{'shape':<20} {'dtype':<9} {'variant':<16} {'op':<17} {'median_us':>11} {'iqr_us':>9} "
           f"{'GB/s':>8} {'x_copy':>7}")
 
 
@@ -176,27 +178,30 @@ def runnable(variants: tuple[str, ...], device: torch.device,
     return tuple(kept)
 
 
-def run(shapes: list[str], dtypes: list[str], variants: tuple[str, ...], device: torch.device, batch: int,
+SAMPLE_COLUMNS = ("shape_name", "shape", "memory_format", "dtype", "variant", "compiled", "op", "rep", "time_us")
+
+
+def run(todo: list[Case], dtypes: list[str], variants: tuple[str, ...], device: torch.device,
         compiled_modes: tuple[bool, ...], reps: int, warmup: int, out: Path | None) -> list[dict]:
-    """Benchmark every (shape, dtype); print rows as they come; rewrite the CSVs after each shape."""
+    """Benchmark every (case, dtype); print rows as they come; rewrite the CSVs after each shape."""
     variants = runnable(variants, device, compiled_modes)
     rows, samples = [], []
     print(f"BN micro-benchmark on {device}; times in microseconds (us) per call, median of {reps}")
     print(HEADER, flush=True)
-    for name in shapes:
-        shape = (batch, *SHAPES[name][1:])
+    for case in todo:
         for dtype_name in dtypes:
-            results = bench_shape(shape, DTYPES[dtype_name], device, variants, compiled_modes, reps, warmup)
-            new = rows_for(name, shape, dtype_name, device, results)
+            results = bench_shape(case.shape, DTYPES[dtype_name], device, variants, compiled_modes, reps, warmup,
+                                  case.memory_format)
+            new = rows_for(case, dtype_name, device, results)
             for r in new:
                 print(format_row(r), flush=True)
             rows += new
-            samples += [{"shape_name": name, "dtype": dtype_name, "variant": v, "compiled": c, "op": op,
-                         "rep": i, "time_us": t} for v, c, op, ts in results for i, t in enumerate(ts)]
+            samples += [{"shape_name": case.shape_name, "shape": new[0]["shape"], "memory_format": case.memory_format,
+                         "dtype": dtype_name, "variant": v, "compiled": c, "op": op, "rep": i, "time_us": t}
+                        for v, c, op, ts in results for i, t in enumerate(ts)]
             if out is not None:  # after every shape, so a run cut short still leaves its rows
                 rundir.write_csv(out, COLUMNS, rows)
-                rundir.write_csv(out.with_name(out.stem + "_samples.csv"),
-                                 ("shape_name", "dtype", "variant", "compiled", "op", "rep", "time_us"), samples)
+                rundir.write_csv(out.with_name(out.stem + "_samples.csv"), SAMPLE_COLUMNS, samples)
     noisy = sum(r["iqr_over_median"] > NOISY for r in rows)
     if noisy:
         print(f"warning: {noisy} of {len(rows)} measurements have IQR/median > {NOISY:.0%}")
@@ -207,14 +212,18 @@ def build_parser() -> OneLineParser:
     p = OneLineParser(prog="bench.micro", description="BN forward / forward+backward vs a copy.")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: CUDA when visible, else CPU")
-    p.add_argument("--shapes", type=comma_list(str, tuple(SHAPES)), default=list(SHAPES),
-                   help=f"comma-separated BN input shapes (default all: {','.join(SHAPES)})")
+    p.add_argument("--shapes", type=comma_list(str, (*SHAPES, *GROUP_BATCHES)), default=list(SHAPES),
+                   help=f"comma-separated BN input shapes (default: {','.join(SHAPES)}); resnet50: every "
+                        f"distinct ResNet-50 BN input at 224², at batch 64 and 256 unless --batch is given")
     p.add_argument("--dtypes", type=comma_list(str, tuple(DTYPES)), default=list(DTYPES),
                    help="comma-separated input dtypes (default float32,bfloat16)")
     p.add_argument("--variants", type=comma_list(str, VARIANTS), default=list(VARIANTS),
                    help="comma-separated BN variants (default scratch,nn,fused; fused where its kernels "
                    "run: see python -m bench.variants)")
-    p.add_argument("--batch", type=int, default=256, help="N of every shape (default 256)")
+    p.add_argument("--batch", type=comma_list(int), default=None, metavar="N[,N...]",
+                   help="N of every shape, comma-separated for several (default 256; resnet50: 64,256)")
+    p.add_argument("--memory-formats", type=comma_list(str, MEMORY_FORMATS), default=["contiguous"],
+                   help="comma-separated: contiguous, channels_last (4-d shapes only; default contiguous)")
     p.add_argument("--compile", choices=tuple(COMPILE), default="both",
                    help="eager and torch.compile rows (both), eager only (no), compiled only (only)")
     p.add_argument("--no-compile", dest="compile", action="store_const", const="no", help="= --compile no")
@@ -230,13 +239,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(a) -> int:
-    if a.reps < 20 or a.warmup < 1 or a.batch < 2:
+    if a.reps < 20 or a.warmup < 1 or min(a.batch or [2]) < 2:
         raise UsageError("--reps must be >= 20, --warmup >= 1 and --batch >= 2")
     device = resolve_device(a.device, 0)
     out = Path(a.out) if a.out else None
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-    run(a.shapes, a.dtypes, tuple(a.variants), device, a.batch, COMPILE[a.compile], a.reps, a.warmup, out)
+    todo = cases(a.shapes, a.batch, a.memory_formats)
+    run(todo, a.dtypes, tuple(a.variants), device, COMPILE[a.compile], a.reps, a.warmup, out)
     if out is not None:
         print(f"wrote {out}")
     return 0
