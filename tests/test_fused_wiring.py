@@ -95,7 +95,7 @@ def test_micro_skips_fused_with_the_reason(no_interpreter, tmp_path, capsys):
 
 def micro_rows() -> list[dict]:
     """In a child under the interpreter: bench.micro's rows for nn and fused on one tiny shape."""
-    return micro.run(["lenet.bn4"], ["bfloat16"], ("nn", "fused"), CPU, batch=4,
+    return micro.run(micro.cases(["lenet.bn4"], [4], ["contiguous"]), ["bfloat16"], ("nn", "fused"), CPU,
                      compiled_modes=(False,), reps=2, warmup=1, out=None)
 
 
