@@ -1,13 +1,13 @@
 """The training loop of one rank, in pieces of one concern each: set-up, one epoch, its metrics.
 
 Every rank trains on its shard of one seeded permutation per epoch (``epoch_order``); steps are timed
-by bench.run.timing, their outputs kept on the device by bench.run.outputs, divergence checked by
-bench.run.divergence. bench.run.train drives these pieces; bench.run.results writes what they found.
+by bench.run.timing, their outputs kept on the device by bench.run.outputs; between steps,
+bench.run.preempt checks divergence (bench.run.divergence), agrees on stop requests and writes step
+checkpoints. bench.run.train drives these pieces; bench.run.results writes what they found.
 """
 from __future__ import annotations
 
 import shutil
-import time
 from dataclasses import dataclass, field
 
 import torch
@@ -18,12 +18,14 @@ from bench.bn import emulate, make_norm
 from bench.nets import build_model
 from bench.run import data as fmnist
 from bench.run import dist, envinfo
+from bench.run.checkpoint import MidEpoch
 from bench.run.config import TrainConfig
-from bench.run.divergence import DivergenceGuard
+from bench.run.divergence import Verdict
 from bench.run.outputs import StepOutputs
 from bench.run.plan import RunPlan
+from bench.run.preempt import StepBoundaries
 from bench.run.step import Step
-from bench.run.timing import StepTimer, gc_paused
+from bench.run.timing import gc_paused
 
 
 def reduce_(t: torch.Tensor, op=tdist.ReduceOp.SUM) -> torch.Tensor:
@@ -111,46 +113,49 @@ class Epoch:
     """One epoch's raw outcome on this rank."""
     index: int                 # 0-based
     order: torch.Tensor        # (steps, per-rank batch) example indices
-    step_ms: list[float]       # every step's time (ms), untimed ones included
+    timed: list[tuple[int, float]]  # (step, ms) of its timed steps (a run's first steps are not timed)
     seconds: float             # wall time of the epoch's steps
     bad_step: int | None       # first step whose loss diverged, on any rank
+    steps_done: int = 0        # fewer than the epoch's steps when a stop was agreed inside it
+    stop_signal: int = 0       # the stop request agreed at its last step boundary, 0 for none
 
 
-def run_epoch(job: Job, epoch: int, prof, timer: StepTimer, guard: DivergenceGuard,
-              outputs: StepOutputs) -> Epoch:
-    """Train one epoch; stop early at a diverged step (every rank at the same step)."""
+def run_epoch(job: Job, epoch: int, prof, bounds: StepBoundaries, mid: MidEpoch | None = None) -> Epoch:
+    """Train one epoch (from where an earlier attempt stopped in it, for `mid`); stop early at a
+    diverged step or an agreed stop request (every rank at the same step)."""
     plan, info, data = job.plan, job.info, job.data
+    timer, outputs = bounds.timer, bounds.outputs
     steps = plan.steps_per_epoch
     order = epoch_order(plan.cfg.seed, epoch, len(data.train_x), steps, plan.global_batch)
     order = order.view(steps, plan.world_size, plan.per_rank_batch)[:, info.rank].to(info.device)
     rows = order.unbind(0)
-    t0 = time.perf_counter()
-    guard.new_epoch()
-    outputs.new_epoch()
-    bad = None
+    first = done = bounds.begin(epoch, mid)
+    verdict = Verdict()
     with gc_paused():  # a full collection would land in one timed step (bench.run.timing)
         timer.mark()
-        for i in range(steps):
+        for i in range(first, steps):
             idx = rows[i]
             outputs.put(i, *job.step(data.train_x[idx], data.train_y[idx]))
             prof.step()  # before the mark: the window's trace export lands in an untimed step
             timer.mark()
-            if (bad := guard.first_bad_step(outputs, i, steps)) is not None:
+            done = i + 1
+            verdict = bounds.after(i, steps)
+            if verdict.bad_step is not None or verdict.stop_signal:
                 break
-    step_ms = timer.read_ms()
-    if bad is None and info.device.type == "cuda":
+    timed, seconds = bounds.end()
+    if verdict.bad_step is None and info.device.type == "cuda":
         torch.cuda.synchronize(info.device)
-    return Epoch(epoch, order, step_ms, time.perf_counter() - t0, bad)
+    return Epoch(epoch, order, timed, seconds, verdict.bad_step, done, verdict.stop_signal)
 
 
-def epoch_metrics(job: Job, ep: Epoch, first_timed: int, outputs: StepOutputs) -> dict:
+def epoch_metrics(job: Job, ep: Epoch, outputs: StepOutputs) -> dict:
     """The metrics.csv row of a finished epoch (collective: every rank calls it)."""
     plan, info, data = job.plan, job.info, job.data
     steps, P, G = plan.steps_per_epoch, plan.per_rank_batch, plan.global_batch
-    timed = ep.step_ms[first_timed:]
+    timed = [ms for _, ms in ep.timed]
     timed_s = reduce_(torch.tensor(sum(timed) / 1e3, dtype=torch.float64, device=info.device),
                       tdist.ReduceOp.MAX).item()  # the slowest rank sets the pace
-    job.measured_ms += [(ep.index, i + first_timed, t) for i, t in enumerate(timed)]
+    job.measured_ms += [(ep.index, step, ms) for step, ms in ep.timed]
     labels = data.train_y[ep.order]
     sums = reduce_(torch.stack([outputs.losses(0, steps).sum().double(),
                                 (outputs.preds(steps) == labels).sum().double(),
