@@ -26,7 +26,7 @@ from tests.procs import REPO
 CLI_MODULES = (
     "bench.train", "bench.micro", "bench.modes", "bench.overhead",
     "analysis.report", "analysis.kernels", "analysis.render_micro", "analysis.bench_parse",
-    "launch.compare", "launch.sweep", "launch.view", "launch.gpu_reliability_check", "launch.gpu_fused_check",
+    "launch.compare", "launch.sweep", "launch.run", "launch.view", "launch.gpu_reliability_check", "launch.gpu_fused_check",
     "launch.fused_compile_check",
 )
 ROOTS = ("bench", "analysis", "launch")

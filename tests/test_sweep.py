@@ -118,7 +118,7 @@ def test_failed_cell_does_not_stop_the_sweep_and_is_retried(tmp_path, monkeypatc
     """Cells stood in for by tiny scripts: b fails, c diverges; the sweep goes on, exits 1, names b."""
     outcome = {"a": "complete", "b": None, "c": "diverged"}
 
-    def fake_command(cell, overwrite):
+    def fake_command(cell, overwrite, resume=False):
         status = outcome[cell.run_name]
         if status is None:
             return [sys.executable, "-c", "print('first line'); print('boom'); raise SystemExit(3)"]
