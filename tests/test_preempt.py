@@ -14,6 +14,7 @@ import torch
 import bench.run.train
 from bench import rundir
 from bench.errors import EXIT_FAILED, EXIT_INTERRUPTED
+from bench.run import preempt
 from tests.preempt_worker import signal_at
 from tests.procs import env
 from tests.reliab_util import TINY, launch_run_cmd, read_rows, torchrun_cmd, wait_for
@@ -71,6 +72,8 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(one_process, monkeyp
                           f"with --resume {cut}"
     assert len(read_rows(cut / rundir.METRICS)) == 1
     assert s["failure"] in capsys.readouterr().out
+    # disarmed after the run: a later SIGTERM is the process's again, not a stop request nobody reads
+    assert not isinstance(getattr(signal.getsignal(signal.SIGTERM), "__self__", None), preempt.StopRequest)
 
     assert bench.run.train.main([*flags, "--resume", str(cut)]) == 0
     s = summary(cut)

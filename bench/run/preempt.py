@@ -3,7 +3,7 @@
 Clusters take nodes back with a signal and a grace period: Slurm sends `--signal` (for example USR1
 two minutes before the time limit) and SIGTERM on preemption, Kubernetes sends SIGTERM and kills
 after `terminationGracePeriodSeconds`, and torchrun passes SIGTERM (under launch.run SIGUSR1 too)
-on to its workers. Once the training loop runs (`StopRequest.arm`), either signal only records the
+on to its workers. While the epochs run (`StopRequest.armed`), either signal only records the
 request. The ranks agree at the next step boundary that has a divergence check: the request rides
 in the check's own all-reduce (bench.run.divergence), so agreeing costs no extra collective and no
 extra host synchronisation. Checks fall at every step on CPU and every `--check-finite-every`
@@ -21,9 +21,10 @@ never lands in a timed step.
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from bench.run import checkpoint
 from bench.run.checkpoint import MidEpoch
@@ -38,16 +39,22 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
 class StopRequest:
-    """The first stop signal this process received (`signal`, 0 for none), once `arm()`ed."""
+    """The first stop signal this process received while `armed()` (`signal`, 0 for none)."""
 
     def __init__(self) -> None:
         self.signal = 0
 
-    def arm(self) -> None:
-        """From now on SIGTERM and SIGUSR1 only ask for a stop; repeats change nothing (a launcher and
-        the scheduler may both pass the same preemption on)."""
-        for s in STOP_SIGNALS:
-            signal.signal(s, self._on_signal)
+    @contextlib.contextmanager
+    def armed(self) -> Iterator[None]:
+        """Within the block SIGTERM and SIGUSR1 only ask for a stop; repeats change nothing (a launcher
+        and the scheduler may both pass the same preemption on). The previous handlers come back
+        after it. Main thread only, as signal.signal requires."""
+        before = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for s, handler in before.items():
+                signal.signal(s, handler)
 
     def _on_signal(self, signum: int, frame) -> None:
         self.signal = self.signal or signum

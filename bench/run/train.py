@@ -10,6 +10,7 @@ SIGTERM or SIGUSR1 during training stops every rank at a step boundary with a ch
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
@@ -34,8 +35,12 @@ from bench.run.timing import StepTimer
 USAGE_GRACE_S = 5.0
 
 
-def train(cfg: TrainConfig) -> dict:
-    """Run one training job (this rank's part of it); return the summary written to summary.json."""
+def train(cfg: TrainConfig, stop: preempt.StopRequest | None = None) -> dict:
+    """Run one training job (this rank's part of it); return the summary written to summary.json.
+
+    `stop` is armed while the epochs run, so SIGTERM/SIGUSR1 end the run at a step boundary with a
+    checkpoint (status interrupted). The bench.train command passes one; a tool that trains several
+    times in one process passes none and keeps its own signal handling."""
     _, local_rank, world_size, _ = dist.read_env()
     device = dist.resolve_device(cfg.device, local_rank)
     plan = resolve(cfg, world_size, device, restarted=dist.restart_count() > 0)
@@ -44,7 +49,7 @@ def train(cfg: TrainConfig) -> dict:
     peers = [("", -1)] * world_size
     try:
         peers = failure.peer_table()
-        return run(plan, info)
+        return run(plan, info, stop)
     except UsageError:
         raise
     except BaseException as e:  # record who failed and why, then let the caller exit non-zero
@@ -73,7 +78,7 @@ def build_job(plan: RunPlan, info: dist.DistInfo) -> loop.Job:
     return loop.Job(plan, info, data, net, model, opt, step)
 
 
-def run(plan: RunPlan, info: dist.DistInfo) -> dict:
+def run(plan: RunPlan, info: dist.DistInfo, stop: preempt.StopRequest | None = None) -> dict:
     """Train every epoch left (or until a stop request is agreed), then write the results; return the summary."""
     cfg, log = plan.cfg, print if info.is_main else (lambda *a, **k: None)
     loop.start_run_dir(plan, info)
@@ -90,31 +95,35 @@ def run(plan: RunPlan, info: dist.DistInfo) -> dict:
         set_bn_labels(job.net, False)  # dynamo drops record_function, and toggling labels would recompile
     epoch_scalars = scalars.EpochScalars(plan.run_dir / rundir.TRACES if info.is_main else None)
     outputs = StepOutputs(plan.steps_per_epoch, plan.per_rank_batch, info.device, copy=cfg.mode == "graph")
-    stop = preempt.StopRequest()
-    bounds = preempt.StepBoundaries(job, guard, StepTimer(info.device), outputs, stop)
+    bounds = preempt.StepBoundaries(job, guard, StepTimer(info.device), outputs, stop or preempt.StopRequest())
     log(f"{plan.run_name}: {plan.bn_description}; {plan.world_size} rank(s) × batch {plan.per_rank_batch} on "
         f"{info.device} ({info.backend or 'no process group'}); {plan.steps_per_epoch} steps/epoch; "
         f"mode {cfg.mode}, amp {cfg.amp}")
-    stop.arm()  # from here SIGTERM/SIGUSR1 stop at a step boundary instead of failing the run
-    status, ep = "complete", None
+    with stop.armed() if stop else contextlib.nullcontext():  # signals stop at a step boundary
+        status, ep = _epochs(job, start, mid, prof, bounds, epoch_scalars, log)
+        prof.stop()
+        epoch_scalars.close()
+        return _finish(job, status, start, ep, guard, outputs, log)
+
+
+def _epochs(job: loop.Job, start: int, mid, prof, bounds: preempt.StepBoundaries, epoch_scalars, log):
+    """Train from epoch `start` (step `mid.steps_done` of it, when resuming mid-epoch) until the last
+    epoch, a divergence or an agreed stop; (status, last epoch)."""
+    plan, cfg = job.plan, job.plan.cfg
+    ep = None
     for epoch in range(start, cfg.epochs):
         ep = loop.run_epoch(job, epoch, prof, bounds, mid if epoch == start else None)
         if ep.bad_step is not None:
-            status = "diverged"
             log(f"epoch {epoch + 1}: loss went bad (non-finite or above --diverge-above {cfg.diverge_above}) at "
                 f"step {ep.bad_step} on some rank; stopping every rank")
-            break
+            return "diverged", ep
         if ep.steps_done < plan.steps_per_epoch:
-            status = "interrupted"  # the step checkpoint is written
-            break
-        job.metrics.append(loop.epoch_metrics(job, ep, outputs))
-        ep.stop_signal = _end_epoch(job, epoch_scalars, guard, stop.signal, log)
+            return "interrupted", ep  # the step checkpoint is written
+        job.metrics.append(loop.epoch_metrics(job, ep, bounds.outputs))
+        ep.stop_signal = _end_epoch(job, epoch_scalars, bounds.guard, bounds.stop.signal, log)
         if ep.stop_signal and epoch + 1 < cfg.epochs:
-            status = "interrupted"
-            break
-    prof.stop()
-    epoch_scalars.close()
-    return _finish(job, status, start, ep, guard, outputs, log)
+            return "interrupted", ep
+    return "complete", ep
 
 
 def _end_epoch(job: loop.Job, epoch_scalars: scalars.EpochScalars, guard: DivergenceGuard, stop_signal: int,
@@ -186,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = from_argv(argv)
     failure.install_sigterm_handler()
     try:
-        summary = train(cfg)
+        summary = train(cfg, preempt.StopRequest())
     except UsageError as e:
         if dist.read_env()[0] == 0:
             print(f"bench.train: error: {e}", file=sys.stderr)
