@@ -106,7 +106,8 @@ def run(plan: RunPlan, info: dist.DistInfo, stop: preempt.StopRequest | None = N
         return _finish(job, status, start, ep, guard, outputs, log)
 
 
-def _epochs(job: loop.Job, start: int, mid, prof, bounds: preempt.StepBoundaries, epoch_scalars, log):
+def _epochs(job: loop.Job, start: int, mid: checkpoint.MidEpoch | None, prof: StepProfiler,
+            bounds: preempt.StepBoundaries, epoch_scalars: scalars.EpochScalars, log) -> tuple[str, loop.Epoch | None]:
     """Train from epoch `start` (step `mid.steps_done` of it, when resuming mid-epoch) until the last
     epoch, a divergence or an agreed stop; (status, last epoch)."""
     plan, cfg = job.plan, job.plan.cfg
@@ -173,7 +174,7 @@ def _finish(job: loop.Job, status: str, start: int, ep: loop.Epoch | None, guard
                                                         if v is not None))
     s = summary
     if status == "interrupted":
-        log(f"{s['failure']}", flush=True)
+        log(s["failure"], flush=True)
         return summary
     # the textbook's closing lines, exactly
     log(f"loss {s['train_loss']:.3f}, train acc {s['train_acc']:.3f}, test acc {s['test_acc']:.3f}")
