@@ -1,7 +1,7 @@
 """Strict JSON from real runs (complete, no timed step, interrupted, diverged, failed, a sweep), and a
 report over runs that did not complete: listed apart, never in a statistic.
 
-The five runs share one configuration (LeNet, nn, 2 epochs, batch 64), seeds 0-4, so a report that
+The five runs share one configuration (LeNet, nn, 2 epochs of 4 steps), seeds 0-4, so a report that
 averaged a run that did not complete would show it in the group's numbers."""
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from launch import sweep
 from tests.preempt_worker import signal_at
 from tests.reliab_util import TINY
 
-FLAGS = [*TINY, "--epochs", "2", "--variant", "nn"]
+FLAGS = [*TINY, "--limit-train", "256", "--epochs", "2", "--variant", "nn"]  # 4 steps per epoch
 
 
 def strict_loads(text: str):
@@ -54,7 +54,7 @@ def run_set(tmp_path_factory, data_dir):
     try:
         assert main([*flags, "--seed", "0", "--run-name", "complete"]) == 0
         assert main([*flags, "--seed", "1", "--run-name", "untimed", "--warmup-steps", "100"]) == 0
-        mp.setattr(bench.run.train, "make_step", signal_at(9, signal.SIGTERM))  # epoch 2, after step 1
+        mp.setattr(bench.run.train, "make_step", signal_at(5, signal.SIGTERM))  # epoch 2, after step 1
         assert main([*flags, "--seed", "2", "--run-name", "interrupted"]) == EXIT_INTERRUPTED
         assert main([*flags, "--seed", "3", "--run-name", "diverged"]) == EXIT_INTERRUPTED
         mp.undo()
@@ -123,6 +123,6 @@ def test_report_keeps_runs_that_did_not_complete_out_and_lists_them(run_set, tmp
         assert f"| {status} " in table
     assert "| complete " not in table
     assert "above 0.001 (--diverge-above 0.001) at epoch 2, step 1" in table
-    assert "stopped by SIGTERM in epoch 2 after 1 of 8 steps" in table
+    assert "stopped by SIGTERM in epoch 2 after 1 of 4 steps" in table
     left_out = next(l for l in md.splitlines() if l.startswith("Left out of every comparison"))
     assert all(f"({s})" in left_out for s in ("interrupted", "diverged", "failed"))
