@@ -5,6 +5,7 @@ every run stops at a known step."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 
@@ -125,19 +126,23 @@ def test_two_ranks_agree_to_stop_and_resume_bit_identical(tmp_path, data_dir):
 
 
 def test_launcher_passes_sigusr1_on_and_exits_interrupted(tmp_path, data_dir):
-    """Slurm's --signal=USR1 reaches launch.run; torchrun passes it to the ranks; exit code 75."""
+    """Slurm's --signal=USR1 reaches every process of the step: the launcher, torchrun (which the
+    launcher also passes it to, so torchrun gets it twice) and the ranks. The job still stops with a
+    checkpoint, and the launcher exits 75."""
     run = tmp_path / "sig"
     job = subprocess.Popen(launch_run_cmd(*TINY, "--epochs", "100", "--variant", "scratch", "--data-dir",
                                           str(data_dir), "--out", str(tmp_path), "--run-name", "sig",
                                           "--checkpoint-every-steps", "4", "--pg-timeout-s", "60"),
-                           env=env(OMP_NUM_THREADS="1"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                           env=env(OMP_NUM_THREADS="1"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           start_new_session=True)  # its own process group: the signal reaches all of it
     try:
         wait_for(lambda: (run / rundir.CHECKPOINT).exists(), 240, job)
-        job.send_signal(signal.SIGUSR1)
+        os.killpg(job.pid, signal.SIGUSR1)
         log, _ = job.communicate(timeout=120)
     finally:
         if job.poll() is None:
-            job.kill()
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait()
     s = summary(run)
     assert job.returncode == EXIT_INTERRUPTED, log[-3000:]
     assert (s["status"], s["resumable"], s["stop_signal"]) == ("interrupted", True, "SIGUSR1")
