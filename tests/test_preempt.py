@@ -20,8 +20,8 @@ from tests.preempt_worker import signal_at
 from tests.procs import env
 from tests.reliab_util import TINY, launch_run_cmd, read_rows, torchrun_cmd, wait_for
 
-FLAGS = [*TINY, "--epochs", "2", "--variant", "scratch"]  # 512 / 64: 8 steps per epoch
-STOP_AT = 11  # the 11th step of the run: epoch 2, step index 2, so 3 of its 8 steps are done
+FLAGS = [*TINY, "--limit-train", "256", "--epochs", "2", "--variant", "scratch"]  # 256 / 64: 4 steps per epoch
+STOP_AT = 6  # the 6th step of the run: epoch 2, step index 1, so 2 of its 4 steps are done
 
 
 def summary(run) -> dict:
@@ -63,13 +63,13 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(one_process, monkeyp
     # Checks only at epoch ends: one process still stops at the very next step boundary.
     with monkeypatch.context() as m:
         m.setattr(bench.run.train, "make_step", signal_at(STOP_AT, signal.SIGTERM))
-        rc = bench.run.train.main([*flags, "--run-name", "cut", "--checkpoint-every-steps", "5",
+        rc = bench.run.train.main([*flags, "--run-name", "cut", "--checkpoint-every-steps", "3",
                                    "--check-finite-every", "100"])
     s = summary(cut)
     assert rc == EXIT_INTERRUPTED
     assert (s["status"], s["resumable"], s["stop_signal"]) == ("interrupted", True, "SIGTERM")
-    assert (s["epochs_done"], s["steps_done"]) == (1, 3) == position(cut)
-    assert s["failure"] == f"stopped by SIGTERM in epoch 2 after 3 of 8 steps, checkpoint written; continue " \
+    assert (s["epochs_done"], s["steps_done"]) == (1, 2) == position(cut)
+    assert s["failure"] == f"stopped by SIGTERM in epoch 2 after 2 of 4 steps, checkpoint written; continue " \
                           f"with --resume {cut}"
     assert len(read_rows(cut / rundir.METRICS)) == 1
     assert s["failure"] in capsys.readouterr().out
@@ -86,24 +86,24 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(one_process, monkeyp
 
 
 def test_crash_resumes_from_the_last_step_checkpoint(one_process, monkeypatch, keep_process_state):
-    """A rank that dies in step 13 leaves the checkpoint of step 12 (every 3 steps): epoch 2, 4 steps."""
+    """A rank that dies in step 8 leaves the checkpoint of step 6 (every 3 steps): epoch 2, 2 steps."""
     out, flags = one_process
     run = out / "crash"
 
     def crash():
         raise RuntimeError("boom: injected")
     with monkeypatch.context() as m:
-        m.setattr(bench.run.train, "make_step", signal_at(13, 0, action=crash))
+        m.setattr(bench.run.train, "make_step", signal_at(8, 0, action=crash))
         assert bench.run.train.main([*flags, "--run-name", "crash", "--checkpoint-every-steps", "3"]) == EXIT_FAILED
     assert summary(run)["status"] == "failed" and summary(run)["resumable"] is True
-    assert position(run) == (1, 4)
+    assert position(run) == (1, 2)
     assert bench.run.train.main([*flags, "--resume", str(run)]) == 0
     assert_same_outcome(run, out / "whole")
 
 
 def test_two_ranks_agree_to_stop_and_resume_bit_identical(tmp_path, data_dir):
-    """Only rank 1 gets SIGUSR1, in step 11; with a check every 4 steps both ranks stop after the next
-    check (step 12: epoch 2, 4 steps done). The launcher runs the reference and the resumed attempt."""
+    """Only rank 1 gets SIGUSR1, in step 6; with a check every 3 steps both ranks stop after the next
+    check (step 7: epoch 2, 3 of 4 steps done). The launcher runs the reference and the resumed attempt."""
     flags = [*FLAGS, "--data-dir", str(data_dir), "--out", str(tmp_path), "--pg-timeout-s", "60"]
     e = env(OMP_NUM_THREADS="1")
     whole = subprocess.run(launch_run_cmd(*flags, "--run-name", "whole"), env=e, capture_output=True, text=True,
@@ -111,16 +111,16 @@ def test_two_ranks_agree_to_stop_and_resume_bit_identical(tmp_path, data_dir):
     assert whole.returncode == 0, whole.stderr[-3000:]
     cut = tmp_path / "cut"
     p = subprocess.run(torchrun_cmd(str(STOP_AT), "1", "SIGUSR1", *flags, "--run-name", "cut",
-                                    "--check-finite-every", "4", module="tests.preempt_worker"),
+                                    "--check-finite-every", "3", module="tests.preempt_worker"),
                        env=e, capture_output=True, text=True, timeout=300)
     s = summary(cut)
     assert (s["status"], s["stop_signal"], s["world_size"]) == ("interrupted", "SIGUSR1", 2), p.stderr[-3000:]
-    assert (s["epochs_done"], s["steps_done"]) == (1, 4) == position(cut)
+    assert (s["epochs_done"], s["steps_done"]) == (1, 3) == position(cut)
     assert p.stderr.count(f"exitcode  : {EXIT_INTERRUPTED}") >= 1  # torchrun names the ranks' code
     resumed = subprocess.run(launch_run_cmd(*flags, "--resume", str(cut)), env=e, capture_output=True, text=True,
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"resuming {cut} after epoch 1, step 4" in resumed.stdout
+    assert f"resuming {cut} after epoch 1, step 3" in resumed.stdout
     assert summary(cut)["status"] == "complete"
     assert_same_outcome(cut, tmp_path / "whole")
 

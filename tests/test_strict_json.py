@@ -23,6 +23,7 @@ from tests.preempt_worker import signal_at
 from tests.reliab_util import TINY
 
 FLAGS = [*TINY, "--limit-train", "256", "--epochs", "2", "--variant", "nn"]  # 4 steps per epoch
+COMPLETE = rundir.default_run_name("lenet", "nn", 1, 64, 0)  # the name the sweep looks for
 
 
 def strict_loads(text: str):
@@ -52,7 +53,11 @@ def run_set(tmp_path_factory, data_dir):
     saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1)}
     mp = pytest.MonkeyPatch()
     try:
-        assert main([*flags, "--seed", "0", "--run-name", "complete"]) == 0
+        assert main([*flags, "--seed", "0", "--run-name", COMPLETE]) == 0
+        # a real sweep over that run's cell: it finds it complete, skips it and writes sweep.json
+        assert sweep.main(["--variants", "nn", "--world-sizes", "1", "--batch-sizes", "64", "--seeds", "0",
+                           "--epochs", "2", "--out", str(runs), "--no-report", "--data-dir", str(data_dir),
+                           "--limit-train", "256", "--limit-test", "200", "--no-profile"]) == 0
         assert main([*flags, "--seed", "1", "--run-name", "untimed", "--warmup-steps", "100"]) == 0
         mp.setattr(bench.run.train, "make_step", signal_at(5, signal.SIGTERM))  # epoch 2, after step 1
         assert main([*flags, "--seed", "2", "--run-name", "interrupted"]) == EXIT_INTERRUPTED
@@ -64,10 +69,6 @@ def run_set(tmp_path_factory, data_dir):
         mp.setattr(bench.run.loop, "evaluate", _fail_second_evaluation(bench.run.loop.evaluate))
         assert main([*flags, "--seed", "4", "--run-name", "failed"]) == EXIT_FAILED
         mp.undo()
-        rc = sweep.main(["--variants", "nn", "--world-sizes", "1", "--batch-sizes", "64", "--seeds", "0",
-                         "--epochs", "1", "--out", str(base / "sweep"), "--no-report", "--data-dir", str(data_dir),
-                         "--limit-train", "512", "--limit-test", "200", "--no-profile"])
-        assert rc == 0
     finally:
         mp.undo()
         for s, h in saved.items():
@@ -78,14 +79,15 @@ def run_set(tmp_path_factory, data_dir):
 def test_every_json_written_parses_strictly(run_set):
     files = sorted(run_set.rglob("*.json"))
     names = {(p.parent.name, p.name) for p in files}
-    for run in ("complete", "untimed", "interrupted", "diverged", "failed"):
+    for run in (COMPLETE, "untimed", "interrupted", "diverged", "failed"):
         assert {(run, rundir.CONFIG), (run, rundir.ENV), (run, rundir.SUMMARY)} <= names
-    assert ("sweep", "sweep.json") in names
+    assert ("runs", "sweep.json") in names
     parsed = {p: strict_loads(p.read_text()) for p in files}  # raises on NaN / Infinity
     summaries = {p.parent.name: v for p, v in parsed.items() if p.name == rundir.SUMMARY}
-    assert {k: summaries[k]["status"] for k in ("complete", "untimed", "interrupted", "diverged", "failed")} == {
-        "complete": "complete", "untimed": "complete", "interrupted": "interrupted", "diverged": "diverged",
+    assert {k: summaries[k]["status"] for k in (COMPLETE, "untimed", "interrupted", "diverged", "failed")} == {
+        COMPLETE: "complete", "untimed": "complete", "interrupted": "interrupted", "diverged": "diverged",
         "failed": "failed"}
+    assert [c["outcome"] for c in parsed[run_set / "runs" / "sweep.json"]["cells"]] == ["skipped (complete)"]
     untimed = summaries["untimed"]
     assert untimed["measured_steps"] == 0
     assert [untimed[k] for k in ("examples_per_s", "examples_per_s_per_rank", "step_ms_p50", "step_ms_p90")] == \
@@ -99,7 +101,7 @@ def test_every_json_written_parses_strictly(run_set):
 def test_readers_take_null_as_missing(run_set):
     runs = load_runs([run_set / "runs"]).set_index("run")
     assert runs["examples_per_s"].dtype == float
-    assert math.isnan(runs.loc["untimed", "examples_per_s"]) and runs.loc["complete", "examples_per_s"] > 0
+    assert math.isnan(runs.loc["untimed", "examples_per_s"]) and runs.loc[COMPLETE, "examples_per_s"] > 0
 
 
 def test_report_keeps_runs_that_did_not_complete_out_and_lists_them(run_set, tmp_path):
@@ -107,7 +109,7 @@ def test_report_keeps_runs_that_did_not_complete_out_and_lists_them(run_set, tmp
     groups = group_stats(runs)
     assert len(groups) == 1  # one configuration: the seeds differ, nothing else the report groups by
     g = groups.iloc[0]
-    complete = [json.loads((run_set / "runs" / r / rundir.SUMMARY).read_text()) for r in ("complete", "untimed")]
+    complete = [json.loads((run_set / "runs" / r / rundir.SUMMARY).read_text()) for r in (COMPLETE, "untimed")]
     assert (g["n_seeds"], g["n_incomplete"]) == (2, 3)
     # interrupted and diverged have epoch-1 metrics (a failed run records none); neither is in the mean
     stopped = runs[runs["status"].isin(["interrupted", "diverged"])]
