@@ -39,6 +39,11 @@ REFERENCE_ROWS = pd.DataFrame([
 ])
 
 
+def _number(value) -> float:
+    """A summary's number, NaN where it has none (null, absent, or the NaN of older files)."""
+    return float("nan") if value is None else value
+
+
 def _read_run(path: Path) -> dict | None:
     try:
         config = rundir.read_json(path / rundir.CONFIG)
@@ -57,9 +62,10 @@ def _read_run(path: Path) -> dict | None:
     except (OSError, ValueError):
         env = {}
     row = {**DEFAULTS, **{k: v for k, v in config.items() if k in RUN_COLUMNS}}
-    metrics = {k: summary.get(k) for k in ("train_loss", "train_acc", "test_acc", "examples_per_s",
-                                           "examples_per_s_per_rank", "step_ms_p50", "step_ms_p90",
-                                           "peak_mem_bytes", "data_wait_share")}
+    # summary.json writes a missing number as null (strict JSON); older files wrote NaN: both mean "none"
+    metrics = {k: _number(summary.get(k)) for k in ("train_loss", "train_acc", "test_acc", "examples_per_s",
+                                                    "examples_per_s_per_rank", "step_ms_p50", "step_ms_p90",
+                                                    "peak_mem_bytes", "data_wait_share")}
     row.update(metrics)
     row.update({
         "run": path.name, "path": str(path), "status": summary.get("status", "running"),
@@ -98,7 +104,7 @@ def _per_run_csv(runs: pd.DataFrame, name: str, columns: Iterable[str], missing_
         except (OSError, ValueError, pd.errors.ParserError) as e:
             warnings.warn(f"skipping {f}: unreadable ({e})", stacklevel=3)
             continue
-        if table.empty:  # e.g. no timed step: its object-typed empty columns would make every value an object
+        if table.empty:  # a header alone (a run with no timed step) would make every column text
             continue
         table = table.assign(**{k: v for k, v in (fill or {}).items() if k not in table.columns})
         frames.append(table.assign(**{c: getattr(row, c) for c in GROUP_COLUMNS}))

@@ -15,7 +15,7 @@
   DDP also broadcasts rank 0's buffers before every forward (``broadcast_buffers``, on by default),
   on the critical path, one call per dtype: the BN running statistics (2·C floats a layer) and, for
   ``nn`` and ``sync``, each layer's int64 ``num_batches_tracked``. Both go in ``ddp_ms``.
-- The harness's own collective: bench.train's divergence guard all-reduces one int64 every g steps
+- The harness's own collective: bench.train's divergence guard all-reduces 16 bytes every g steps
   (``--check-finite-every``; 1 on CPU, 50 on CUDA by default), in ``harness_ms``.
 
 Each collective's time comes from a :class:`~analysis.collective_model.CostModel`. Tables are tidy:
@@ -41,7 +41,7 @@ DDP_BUCKET_BYTES = 25 << 20       # DistributedDataParallel's default bucket_cap
 # broadcasts it apart from the float buffers (one coalesced call per dtype).
 COUNTER_VARIANTS = ("nn", "sync")
 INT64_BYTES = 8
-GUARD_BYTES = 8                   # bench/run/divergence.py: one int64 reduced with MIN
+GUARD_BYTES = 16                  # bench/run/divergence.py: (first bad step, stop request) as 2 float64, MIN
 GUARD_EVERY = DIVERGENCE_CHECK_EVERY  # steps between the divergence guard's all-reduces, by device type
 WORLD = "world"
 WORKLOAD_KEY = ["model", "variant", "per_rank_batch", "mode", "amp"]

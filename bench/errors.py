@@ -14,6 +14,10 @@ import warnings
 from typing import Callable, Iterator
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGED = 0, 1, 2, 3
+# Stopped on request (SIGTERM/SIGUSR1) after writing a checkpoint: run the same command again with
+# --resume (or --auto-resume). 75 is sysexits.h's EX_TEMPFAIL ("try again later"), a code no Python
+# error and no signal (128 + n) produces, so a Slurm script or RequeueExit=75 can requeue on it alone.
+EXIT_INTERRUPTED = 75
 
 
 class UsageError(Exception):

@@ -9,18 +9,21 @@
                 bn_params.csv  final BN scale, shift and running statistics per layer and channel
                 traces/        one gzip'd kineto Chrome trace per rank (worker name rank<r>) and rank 0's
                                TensorBoard event file of the metrics.csv scalars (bench.run.scalars)
-                checkpoint.pt  state at the last epoch end, for --resume (bench.run.checkpoint)
+                checkpoint.pt  state at the last epoch end or step checkpoint, for --resume
+                               (bench.run.checkpoint)
     <out>/skipped.csv          variants a launcher was asked for but did not start (SKIPPED_COLUMNS:
                                variant, reason); written by launch.compare, header only when none
 
 Every file is written atomically (temp file, fsync, rename): a reader sees the old file or the new
-one, never half of one.
+one, never half of one. JSON is strict (RFC 8259): a number that is missing or undefined (NaN, ±inf)
+is written as null, so browsers and other languages read every file.
 """
 from __future__ import annotations
 
 import csv
 import io
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -37,8 +40,9 @@ STEP_TIMES_COLUMNS = ("rank", "epoch", "step", "step_ms")
 METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "test_acc", "examples_per_s", "epoch_s", "data_wait_s")
 BN_PARAMS_COLUMNS = ("layer", "channel", "weight", "bias", "running_mean", "running_var")
 # summary.json's "status". A finished run (complete, or diverged: a result, and a re-run would diverge
-# again) is never resumed or re-run; "running" is also what a killed run leaves behind.
-STATUSES = ("running", "complete", "diverged", "failed")
+# again) is never resumed or re-run; "running" is also what a killed run leaves behind; "interrupted"
+# is a run stopped on request (SIGTERM, SIGUSR1) after writing a checkpoint: --resume continues it.
+STATUSES = ("running", "complete", "diverged", "failed", "interrupted")
 FINISHED = ("complete", "diverged")
 # The BN variants a run can name (config.json's "variant"), and which of them synchronise statistics
 # across ranks; bench.bn builds them, analysis groups by them.
@@ -50,7 +54,7 @@ VARIANT_NAMES = {"scratch": "from-scratch BN (textbook)", "nn": "nn.BatchNorm1d/
 # The variants that run Triton kernels: only where bench.bn.fused.unavailable_reason allows.
 TRITON_VARIANTS = ("fused", "fused-sync")
 # Steps between divergence checks by device type when --check-finite-every is not given: each check
-# is one 8-byte all-reduce (MIN of an int64) and, on CUDA, one host synchronisation (bench.run.divergence).
+# is one 16-byte all-reduce (MIN of 2 float64) and, on CUDA, one host synchronisation (bench.run.divergence).
 DIVERGENCE_CHECK_EVERY = {"cpu": 1, "cuda": 50}
 # A set of timings whose IQR over median exceeds this is flagged noisy (torch.utils.benchmark's rule).
 NOISY_IQR_OVER_MEDIAN = 0.10
@@ -140,8 +144,26 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def finite_or_null(obj: Any) -> Any:
+    """`obj` with every non-finite float (NaN, ±inf), at any depth, replaced by None.
+
+    >>> finite_or_null({"examples_per_s": float("nan"), "p": [1.5, float("inf")]})
+    {'examples_per_s': None, 'p': [1.5, None]}
+    """
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {k: finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_null(v) for v in obj]
+    return obj
+
+
 def write_json(path: str | os.PathLike, obj: Mapping[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    """Strict JSON: non-finite numbers become null (`finite_or_null`); allow_nan=False makes any that
+    slip past (a type the conversion does not know) fail here rather than in a reader."""
+    text = json.dumps(finite_or_null(obj), indent=2, sort_keys=True, default=str, allow_nan=False)
+    atomic_write_text(path, text + "\n")
 
 
 def write_csv(path: str | os.PathLike, columns: Iterable[str], rows: Iterable[Mapping[str, Any]]) -> None:

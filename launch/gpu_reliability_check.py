@@ -1,6 +1,6 @@
 """GPU checks of the failure-and-resume guarantees: --deterministic repeats, kill-and-resume equality,
-the divergence step on CUDA, and what the divergence guard costs (a check every 50 steps against
-checks at epoch ends only).
+SIGUSR1 mid-epoch and resume equality, the divergence step on CUDA, and what the divergence guard
+costs (a check every 50 steps against checks at epoch ends only).
 
     OUT=/tmp/out python -m launch.gpu_reliability_check --data-dir .gpu/data
 
@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench import rundir
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN = ["--no-profile", "--batch-size", "256", "--limit-train", "20000", "--limit-test", "2000", "--epochs", "3"]
@@ -72,13 +74,32 @@ def kill_and_resume(r: Runner) -> dict:
             "resume_equal_deterministic": r.rows("cut") == r.rows("det-a")}
 
 
+def preempt_and_resume(r: Runner) -> dict:
+    """SIGUSR1 once the first step checkpoint exists (one process stops at the next step), then
+    --resume; the outcome columns must equal the uninterrupted deterministic run's."""
+    flags = ("--variant", "nn", "--deterministic", "--checkpoint-every-steps", "20")
+    p = subprocess.Popen(r.cmd("pre", *flags), env=r.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while not (r.runs / "pre" / "checkpoint.pt").exists() and p.poll() is None:
+        time.sleep(0.005)
+    t0 = time.time()
+    p.send_signal(signal.SIGUSR1)
+    p.wait()
+    s = r.summary("pre")
+    stopped = {"rc": p.returncode, "stop_s": round(time.time() - t0, 2),
+               **{k: s.get(k) for k in ("status", "epochs_done", "steps_done", "stop_signal")}}
+    r.run("pre", *flags, "--resume", str(r.runs / "pre"))
+    return {"preempted": stopped, "preempt_resumed_status": r.summary("pre")["status"],
+            "preempt_resume_equal_deterministic": r.rows("pre") == r.rows("det-a")}
+
+
 def divergence(r: Runner) -> dict:
     """The divergence step with the default check (every 50 steps on CUDA) and with every step; then
     throughput with checks every 50 steps against checks at epoch ends only."""
-    r.run("div50", "--lr", "1e36")
-    r.run("div1", "--lr", "1e36", "--check-finite-every", "1")
-    keys = ("status", "diverged_epoch", "diverged_step", "diverged_loss")
-    out = {"diverged": [{k: r.summary(n).get(k) for k in keys} for n in ("div50", "div1")]}
+    r.run("div50", "--lr", "1e36", "--diverge-above", "off")
+    r.run("div1", "--lr", "1e36", "--diverge-above", "off", "--check-finite-every", "1")
+    r.run("blowup", "--lr", "1e9")  # finite but huge: the 100x bound, on the device
+    keys = ("status", "diverged_epoch", "diverged_step", "diverged_loss", "diverged_bound")
+    out = {"diverged": [{k: r.summary(n).get(k) for k in keys} for n in ("div50", "div1", "blowup")]}
     for name, every in (("guard50", "50"), ("guard_epoch_end", "1000000000")):
         r.run(name, *FULL, "--check-finite-every", every)
         out[name] = {k: r.summary(name)[k] for k in ("examples_per_s", "step_ms_p50")}
@@ -93,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     r = Runner(out, a.data_dir)
-    res = {**determinism(r), **kill_and_resume(r), **divergence(r), "runs": r.results}
-    (out / "gpu_reliability.json").write_text(json.dumps(res, indent=1))
-    print(json.dumps(res, indent=1))
+    res = {**determinism(r), **kill_and_resume(r), **preempt_and_resume(r), **divergence(r), "runs": r.results}
+    rundir.write_json(out / "gpu_reliability.json", res)  # strict JSON, as every file the suite writes
+    print(json.dumps(rundir.finite_or_null(res), indent=1))
     return 0
 
 

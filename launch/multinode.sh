@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One node's share of a multi-node bench.train job: torchrun with the c10d rendezvous.
+# One node's share of a multi-node bench.train job: launch.run (flags checked first), then torchrun
+# with the c10d rendezvous.
 # Run the same command on every node (or let launch/slurm.sbatch do it); the nodes find each other
 # through the rendezvous on RDZV_HOST:RDZV_PORT, and torchrun numbers the ranks.
 #
@@ -13,16 +14,17 @@
 #   RDZV_ID         job id, the same on every node (default bnbench)
 #   LOCAL_ADDR      this node's address as peers should reach it (default: torchrun resolves the host name)
 #   PYTHON          interpreter (default python)
-# Everything after the script name goes to bench.train.
+# Everything after the script name goes to bench.train. The exit code is bench.train's (75: interrupted,
+# resumable; see docs/reliability.md).
 set -euo pipefail
 : "${NNODES:?set NNODES (number of nodes)}"
 : "${RDZV_HOST:?set RDZV_HOST (host of the rendezvous, the same on every node)}"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
-args=(--nnodes "$NNODES" --nproc-per-node "${NPROC_PER_NODE:-1}"
-      --rdzv-backend c10d --rdzv-endpoint "$RDZV_HOST:${RDZV_PORT:-29500}" --rdzv-id "${RDZV_ID:-bnbench}"
-      --max-restarts 0)
+# launch.run checks the flags for the whole world, then starts torchrun with the c10d rendezvous.
+args=(--nnodes "$NNODES" --nproc "${NPROC_PER_NODE:-1}"
+      --rdzv-endpoint "$RDZV_HOST:${RDZV_PORT:-29500}" --rdzv-id "${RDZV_ID:-bnbench}")
 if [[ -n "${LOCAL_ADDR:-}" ]]; then
   args+=(--local-addr "$LOCAL_ADDR")
 fi
-exec "${PYTHON:-python}" -m torch.distributed.run "${args[@]}" -m bench.train "$@"
+exec "${PYTHON:-python}" -m launch.run "${args[@]}" -- "$@"

@@ -11,11 +11,14 @@ on a machine without GPUs. On a GPU machine with fewer GPUs than a world size th
 because ranks sharing a GPU measure contention, not scaling; `--backend gloo` overrides that (ranks
 then share GPUs round-robin, and the timings say nothing about scaling).
 
-A cell whose summary.json says complete or diverged is finished and skipped. Any other directory
-of a cell (killed mid-run, failed) is replaced: that cell runs again with --overwrite. A variant that
-cannot run here (bench.variants says why) is skipped, its reason in <out>/skipped.csv. Each cell's
-output goes to <out>/logs/<run>.log; <out>/sweep.json records the matrix and every cell's outcome.
-A failed cell does not stop the sweep; the sweep exits 1 at the end and names it. Then
+A cell whose summary.json says complete or diverged is finished and skipped. An interrupted cell
+(stopped by SIGTERM/SIGUSR1 with a checkpoint) continues from it (--auto-resume). Any other
+directory of a cell (killed mid-run, failed) is replaced: that cell runs again with --overwrite. A
+variant that cannot run here (bench.variants says why) is skipped, its reason in <out>/skipped.csv.
+Each cell's output goes to <out>/logs/<run>.log; <out>/sweep.json records the matrix and every
+cell's outcome. A failed cell does not stop the sweep; the sweep exits 1 at the end and names it.
+A cell that ends interrupted, or a SIGTERM/SIGUSR1 to the sweep (passed on to the running cell),
+stops the sweep with exit code 75 (bench.errors.EXIT_INTERRUPTED): run it again to go on. Then
 analysis.report writes the report (seed intervals, variant comparisons, scaling) for every run under
 <out> into <out>/report (--report DIR elsewhere, --no-report for none; --resolve goes to it).
 --plan-seeds runs nothing: it prints the seeds needed from a pilot's spread (launch/plan_seeds.py).
@@ -30,16 +33,17 @@ from pathlib import Path
 from typing import TextIO
 
 from bench import rundir
-from bench.errors import OneLineParser, UsageError, cli
+from bench.errors import EXIT_INTERRUPTED, OneLineParser, cli
 from bench.rundir import FINISHED
 from launch.matrix import PRESET_HELP, PRESETS, Cell, Sweep, build, drop_unavailable, load_toml, merge
-from launch import plan_seeds
+from launch import plan_seeds, preflight
 LOG_TAIL_LINES = 8
+CELL_GRACE_S = 60  # a stopped cell's time to checkpoint and exit (torchrun gives its ranks 30 s)
 
 
 def cell_state(run_dir: Path) -> str:
     """'missing', 'started' (no summary.json yet), a summary status ('complete', 'diverged',
-    'running', 'failed'), or 'unreadable'."""
+    'running', 'failed', 'interrupted'), or 'unreadable'."""
     if not run_dir.exists():
         return "missing"
     if not (run_dir / rundir.SUMMARY).exists():
@@ -50,8 +54,10 @@ def cell_state(run_dir: Path) -> str:
         return "unreadable"
 
 
-def command(cell: Cell, overwrite: bool) -> list[str]:
-    train = ["-m", "bench.train", *cell.train_args, *(["--overwrite"] if overwrite else [])]
+def command(cell: Cell, overwrite: bool, resume: bool = False) -> list[str]:
+    """The cell's bench.train command; `resume` continues an interrupted cell from its checkpoint."""
+    train = ["-m", "bench.train", *cell.train_args, *(["--overwrite"] if overwrite else []),
+             *(["--auto-resume"] if resume else [])]
     if cell.world_size == 1:
         return [sys.executable, *train]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone",
@@ -79,54 +85,39 @@ def estimate_left_s(todo: list[Cell], took_s: dict[int, list[float]]) -> float |
 
 def check_devices(sweep: Sweep) -> str:
     """Where the ranks will run, in words; UsageError when a world size cannot get its GPUs."""
-    import torch
-
-    from bench.run import dist
-
-    device = dist.resolve_device(sweep.config.device, 0)
-    if device.type != "cuda":
-        return "CPU: world sizes above 1 are gloo processes"
-    gpus = torch.cuda.device_count()
-    widest = max(c.world_size for c in sweep.cells)
-    if widest > gpus and sweep.config.backend != "gloo":
-        raise UsageError(f"world size {widest} needs {widest} GPUs, this machine has {gpus}: drop the larger "
-                         f"world sizes, or pass --backend gloo to let ranks share GPUs (no scaling timings)")
-    shared = " (ranks share GPUs: no scaling timings)" if widest > gpus else ""
-    return f"{gpus} GPU(s), backend {sweep.config.backend}{shared}"
+    return preflight.check_devices(sweep.config.device, sweep.config.backend, max(c.world_size for c in sweep.cells))
 
 
 def validate_cells(sweep: Sweep) -> None:
     """bench.train's own checks for every cell before anything runs (a bad cell fails now, not hours in)."""
-    from bench.run import dist
-    from bench.run.config import from_argv
-    from bench.run.plan import resolve
-
     for cell in sweep.cells:
-        cfg = from_argv([*cell.train_args, "--overwrite"])
-        resolve(cfg, cell.world_size, dist.resolve_device(cfg.device, 0))
+        preflight.check_train_args([*cell.train_args, "--overwrite"], cell.world_size)
 
 
 def _record(sweep: Sweep, results: list[dict], started: str) -> None:
     rundir.write_json(sweep.out / "sweep.json", {"matrix": sweep.spec, "started": started, "cells": results})
 
 
-def _run_cell(cell: Cell, overwrite: bool, log: Path) -> int:
-    """Run one cell with its output in ``log``; its exit code."""
-    with open(log, "w") as f:
-        proc = subprocess.Popen(command(cell, overwrite=overwrite), stdout=f, stderr=subprocess.STDOUT)
+def _run_cell(cell: Cell, state: str, log: Path) -> int:
+    """Run one cell (left in `state` by an earlier attempt) with its output in ``log``; its exit code."""
+    resume = state == "interrupted"
+    with open(log, "a" if resume else "w") as f:
+        proc = subprocess.Popen(command(cell, state != "missing" and not resume, resume), stdout=f,
+                                stderr=subprocess.STDOUT)
         try:
             return proc.wait()
-        except BaseException:  # Ctrl-C or SIGTERM: take the cell's processes down with us
+        except BaseException:  # Ctrl-C or a stop signal: stop the cell too (it checkpoints first)
             proc.terminate()
             try:
-                proc.wait(timeout=15)
+                proc.wait(timeout=CELL_GRACE_S)
             except subprocess.TimeoutExpired:
                 proc.kill()
             raise
 
 
 def run(sweep: Sweep, out: TextIO | None = None) -> int:
-    """Run every unfinished cell in order; 0 when all finished, 1 when any failed."""
+    """Run every unfinished cell in order; 0 when all finished, 1 when any failed, EXIT_INTERRUPTED
+    when a cell was interrupted (the sweep stops there)."""
     def say(line: str) -> None:
         print(line, file=out or sys.stdout, flush=True)
 
@@ -148,10 +139,9 @@ def run(sweep: Sweep, out: TextIO | None = None) -> int:
             say(f"[{i}/{n}] {cell.run_name}  already {state}, skipped")
             results.append({**result, "outcome": f"skipped ({state})"})
             continue
-        leftover = state != "missing"
         log = logs / f"{cell.run_name}.log"
         t = time.perf_counter()
-        rc = _run_cell(cell, leftover, log)
+        rc = _run_cell(cell, state, log)
         dt = time.perf_counter() - t
         took_s.setdefault(cell.world_size, []).append(dt)
         final = cell_state(sweep.out / cell.run_name)
@@ -159,11 +149,16 @@ def run(sweep: Sweep, out: TextIO | None = None) -> int:
         left = estimate_left_s(todo, took_s)
         timing = f"(elapsed {fmt_duration(time.perf_counter() - t0)}" + (
             f", ~{fmt_duration(left)} left)" if left is not None and todo else ")")
-        redo = "re-ran incomplete leftover (--overwrite)  " if leftover else ""
+        redo = {"missing": "", "interrupted": "resumed interrupted cell (--auto-resume)  "}.get(
+            state, "re-ran incomplete leftover (--overwrite)  ")
         if final in FINISHED:  # bench.train exits 1 on divergence, yet the cell has its result
             word = "done" if final == "complete" else final
             say(f"[{i}/{n}] {cell.run_name}  {redo}{word} in {dt:.1f} s  {timing}")
             outcome = final
+        elif final == "interrupted":  # the machine is being taken back: the next cells would be too
+            say(f"[{i}/{n}] {cell.run_name}  {redo}INTERRUPTED after {dt:.1f} s; re-run the same command to resume")
+            _record(sweep, results + [{**result, "outcome": "interrupted", "log": str(log)}], started)
+            return EXIT_INTERRUPTED
         else:
             say(f"[{i}/{n}] {cell.run_name}  {redo}FAILED (exit {rc}) after {dt:.1f} s, log {log}  {timing}")
             for line in log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]:
@@ -183,10 +178,11 @@ def run(sweep: Sweep, out: TextIO | None = None) -> int:
 def dry_run(sweep: Sweep, out: TextIO | None = None) -> None:
     for i, cell in enumerate(sweep.cells, 1):
         state = cell_state(sweep.out / cell.run_name)
-        what = {"missing": "to run", "complete": "finished, skip", "diverged": "finished (diverged), skip"}.get(
+        what = {"missing": "to run", "complete": "finished, skip", "diverged": "finished (diverged), skip",
+                "interrupted": "interrupted, resume (--auto-resume)"}.get(
             state, f"leftover ({state}), re-run with --overwrite")
-        print(f"[{i}/{len(sweep.cells)}] {cell.run_name}  {what}\n      "
-              f"{' '.join(command(cell, overwrite=state not in ('missing', *FINISHED)))}", file=out or sys.stdout)
+        cmd = command(cell, state not in ("missing", "interrupted", *FINISHED), state == "interrupted")
+        print(f"[{i}/{len(sweep.cells)}] {cell.run_name}  {what}\n      {' '.join(cmd)}", file=out or sys.stdout)
 
 
 def build_parser() -> OneLineParser:
@@ -241,12 +237,13 @@ def _main(args, passthrough: list[str]) -> int:
         dry_run(sweep)
         return 0
     rundir.write_skipped(sweep.out, skipped)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # unwinds through run()
+    for s in (signal.SIGTERM, signal.SIGUSR1):  # unwinds through run(), which stops the cell first
+        signal.signal(s, lambda *_: sys.exit(EXIT_INTERRUPTED))
     try:
         rc = run(sweep)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit) as e:
         print("launch.sweep: interrupted; re-run the same command to resume", file=sys.stderr)
-        return 130
+        return 130 if isinstance(e, KeyboardInterrupt) else EXIT_INTERRUPTED
     if args.no_report:
         return rc
     from analysis import report  # every run under --out, this sweep's and any earlier ones

@@ -29,11 +29,12 @@ def traces_dir() -> Path:
 
 @pytest.fixture
 def keep_process_state():
-    """In-process runs install a SIGTERM handler and may switch on deterministic algorithms."""
+    """In-process runs install SIGTERM and SIGUSR1 handlers and may switch on deterministic algorithms."""
     import torch
-    handler = signal.getsignal(signal.SIGTERM)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1)}
     yield
-    signal.signal(signal.SIGTERM, handler)
+    for s, handler in handlers.items():
+        signal.signal(s, handler)
     torch.use_deterministic_algorithms(False)
 
 

@@ -20,9 +20,14 @@ def train_cmd(*args: str) -> list[str]:
     return [PY, "-m", "bench.train", *args]
 
 
-def torchrun_cmd(*args: str, nproc: int = 2, max_restarts: int = 0) -> list[str]:
+def torchrun_cmd(*args: str, nproc: int = 2, max_restarts: int = 0, module: str = "bench.train") -> list[str]:
     return [TORCHRUN, f"--nproc_per_node={nproc}", f"--max-restarts={max_restarts}", "--rdzv-backend=c10d",
-            f"--rdzv-endpoint=127.0.0.1:{free_port()}", "--monitor-interval=0.5", "-m", "bench.train", *args]
+            f"--rdzv-endpoint=127.0.0.1:{free_port()}", "--monitor-interval=0.5", "-m", module, *args]
+
+
+def launch_run_cmd(*train_args: str, nproc: int = 2) -> list[str]:
+    """`python -m launch.run --nproc N -- <bench.train flags>`."""
+    return [PY, "-m", "launch.run", "--nproc", str(nproc), "--", *train_args]
 
 
 def read_rows(path: Path, columns=OUTCOME_COLUMNS) -> list[tuple[str, ...]]:

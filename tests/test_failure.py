@@ -81,6 +81,7 @@ def test_killed_rank_ends_job_and_is_named(victim, tmp_path, data_dir):
 
 
 def test_report_lists_failed_runs_apart(tmp_path, data_dir, monkeypatch, capsys, keep_process_state):
+    from analysis.labels import run_labels
     from analysis.render_runs import runs_section
     from analysis.runs import load_runs
     flags = TINY + ["--data-dir", str(data_dir), "--out", str(tmp_path), "--epochs", "1"]
@@ -89,7 +90,7 @@ def test_report_lists_failed_runs_apart(tmp_path, data_dir, monkeypatch, capsys,
     assert bench.run.train.main(flags + ["--run-name", "broken"]) == 1
 
     runs = load_runs([tmp_path])
-    md = runs_section(runs)
+    md = runs_section(runs, run_labels(runs))
     complete_part, _, apart = md.partition("### Runs that did not complete")
     assert "| good" in complete_part and "broken" not in complete_part
     assert "| broken" in apart and "| failed" in apart and "boom: injected" in apart

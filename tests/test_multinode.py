@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.errors import EXIT_INTERRUPTED
 from tests.procs import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,25 +43,32 @@ def test_two_nodes_on_loopback_make_one_world_size_2_run(tmp_path, data_dir):
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [run.name]
 
 
-def test_slurm_script_starts_one_multinode_launcher_per_node(tmp_path):
+@pytest.mark.parametrize("srun_rc, requeued", [(0, False), (EXIT_INTERRUPTED, True), (1, False)])
+def test_slurm_script_starts_one_multinode_launcher_per_node(srun_rc, requeued, tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    record = tmp_path / "srun.txt"
-    (bin_dir / "scontrol").write_text('#!/bin/sh\n[ "$1 $2 $3" = "show hostnames gpu[07-08]" ] || exit 9\n'
+    record, requeue = tmp_path / "srun.txt", tmp_path / "requeue.txt"
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\nif [ "$1" = requeue ]; then echo "$@" > {requeue}; exit 0; fi\n'
+                                      '[ "$1 $2 $3" = "show hostnames gpu[07-08]" ] || exit 9\n'
                                       'printf "gpu07\\ngpu08\\n"\n')
     (bin_dir / "srun").write_text(f'#!/bin/sh\necho "$NNODES $NPROC_PER_NODE $RDZV_HOST $RDZV_PORT $RDZV_ID"'
-                                  f' > {record}\necho "$@" >> {record}\n')
+                                  f' > {record}\necho "$@" >> {record}\nexit {srun_rc}\n')
     for tool in ("scontrol", "srun"):
         (bin_dir / tool).chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "gpu[07-08]",
            "SLURM_JOB_NUM_NODES": "2", "SLURM_GPUS_ON_NODE": "8", "SLURM_JOB_ID": "4242",
            "SLURM_SUBMIT_DIR": str(REPO)}
-    subprocess.run(["bash", str(REPO / "launch" / "slurm.sbatch"), "--variant", "sync", "--epochs", "3"],
-                   env=env, check=True, timeout=30)
+    r = subprocess.run(["bash", str(REPO / "launch" / "slurm.sbatch"), "--variant", "sync", "--epochs", "3"],
+                       env=env, timeout=30)
+    assert r.returncode == srun_rc  # the job's exit code is the launchers'
     env_line, cmd_line = record.read_text().splitlines()
     assert env_line == "2 8 gpu07 29500 4242"
-    assert cmd_line == (f"--nodes 2 --ntasks-per-node 1 --kill-on-bad-exit=1 bash "
+    assert cmd_line == (f"--nodes 2 --ntasks-per-node 1 --wait=60 bash "
                         f"{REPO}/launch/multinode.sh --variant sync --epochs 3")
+    # bench.train's interrupted code (a checkpoint is written), and only that, requeues the job
+    assert (requeue.read_text().split() if requeue.exists() else None) == (["requeue", "4242"] if requeued else None)
+    script = (REPO / "launch" / "slurm.sbatch").read_text()
+    assert "#SBATCH --signal=USR1@120" in script and "#SBATCH --requeue" in script
 
 
 @pytest.mark.parametrize("missing", ["NNODES", "RDZV_HOST"])

@@ -1,6 +1,7 @@
 """bench.run.outputs: what the timed loop dispatches per step, and that the stashed values are the steps'."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from bench.run.outputs import StepOutputs
@@ -54,3 +55,24 @@ def test_bf16_losses_read_back_as_float32():
     for i in range(2):
         out.put(i, torch.tensor(1.5, dtype=torch.bfloat16), torch.zeros(1, 10, dtype=torch.bfloat16))
     assert out.losses(0, 2).dtype == torch.float32 and out.losses(0, 2).tolist() == [1.5, 1.5]
+
+
+@pytest.mark.parametrize("copy", [False, True])
+def test_an_epoch_resumed_mid_way_reads_like_one_never_cut(copy):
+    """The first 3 of 6 steps come back from a checkpoint (`done`); every read spanning them and the
+    new steps equals the same reads of an uninterrupted epoch, value for value."""
+    steps = _steps(6, 4, seed=4)
+    whole = StepOutputs(6, 4, torch.device("cpu"), copy=copy)
+    for i, (loss, logits) in enumerate(steps):
+        whole.put(i, loss.clone(), logits.clone())
+    done = whole.done(3)
+    assert torch.equal(done[0], torch.stack([l for l, _ in steps[:3]]))
+    resumed = StepOutputs(6, 4, torch.device("cpu"), copy=copy)
+    resumed.new_epoch(done)
+    for i in range(3, 6):
+        resumed.put(i, steps[i][0].clone(), steps[i][1].clone())
+    for lo, hi in ((0, 6), (0, 2), (2, 5), (3, 6), (4, 5)):
+        assert torch.equal(resumed.losses(lo, hi), whole.losses(lo, hi)), (lo, hi)
+    for n in (2, 3, 5, 6):
+        assert torch.equal(resumed.preds(n), whole.preds(n)), n
+    assert resumed.losses(0, 6).sum() == whole.losses(0, 6).sum()  # the epoch's mean, bit for bit

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from bench import rundir
 from bench.errors import UsageError
 from launch import matrix, sweep
 from tests.sweep_cells import PER_RANK, SEEDS, VARIANTS, WORLD_SIZES, expected_names
@@ -95,7 +96,7 @@ def test_cell_states(tmp_path):
     assert sweep.cell_state(tmp_path / "nope") == "missing"
     (tmp_path / "a").mkdir()
     assert sweep.cell_state(tmp_path / "a") == "started"
-    for status in ("running", "complete", "diverged", "failed"):
+    for status in rundir.STATUSES:
         (tmp_path / "a" / "summary.json").write_text(json.dumps({"status": status}))
         assert sweep.cell_state(tmp_path / "a") == status
     (tmp_path / "a" / "summary.json").write_text("{not json")
@@ -118,7 +119,7 @@ def test_failed_cell_does_not_stop_the_sweep_and_is_retried(tmp_path, monkeypatc
     """Cells stood in for by tiny scripts: b fails, c diverges; the sweep goes on, exits 1, names b."""
     outcome = {"a": "complete", "b": None, "c": "diverged"}
 
-    def fake_command(cell, overwrite):
+    def fake_command(cell, overwrite, resume=False):
         status = outcome[cell.run_name]
         if status is None:
             return [sys.executable, "-c", "print('first line'); print('boom'); raise SystemExit(3)"]
@@ -146,3 +147,34 @@ def test_failed_cell_does_not_stop_the_sweep_and_is_retried(tmp_path, monkeypatc
     assert lines[1] == "[1/3] a  already complete, skipped"
     assert lines[3] == "[3/3] c  already diverged, skipped"
     assert lines[2].startswith("[2/3] b  done in ")
+
+
+def test_interrupted_cell_stops_the_sweep_and_resumes_on_the_rerun(tmp_path, monkeypatch, capsys):
+    """Cell b is stopped by a preemption (status interrupted): the sweep stops there with exit 75 and
+    leaves c for later; the next run skips a, continues b with --auto-resume, then runs c."""
+    from bench.errors import EXIT_INTERRUPTED
+    outcome, calls = {"a": "complete", "b": "interrupted", "c": "complete"}, []
+    real_command = sweep.command
+
+    def fake_command(cell, overwrite, resume=False):
+        calls.append((cell.run_name, overwrite, resume))
+        d = tmp_path / cell.run_name
+        return [sys.executable, "-c", f"import json, os; os.makedirs({str(d)!r}, exist_ok=True); "
+                f"json.dump({{'status': {outcome[cell.run_name]!r}}}, open({str(d / 'summary.json')!r}, 'w'))"]
+
+    monkeypatch.setattr(sweep, "command", fake_command)
+    s = matrix.Sweep(tuple(matrix.Cell("nn", 1, 64, i, n, ()) for i, n in enumerate(outcome)), tmp_path, None, {})
+    assert sweep.run(s) == EXIT_INTERRUPTED
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith("[2/3] b  INTERRUPTED after ") and lines[2].endswith("re-run the same command to resume")
+    assert calls == [("a", False, False), ("b", False, False)]  # c never started
+    assert [c["outcome"] for c in json.loads((tmp_path / "sweep.json").read_text())["cells"]] == [
+        "complete", "interrupted"]
+
+    outcome["b"] = "complete"
+    assert sweep.cell_state(tmp_path / "b") == "interrupted"
+    assert sweep.run(s) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith("[2/3] b  resumed interrupted cell (--auto-resume)  done in ")
+    assert calls[2:] == [("b", False, True), ("c", False, False)]  # resumed, not overwritten
+    assert real_command(s.cells[1], False, True)[-1] == "--auto-resume"

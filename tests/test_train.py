@@ -135,16 +135,27 @@ def test_missing_data_exits_2(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "runs" / "lenet-nn-ws1-b256-s0").exists()
 
 
-def test_indivisible_batch_under_two_ranks(data_dir, tmp_path):
-    p = torchrun(2, "bench.train", "--batch-size", "255", "--data-dir", data_dir, "--out", tmp_path, timeout=120)
-    assert p.returncode != 0
-    assert "not divisible by world size 2" in _one_error_line(p.stderr)
-    assert "exitcode  : 2" in p.stderr  # our process exited 2; torchrun adds its own failure summary
+# Every bad input that depends on the world size, as torchrun's two ranks see it.
+WORLD_SIZE_CASES = {
+    "indivisible batch": (("--batch-size", "255"), "not divisible by world size 2"),
+    "per-rank batch 1, local BN": (("--batch-size", "2", "--variant", "scratch"), "per-rank batch 1"),
+    "sync on CPU ranks": (("--variant", "sync"), "scratch-sync"),
+}
+OUR_FRAME = re.compile(r'File "[^"]*/(bench|launch|analysis)/')  # a traceback line through this project
 
 
-def test_sync_on_cpu_with_two_ranks_is_refused(data_dir, tmp_path):
-    p = torchrun(2, "bench.train", "--variant", "sync", "--data-dir", data_dir, "--out", tmp_path, timeout=120)
+@pytest.mark.parametrize("case", list(WORLD_SIZE_CASES))
+def test_bad_input_under_two_ranks_is_one_line_from_rank_0(case, data_dir, tmp_path):
+    """--tee 3 prefixes each rank's lines ([default0]:, [default1]:): rank 0 prints the one line, rank 1
+    nothing, although torchrun stops rank 1 with SIGTERM while it waits; no traceback through our code."""
+    flags, needle = WORLD_SIZE_CASES[case]
+    p = python_m("torch.distributed.run", "--standalone", "--nproc_per_node=2", "--tee", "3", "-m", "bench.train",
+                 *flags, "--data-dir", data_dir, "--out", tmp_path / "runs", timeout=120)
+    lines = (p.stdout + p.stderr).splitlines()
+    rank0 = [l.removeprefix("[default0]:") for l in lines if l.startswith("[default0]:")]
     assert p.returncode != 0
-    line = _one_error_line(p.stderr)
-    assert "SyncBatchNorm" in line and "scratch-sync" in line
-    assert not list(tmp_path.iterdir())
+    assert [l for l in lines if l.startswith("[default1]:")] == []
+    assert len(rank0) == 1 and rank0[0].startswith("bench.train: error: ") and needle in rank0[0], rank0
+    assert [l for l in lines if OUR_FRAME.search(l)] == []
+    assert "exitcode  : 2" in p.stderr  # torchrun's report of rank 0
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())

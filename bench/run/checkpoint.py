@@ -1,10 +1,13 @@
-"""Epoch-end checkpoints and resuming from them.
+"""Checkpoints at epoch ends and between steps, and resuming from them.
 
 `<run>/checkpoint.pt` holds everything the rest of a run depends on: the network's parameters and
-buffers (BN running statistics included), the optimizer, every rank's RNG states and its measured
-step times, the epochs done and their metrics. The data order needs nothing more: each epoch's
-permutation is seeded by (seed, epoch). Rank 0 writes it atomically (bench.rundir), so a crash at
-any moment leaves the previous checkpoint or the new one.
+buffers (BN running statistics included), the optimizer, every rank's RNG states, BN buffers, measured
+step times and divergence-guard state, the epochs done and their metrics. A checkpoint taken inside
+an epoch (`--checkpoint-every-steps`, or a stop request: bench.run.preempt) also holds the position in
+that epoch and, per rank, the epoch so far (`MidEpoch`): each step's loss and predictions, for the
+epoch's loss and accuracy, and the step times measured. The data order needs nothing more: each
+epoch's permutation is seeded by (seed, epoch). Rank 0 writes it atomically (bench.rundir), so a
+crash at any moment leaves the previous checkpoint or the new one.
 
 Which run directory a job uses, and whether it starts fresh or resumes, is decided here
 (`choose_run_dir`) before any process group exists, so a wrong `--resume` is a usage error.
@@ -12,6 +15,7 @@ Which run directory a job uses, and whether it starts fresh or resumes, is decid
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,12 +24,33 @@ import torch.distributed as tdist
 from bench import rundir
 from bench.errors import UsageError
 
-FORMAT = 1
+FORMAT = 2
 # Options that may differ between the interrupted attempt and the resumed one: where things live,
-# how long to wait, and how many epochs in all (a run may be extended). config.json stores the
-# resolved backend, so the flag cannot be compared.
-MAY_DIFFER = frozenset({"epochs", "out", "run_name", "overwrite", "resume", "data_dir", "download",
-                        "pg_timeout_s", "device", "backend", "check_finite_every"})
+# how long to wait, how often to check and checkpoint, and how many epochs in all (a run may be
+# extended). config.json stores the resolved backend, so the flag cannot be compared.
+MAY_DIFFER = frozenset({"epochs", "out", "run_name", "overwrite", "resume", "auto_resume", "data_dir",
+                        "download", "pg_timeout_s", "device", "backend", "check_finite_every",
+                        "checkpoint_every_steps", "diverge_above"})
+
+
+@dataclass
+class MidEpoch:
+    """One rank's part of an epoch an earlier attempt stopped in: its first `steps_done` steps."""
+    steps_done: int
+    losses: torch.Tensor          # (steps_done,) float32, as bench.run.outputs holds them
+    preds: torch.Tensor           # (steps_done, per-rank batch) int64
+    timed: list = field(default_factory=list)  # (step, ms) of the steps measured so far
+    seconds: float = 0.0          # wall time spent in the epoch's steps so far
+
+
+@dataclass
+class Restored:
+    """What a checkpoint gives back to this rank (the network and optimizer are loaded in place)."""
+    epochs_done: int
+    metrics: list[dict]
+    measured_ms: list
+    guard: dict
+    mid: MidEpoch | None  # the next epoch was under way
 
 
 def _status(run_dir: Path) -> str | None:
@@ -52,8 +77,8 @@ def choose_run_dir(options: dict, default_dir: Path, world_size: int, restarted:
     """(run directory, resume?) for this job; raise UsageError when neither is allowed.
 
     --resume DIR           resume DIR (it must hold a checkpoint of the same configuration)
-    torchrun restart       resume the default directory if it holds an unfinished checkpointed run,
-                           else start it over (the previous attempt died in its first epoch)
+    torchrun restart,      resume the default directory if it holds an unfinished checkpointed run,
+    or --auto-resume       else start it over (the previous attempt stopped before a checkpoint)
     otherwise              a fresh run; an existing directory needs --overwrite
     """
     if options.get("resume"):
@@ -63,14 +88,14 @@ def choose_run_dir(options: dict, default_dir: Path, world_size: int, restarted:
                              f"directory printed by the interrupted run")
         if not (run_dir / rundir.CHECKPOINT).is_file():
             raise UsageError(f"--resume {run_dir}: no {rundir.CHECKPOINT} (the run stopped before its first "
-                             f"epoch ended); start it again with --overwrite")
+                             f"checkpoint); start it again with --overwrite")
         if _status(run_dir) in rundir.FINISHED:
             raise UsageError(f"--resume {run_dir}: the run already ended ({_status(run_dir)}); nothing to "
                              f"resume — use --overwrite or another --run-name to run it again")
         _check_same_run(run_dir, options, world_size)
         return run_dir, True
     run_dir = default_dir
-    if restarted and run_dir.exists() and _status(run_dir) not in rundir.FINISHED:
+    if (restarted or options.get("auto_resume")) and run_dir.exists() and _status(run_dir) not in rundir.FINISHED:
         if (run_dir / rundir.CHECKPOINT).is_file():
             _check_same_run(run_dir, options, world_size)
             return run_dir, True
@@ -81,37 +106,43 @@ def choose_run_dir(options: dict, default_dir: Path, world_size: int, restarted:
     return run_dir, False
 
 
-def _rank_state(device: torch.device, measured_ms: list) -> dict:
+def _rank_state(net: torch.nn.Module, device: torch.device, measured_ms: list, guard: dict,
+                mid: MidEpoch | None, stop_signal: int) -> dict:
     return {"rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            "measured_ms": list(measured_ms)}
+            "measured_ms": list(measured_ms), "guard": guard, "stop_signal": stop_signal,
+            # Inside an epoch a local BN's running statistics differ between ranks until the epoch-end
+            # broadcast; each rank keeps its own so the continuation is exact whatever DDP broadcasts.
+            "buffers": {k: b.detach().cpu().clone() for k, b in net.named_buffers()},
+            "mid": None if mid is None else {**vars(mid), "timed": [list(t) for t in mid.timed]}}
 
 
 def save(run_dir: Path, *, net: torch.nn.Module, opt: torch.optim.Optimizer, epochs_done: int,
-         metrics: list[dict], measured_ms: list, rank: int, device: torch.device) -> None:
-    """Collective: every rank contributes its RNG states and step times; rank 0 writes the file.
+         metrics: list[dict], measured_ms: list, rank: int, device: torch.device, guard: dict,
+         mid: MidEpoch | None = None, stop_signal: int = 0) -> int:
+    """Collective: every rank contributes its own state; rank 0 writes the file. Returns the stop
+    request of any rank (a signal number, else 0): the gather every rank joins carries it for free.
 
-    Parameters and buffers are taken from rank 0: DDP keeps parameters equal, and the training loop
-    broadcasts rank 0's BN buffers at each epoch end, so every rank holds the same network here.
+    Parameters are taken from rank 0: DDP keeps them equal on every rank.
     """
-    mine = _rank_state(device, measured_ms)
+    mine = _rank_state(net, device, measured_ms, guard, mid, stop_signal)
     if tdist.is_initialized():
         ranks: list = [None] * tdist.get_world_size()
         tdist.all_gather_object(ranks, mine)
     else:
         ranks = [mine]
-    if rank != 0:
-        return
-    buf = io.BytesIO()
-    torch.save({"format": FORMAT, "epochs_done": epochs_done, "model": net.state_dict(),
-                "optimizer": opt.state_dict(), "metrics": metrics, "ranks": ranks}, buf)
-    rundir.atomic_write_bytes(run_dir / rundir.CHECKPOINT, buf.getvalue())
+    if rank == 0:
+        buf = io.BytesIO()
+        torch.save({"format": FORMAT, "epochs_done": epochs_done, "steps_done": mid.steps_done if mid else 0,
+                    "model": net.state_dict(), "optimizer": opt.state_dict(), "metrics": metrics,
+                    "ranks": ranks}, buf)
+        rundir.atomic_write_bytes(run_dir / rundir.CHECKPOINT, buf.getvalue())
+    return max(r["stop_signal"] for r in ranks)
 
 
 def restore(run_dir: Path, *, net: torch.nn.Module, opt: torch.optim.Optimizer, rank: int,
-            device: torch.device) -> tuple[int, list[dict], list]:
-    """Load the checkpoint into `net` and `opt` and this rank's RNG; return (epochs done, metrics,
-    this rank's measured step times)."""
+            device: torch.device) -> Restored:
+    """Load the checkpoint into `net`, `opt` and this rank's RNG; return the rest of this rank's state."""
     path = run_dir / rundir.CHECKPOINT
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -123,7 +154,14 @@ def restore(run_dir: Path, *, net: torch.nn.Module, opt: torch.optim.Optimizer, 
     net.load_state_dict(ckpt["model"])
     opt.load_state_dict(ckpt["optimizer"])
     mine = ckpt["ranks"][rank]
+    with torch.no_grad():
+        for name, b in net.named_buffers():
+            b.copy_(mine["buffers"][name])
     torch.set_rng_state(mine["rng_cpu"])
     if device.type == "cuda" and mine["rng_cuda"] is not None:
         torch.cuda.set_rng_state(mine["rng_cuda"], device)
-    return ckpt["epochs_done"], list(ckpt["metrics"]), [tuple(m) for m in mine["measured_ms"]]
+    mid = mine["mid"]
+    if mid is not None:
+        mid = MidEpoch(**{**mid, "timed": [tuple(t) for t in mid["timed"]]})
+    return Restored(ckpt["epochs_done"], list(ckpt["metrics"]), [tuple(m) for m in mine["measured_ms"]],
+                    mine["guard"], mid)

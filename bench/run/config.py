@@ -13,6 +13,7 @@ from typing import Iterable
 
 from bench.errors import OneLineParser
 from bench.nets import MODELS
+from bench.run.divergence import DEFAULT_BOUND, parse_bound
 from bench.run.step import AMPS, MODES
 from bench.rundir import VARIANTS
 
@@ -51,7 +52,10 @@ class TrainConfig:
     pg_timeout_s: float = 300.0    # collectives fail after this long when a peer rank is gone
     resume: str | None = None      # run directory to continue from its last checkpoint (same flags)
     deterministic: bool = False    # deterministic algorithms, cuDNN/cuBLAS settings (bench.run.dist)
-    check_finite_every: int = 0    # steps between non-finite-loss checks; 0 = every step on CPU, 50 on CUDA
+    check_finite_every: int = 0    # steps between divergence checks; 0 = every step on CPU, 50 on CUDA
+    diverge_above: str = DEFAULT_BOUND  # a step loss above this diverges: N, Nx (N × the first loss), off
+    checkpoint_every_steps: int = 0  # step checkpoints every N steps as well as at epoch ends; 0 = none
+    auto_resume: bool = False      # continue the run directory when it holds an unfinished checkpointed run
     mode: str = "eager"            # eager | compile (torch.compile) | graph (whole step in a CUDA graph)
     amp: str = "none"              # none | bf16 (autocast forward and loss to bfloat16)
 
@@ -78,6 +82,19 @@ def positive_float(text: str) -> float:
     if not 0 < v < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
     return v
+
+
+def loss_bound(text: str) -> str:
+    """An argparse type: a --diverge-above rule, checked, as written (lower case).
+
+    >>> loss_bound("100X"), loss_bound("1e4")
+    ('100x', '1e4')
+    """
+    try:
+        parse_bound(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text.strip().lower()
 
 
 def comma_list(kind=str, choices=None):
@@ -156,6 +173,13 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
                       help="deterministic algorithms and cuDNN/cuBLAS settings (bitwise-repeatable runs)")),
     "check_finite_every": (("--check-finite-every",), dict(type=positive_int, metavar="N",
                            help="steps between divergence checks (default: every step on CPU, 50 on CUDA)")),
+    "diverge_above": (("--diverge-above",), dict(type=loss_bound, metavar="X", help="a step loss above X "
+                      "diverges: a number, Nx for N times the run's first loss on that rank, or off "
+                      "(non-finite only); default %(default)s")),
+    "checkpoint_every_steps": (("--checkpoint-every-steps",), dict(type=non_negative_int, metavar="N",
+                               help="also checkpoint every N steps, mid-epoch (default 0: epoch ends only)")),
+    "auto_resume": (("--auto-resume",), dict(action="store_true", help="continue the run directory if it "
+                    "holds an unfinished run with a checkpoint, else start it (for requeued jobs)")),
 }
 
 
@@ -175,6 +199,6 @@ def build_parser(prog: str = "bench.train") -> argparse.ArgumentParser:
     return p
 
 
-def from_argv(argv: list[str] | None = None) -> TrainConfig:
-    ns = build_parser().parse_args(argv)
+def from_argv(argv: list[str] | None = None, prog: str = "bench.train") -> TrainConfig:
+    ns = build_parser(prog).parse_args(argv)
     return TrainConfig(**vars(ns))

@@ -23,17 +23,21 @@ from bench import rundir
 
 
 class Terminated(BaseException):
-    """SIGTERM arrived (torchrun stops the other ranks this way when one fails, and so do schedulers)."""
+    """SIGTERM or SIGUSR1 arrived before training started (torchrun stops the other ranks this way
+    when one fails, and so do schedulers); once training runs they stop it cleanly (bench.run.preempt)."""
 
 
 def _raise_terminated(signum, frame):
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: let the failure record finish
+    for s in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(s, signal.SIG_IGN)  # one is enough: let the failure record finish
     raise Terminated(f"terminated by signal {signal.Signals(signum).name}")
 
 
 def install_sigterm_handler() -> None:
-    """Turn SIGTERM into an exception so the failure is recorded before the process ends."""
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    """Turn SIGTERM and SIGUSR1 into an exception so the failure is recorded before the process ends
+    (SIGUSR1 would otherwise kill the process without a word)."""
+    for s in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(s, _raise_terminated)
 
 
 def peer_table() -> list[tuple[str, int]]:

@@ -2,8 +2,9 @@
 
 Every rank trains on its shard of one seeded permutation per epoch (``epoch_order``), its batches
 served by its data source (bench.run.sources); steps are timed by bench.run.timing, their outputs
-kept on the device by bench.run.outputs, divergence checked by bench.run.divergence. bench.run.train
-drives these pieces; bench.run.results writes what they found.
+kept on the device by bench.run.outputs; between steps, bench.run.preempt checks divergence
+(bench.run.divergence), agrees on stop requests and writes step checkpoints. bench.run.train drives
+these pieces; bench.run.results writes what they found.
 """
 from __future__ import annotations
 
@@ -18,14 +19,16 @@ from bench import rundir
 from bench.bn import emulate, make_norm
 from bench.nets import FASHION_MNIST_SHAPE, build_model
 from bench.run import dist, envinfo
+from bench.run.checkpoint import MidEpoch
 from bench.run.config import TrainConfig
-from bench.run.divergence import DivergenceGuard
+from bench.run.divergence import Verdict
 from bench.run.inputs import DataSpec
 from bench.run.outputs import StepOutputs
 from bench.run.plan import RunPlan
+from bench.run.preempt import StepBoundaries
 from bench.run.sources import Source
 from bench.run.step import Step
-from bench.run.timing import StepTimer, gc_paused
+from bench.run.timing import gc_paused
 
 
 def reduce_(t: torch.Tensor, op=tdist.ReduceOp.SUM) -> torch.Tensor:
@@ -111,50 +114,54 @@ class Epoch:
     """One epoch's raw outcome on this rank."""
     index: int                 # 0-based
     order: torch.Tensor        # (steps, per-rank batch) example indices, on the device
-    step_ms: list[float]       # every step's time (ms), untimed ones included
-    wait_ms: list[float]       # host time each step waited for its batch (ms), included in step_ms
+    timed: list[tuple[int, float]]  # (step, ms) of its timed steps (a run's first steps are not timed)
+    wait_ms: dict[int, float]  # step -> host time it waited for its batch (ms, inside its step time);
+                               # this attempt's steps only
     seconds: float             # wall time of the epoch's steps
     bad_step: int | None       # first step whose loss diverged, on any rank
+    steps_done: int = 0        # fewer than the epoch's steps when a stop was agreed inside it
+    stop_signal: int = 0       # the stop request agreed at its last step boundary, 0 for none
 
 
-def run_epoch(job: Job, epoch: int, prof, timer: StepTimer, guard: DivergenceGuard,
-              outputs: StepOutputs) -> Epoch:
-    """Train one epoch; stop early at a diverged step (every rank at the same step)."""
+def run_epoch(job: Job, epoch: int, prof, bounds: StepBoundaries, mid: MidEpoch | None = None) -> Epoch:
+    """Train one epoch (from where an earlier attempt stopped in it, for `mid`); stop early at a
+    diverged step or an agreed stop request (every rank at the same step)."""
     plan, info, data = job.plan, job.info, job.data
+    timer, outputs = bounds.timer, bounds.outputs
     steps = plan.steps_per_epoch
     order = epoch_order(plan.cfg.seed, epoch, plan.data.n_train, steps, plan.global_batch)
     order = order.view(steps, plan.world_size, plan.per_rank_batch)[:, info.rank].to(info.device)
-    batches, wait_ms = data.batches(order), []
-    t0 = time.perf_counter()
-    guard.new_epoch()
-    outputs.new_epoch()
-    bad = None
+    first = done = bounds.begin(epoch, mid)
+    batches, wait_ms, verdict = data.batches(order[first:]), {}, Verdict()
     with gc_paused():  # a full collection would land in one timed step (bench.run.timing)
         timer.mark()
-        for i in range(steps):
+        for i in range(first, steps):
             t = time.perf_counter()
             x, y = next(batches)
-            wait_ms.append((time.perf_counter() - t) * 1e3)
+            wait_ms[i] = (time.perf_counter() - t) * 1e3
             outputs.put(i, *job.step(x, y))
             prof.step()  # before the mark: the window's trace export lands in an untimed step
             timer.mark()
-            if (bad := guard.first_bad_step(outputs, i, steps)) is not None:
+            done = i + 1
+            verdict = bounds.after(i, steps)
+            if verdict.bad_step is not None or verdict.stop_signal:
                 break
-    step_ms = timer.read_ms()
-    if bad is None and info.device.type == "cuda":
+    timed, seconds = bounds.end()
+    if verdict.bad_step is None and info.device.type == "cuda":
         torch.cuda.synchronize(info.device)
-    return Epoch(epoch, order, step_ms, wait_ms, time.perf_counter() - t0, bad)
+    return Epoch(epoch, order, timed, wait_ms, seconds, verdict.bad_step, done, verdict.stop_signal)
 
 
-def epoch_metrics(job: Job, ep: Epoch, first_timed: int, outputs: StepOutputs) -> dict:
+def epoch_metrics(job: Job, ep: Epoch, outputs: StepOutputs) -> dict:
     """The metrics.csv row of a finished epoch (collective: every rank calls it)."""
     plan, info, data = job.plan, job.info, job.data
     steps, P, G = plan.steps_per_epoch, plan.per_rank_batch, plan.global_batch
-    timed = ep.step_ms[first_timed:]
+    timed = [ms for _, ms in ep.timed]
     # the slowest rank sets the pace, and the longest wait for input is the pipeline's
-    timed_s, wait_s = reduce_(torch.tensor([sum(timed) / 1e3, sum(ep.wait_ms[first_timed:]) / 1e3],
+    waited = [ep.wait_ms[step] for step, _ in ep.timed if step in ep.wait_ms]
+    timed_s, wait_s = reduce_(torch.tensor([sum(timed) / 1e3, sum(waited) / 1e3],
                                            dtype=torch.float64, device=info.device), tdist.ReduceOp.MAX).tolist()
-    job.measured_ms += [(ep.index, i + first_timed, t) for i, t in enumerate(timed)]
+    job.measured_ms += [(ep.index, step, ms) for step, ms in ep.timed]
     labels = data.train_y[ep.order]
     sums = reduce_(torch.stack([outputs.losses(0, steps).sum().double(),
                                 (outputs.preds(steps) == labels).sum().double(),

@@ -101,20 +101,26 @@ def _check_numbers(cfg: TrainConfig, world_size: int) -> None:
             raise UsageError(f"--bn-group-size {cfg.bn_group_size} does not divide world size {world_size}")
 
 
-def _check_out(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"cannot create --out {out} ({e.strerror}): pass a writable directory") from None
-    if not os.access(out, os.W_OK | os.X_OK):
+def _check_out(out: Path, create: bool) -> None:
+    """--out is (or, with `create`, now is) a writable folder; without `create`, the nearest folder
+    that exists must be writable, so creating the rest would succeed."""
+    if create:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"cannot create --out {out} ({e.strerror}): pass a writable directory") from None
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"--out {out} is not writable: pass a writable directory")
 
 
-def resolve(cfg: TrainConfig, world_size: int, device: torch.device, restarted: bool = False) -> RunPlan:
+def resolve(cfg: TrainConfig, world_size: int, device: torch.device, restarted: bool = False,
+            create: bool = True) -> RunPlan:
     """Check everything that can be checked before any process group exists; return the plan.
 
     Raises UsageError naming the problem and the fix. ``restarted``: torchrun restarted this job
-    (bench.run.checkpoint.choose_run_dir decides whether it resumes).
+    (bench.run.checkpoint.choose_run_dir decides whether it resumes). ``create=False`` creates
+    nothing, not even --out: a launcher checking a job before starting it (launch.run).
     """
     _check_numbers(cfg, world_size)
     data = resolve_data(cfg)
@@ -132,7 +138,7 @@ def resolve(cfg: TrainConfig, world_size: int, device: torch.device, restarted: 
     if (why := unavailable_reason(cfg.variant, device)) is not None:
         raise UsageError(f"--variant {cfg.variant} cannot run on {device.type}: {why}")
     out = Path(cfg.out)
-    _check_out(out)
+    _check_out(out, create)
     options = {**cfg.as_dict(), "bn_group_size": k}
     run_dir, resume = checkpoint.choose_run_dir(options, out / run_name(cfg, world_size), world_size, restarted)
     profile = cfg.profile and not resume
