@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from bench import rundir
 from tests.procs import env
 from tests.reliab_util import PY
 
@@ -22,8 +23,8 @@ CHILD = textwrap.dedent("""
     from bench import rundir
     kind, target, moment = sys.argv[1], sys.argv[2], sys.argv[3]
     def version(v):
-        rows = [{"epoch": i, "train_loss": v + i / 7, "train_acc": 0.5, "test_acc": 0.5,
-                 "examples_per_s": 1e3, "epoch_s": 1.0} for i in range(20000 if v == 2 else 3)]
+        rows = [{**{c: 0.5 for c in rundir.METRICS_COLUMNS}, "epoch": i, "train_loss": v + i / 7}
+                for i in range(20000 if v == 2 else 3)]
         return rows
     def write(v):
         if kind == "json":
@@ -81,7 +82,8 @@ def test_killed_csv_writer_leaves_previous_file(moment, tmp_path):
     with open(target) as f:
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["0", "1", "2"]
-    assert all(len(r) == 6 and None not in r.values() for r in rows)
+    assert all(len(r) == len(rundir.METRICS_COLUMNS) and None not in r.values() and "" not in r.values()
+               for r in rows)
 
 
 def test_the_kill_really_lands_mid_write(tmp_path):
