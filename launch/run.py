@@ -85,13 +85,17 @@ def torchrun_command(args, train_args: list[str]) -> list[str]:
 
 
 def run_torchrun(command: list[str]) -> int:
-    """Run torchrun with the repository importable from anywhere; pass on the signals this process gets
-    (SIGINT from a terminal reaches torchrun by itself). Its exit code, 128 + n for a signal."""
+    """Run torchrun with the repository importable from anywhere; pass on the signals this process gets.
+    Its exit code, 128 + n for a signal.
+
+    torchrun runs in its own session, so a signal sent to this process's group (Ctrl-C in a terminal,
+    `kill -USR1 -PGID`, a scheduler signalling the task's group) reaches it once, from here. Twice, a
+    SIGUSR1 would interrupt torchrun's own shutdown, and it would stop the ranks with SIGTERM instead."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen(command, env=env)
+    proc = subprocess.Popen(command, env=env, start_new_session=True)
     forward = lambda signum, frame: proc.send_signal(signum)  # noqa: E731
     for name in FORWARDED:
-        signal.signal(signal.Signals[name], forward if name != "SIGINT" else signal.SIG_IGN)
+        signal.signal(signal.Signals[name], forward)
     rc = proc.wait()
     return 128 - rc if rc < 0 else rc
 

@@ -126,9 +126,9 @@ def test_two_ranks_agree_to_stop_and_resume_bit_identical(tmp_path, data_dir):
 
 
 def test_launcher_passes_sigusr1_on_and_exits_interrupted(tmp_path, data_dir):
-    """Slurm's --signal=USR1 reaches every process of the step: the launcher, torchrun (which the
-    launcher also passes it to, so torchrun gets it twice) and the ranks. The job still stops with a
-    checkpoint, and the launcher exits 75."""
+    """A signal to the launcher's process group (a terminal, or a scheduler signalling the task's group)
+    reaches torchrun once, through the launcher, and the ranks as the very signal sent: the job stops
+    with a checkpoint, records SIGUSR1 and the launcher exits 75."""
     run = tmp_path / "sig"
     job = subprocess.Popen(launch_run_cmd(*TINY, "--epochs", "100", "--variant", "scratch", "--data-dir",
                                           str(data_dir), "--out", str(tmp_path), "--run-name", "sig",

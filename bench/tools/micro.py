@@ -98,7 +98,7 @@ def bench_shape(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
     dys = [torch.randn(shape, generator=gen).to(device, dtype).contiguous(memory_format=fmt) for _ in range(k)]
     dst = torch.empty_like(xs[0])
     out = [("copy", False, "copy", time_calls_us(lambda i: dst.copy_(xs[i % k]), device, reps, warmup))]
-    del dst
+    dst = None  # the copy's output is freed before the variants allocate theirs
     for variant in variants:
         for compiled in [c for c in compiled_modes if not (c and variant in EAGER_ONLY)]:
             torch.manual_seed(0)
