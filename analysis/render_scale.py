@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.mdtable import to_markdown  # noqa: E402
+from analysis.plotting import legend_outside, save  # noqa: E402
 
 PNG = "scale.png"
 LINE_KEY = ["model", "variant", "per_rank_batch", "bn_scope"]
@@ -25,7 +26,7 @@ def line_label(row: dict) -> str:
 
 def plot(prediction: pd.DataFrame, path: Path) -> None:
     """Predicted examples/s, scaling efficiency and sync-BN overhead against world size."""
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.6), layout="constrained")
     panels = (("examples_per_s", "examples/s (global, predicted)", True),
               ("scaling_efficiency", "scaling efficiency (predicted)", False),
               ("sync_bn_overhead", "sync-BN overhead: BN collectives / rest of step", True))
@@ -44,11 +45,9 @@ def plot(prediction: pd.DataFrame, path: Path) -> None:
         ax.set_xlabel("world size (ranks), fixed per-rank batch")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    legend_outside(fig, where="below", ncol=3)
     fig.suptitle("MODEL, not measurement: predicted from world-size-1 runs and a collective cost model")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def _ms(v: float) -> str:

@@ -107,6 +107,7 @@ def test_predicts_to_4096_ranks_from_a_real_world_size_1_run(measured, tmp_path,
     assert md.startswith("## At scale (predicted)") and "model, not a measurement" in md
     assert (out / "scale.png").stat().st_size > 0
     assert "overlap 0" in capsys.readouterr().out  # no multi-rank trace given: the assumption is stated
+    assert "overlap 0" in md  # ... on the terminal and in the report section
 
 
 def _validation(measured) -> pd.DataFrame:

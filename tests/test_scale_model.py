@@ -5,6 +5,7 @@ Every expected number is worked out here by hand from the equations in docs/scal
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -201,3 +202,20 @@ def test_workloads_take_medians_and_state_their_assumptions():
 def test_backend_mismatch_names_the_runs():
     runs = _runs(rows=[{"run": "a"}, {"run": "b", "backend": "nccl"}])
     assert backend_mismatch(runs, model(backend="gloo")) == ["b (nccl)"]
+
+
+def test_worked_example_gives_the_committed_prediction(tmp_path, monkeypatch):
+    """docs/scale.md's worked example (a stated workload, the DGX H100 preset): its command, as printed
+    there, predicts what docs/scale/resnet50-b32/ holds, and every table reads without exponents."""
+    from analysis import scale
+    from tests.conftest import REPO
+
+    docs = REPO / "docs" / "scale"
+    monkeypatch.chdir(REPO)  # the section names the workload file as given
+    assert scale.main(["--workload", "docs/scale/resnet50-b32.toml", "--preset", "dgx-h100-ndr",
+                       "--bn-group-size", "1", "8", "-o", str(tmp_path)]) == 0
+    got = pd.read_csv(tmp_path / "scale_prediction.csv")
+    want = pd.read_csv(docs / "resnet50-b32" / "scale_prediction.csv")
+    pd.testing.assert_frame_equal(got, want)
+    assert (tmp_path / "scale.md").read_text() == (docs / "resnet50-b32" / "scale.md").read_text()
+    assert not re.search(r"\\d[eE][+-]\\d", (tmp_path / "scale.md").read_text())
