@@ -20,13 +20,14 @@ from analysis.plotting import legend_outside, save  # noqa: E402
 
 PNG = "bn_layers.png"
 HEADERS = {"layer": "layer", "shape": "input", "dtype": "dtype", "fwd_us": "fwd (us)", "bwd_us": "bwd (us)",
-           "step_share": "share of step (%)", "fwd_gb_per_s": "fwd GB/s", "bwd_gb_per_s": "bwd GB/s",
+           "step_share": "share of step (%)", "fwd_bytes": "fwd MB", "bwd_bytes": "bwd MB",
+           "fwd_gb_per_s": "fwd GB/s", "bwd_gb_per_s": "bwd GB/s",
            "fwd_x_copy": "fwd × copy", "bwd_x_copy": "bwd × copy"}
 EXPLAIN = (
     "Per BN layer, in network order: medians over ranks and profiled steps. Forward is the `bn/<layer>` "
     "range (on a GPU: the kernels launched in it; on a CPU-only rank: the range itself), backward the "
     "autograd nodes its forward ops made (matched by sequence number). The share is the layer's forward "
-    "plus backward time over the step's wall time. GB/s counts the fewest bytes the arithmetic allows "
+    "plus backward time over the step's wall time. MB and GB/s count the fewest bytes the arithmetic allows "
     "(forward 3 passes over the input: read x twice, write y; backward 5: read dy and x twice, write dx; "
     "`docs/fused.md` counts them), so it is comparable across implementations. "
     "× copy is a copy's GB/s on the same device (bench.micro) over the layer's: 1 would be a kernel that "
@@ -94,6 +95,7 @@ def bn_layer_section(runs: list, out_dir: Path, labels: Mapping[str, str] | None
         lines += ["Where bench.micro measured no copy of a layer's own shape and dtype, the largest copy of "
                   "that dtype stands in (its shape is in `bn_layers.csv` of analysis.kernels).", ""]
     for label, t in by_run.items():
-        view = t.assign(step_share=100 * t["step_share"])[columns].rename(columns=HEADERS)
+        view = t.assign(step_share=100 * t["step_share"], fwd_bytes=t["fwd_bytes"] / 1e6,
+                        bwd_bytes=t["bwd_bytes"] / 1e6)[columns].rename(columns=HEADERS)
         lines += [_sentence(label, t), "", to_markdown(view, ".3g"), ""]
     return "\n".join(lines + [f"![BN time per layer, forward and backward]({PNG})", ""])

@@ -200,9 +200,9 @@ def plot_bn1(bn: pd.DataFrame, labels: Mapping[str, str], path: Path) -> None:
 
 def _gaps_text(metrics: pd.DataFrame) -> str:
     """'the largest gap between runs at any epoch is 0.0004 in train loss, 0.05 points of ...'"""
-    words = {"train_loss": ("{:.2g} in train loss", 1), "train_acc": ("{:.2g} points of train accuracy", 100),
-             "test_acc": ("{:.2g} points of test accuracy", 100)}
-    parts = [words[c][0].format(gap * words[c][1]) for c, (gap, _) in curve_gaps(metrics).items()]
+    words = {"train_loss": ("{} in train loss", 1), "train_acc": ("{} points of train accuracy", 100),
+             "test_acc": ("{} points of test accuracy", 100)}
+    parts = [words[c][0].format(fmt_number(gap * words[c][1], ".2g")) for c, (gap, _) in curve_gaps(metrics).items()]
     return "the largest gap between runs at any epoch is " + ", ".join(parts)
 
 

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.mdtable import to_markdown  # noqa: E402
+from analysis.mdtable import fmt_number, to_markdown  # noqa: E402
 from analysis.steptimes import NOISY_IQR_OVER_MEDIAN, rank_stats, run_median_cis, run_stats  # noqa: E402
 
 STEPS_PNG = "step_times_by_rank.png"
@@ -52,7 +52,7 @@ def _table(runs: pd.DataFrame, labels: Mapping[str, str], cis: pd.DataFrame) -> 
         view["ranks"] = runs["world_size"].to_numpy()
     by_run = cis.set_index("run")
     ci = ["–" if pd.isna(by_run.loc[r, "step_ms_p50_ci95_low"]) else
-          f"[{by_run.loc[r, 'step_ms_p50_ci95_low']:.4g}, {by_run.loc[r, 'step_ms_p50_ci95_high']:.4g}]"
+          f"[{fmt_number(by_run.loc[r, 'step_ms_p50_ci95_low'])}, {fmt_number(by_run.loc[r, 'step_ms_p50_ci95_high'])}]"
           for r in runs["run"]]
     return view.assign(**{
         "steps/rank": runs["steps_per_rank"].to_numpy(), "slowest rank": runs["slowest_rank"].to_numpy(),

@@ -115,6 +115,7 @@ def test_section_says_what_the_copy_ratio_needs_and_draws_the_chart(tmp_path):
     (trace_dir / "rank0.json").write_text(json.dumps({"schemaVersion": 1, "traceEvents": gpu_step()}))
     runs = load_runs([tmp_path / "run"])
     md = bn_layer_section(runs, tmp_path, {"run": "nn"})
-    assert NO_MICRO in md and "| bn1 | 1000x10 | float32 | 6 | 10 | 16 | 20 | 20 |" in md
+    # fwd and bwd MB: 3 and 5 passes over 40 kB of float32
+    assert NO_MICRO in md and "| bn1 | 1000x10 | float32 | 6 | 10 | 16 | 0.12 | 0.2 | 20 | 20 |" in md
     assert (tmp_path / "bn_layers.png").stat().st_size > 1000
     assert bn_layer_section([], tmp_path) == ""

@@ -116,6 +116,7 @@ def test_each_configuration_compares_only_within_itself():
 @pytest.mark.parametrize("change, coincide", [
     ({}, True),
     ({"train_loss": 0.5002}, True),    # 0.1 % of the loss's range 0.2: the lines are one
+    ({"train_loss": 0.503}, True),     # 1.5 %: inside one marker
     ({"train_loss": 0.505}, False),    # 2.5 % of it: two lines
     ({"test_acc": 0.79}, False),
     ({"test_acc": float("nan")}, False),  # measured in one run only

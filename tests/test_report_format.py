@@ -93,3 +93,14 @@ def test_report_opens_with_findings_and_numbers_read_one_way(tmp_path):
            "-1.4 points of test accuracy." in findings
     assert "Fastest: **nn**, 28,010 examples/s (1 run)." in findings
     assert not re.search(r"\d\.\d+e[+-]\d", md)  # the reference table's 2.801e+04 among them
+
+
+def test_tiny_curve_gaps_print_without_exponents(tmp_path):
+    """Four runs a few millionths apart: the sentence under 'Training curves' states the gaps as
+    decimals (0.0000044), as the tables print numbers, never 4.4e-06."""
+    base = {"epoch": [1, 2], "train_loss": [0.7, 0.5], "train_acc": [0.7, 0.8], "test_acc": [0.75, 0.8]}
+    metrics = pd.concat([pd.DataFrame(base).assign(run=f"r{i}", train_loss=[0.7, 0.5 + i * 4.4e-6 / 3])
+                         for i in range(4)])
+    md = curves_section(metrics, pd.DataFrame(), {f"r{i}": f"r{i}" for i in range(4)}, tmp_path)
+    assert "coincide" in md and "0.0000044 in train loss" in md
+    assert not re.search(r"\de[+-]\d", md), md
