@@ -24,7 +24,7 @@ import torch.distributed as dist
 from bench.bn.fused import FusedBatchNorm
 from tests.dist_helpers import CountCollectives, run_workers
 from tests.interpreted import run_interpreted
-from tests.syncnorm_ref import EPS, MOMENTUM, Case, assert_matches_reference, run_steps
+from tests.syncnorm_ref import EPS, MOMENTUM, Case, assert_matches_reference, reference_batch_norm, run_steps
 
 CASES = {
     "w2-planes": Case(4, (3, 4), channels=3, spatial=5, steps=2, seed=21),
@@ -35,6 +35,8 @@ CASES = {
         ranks_per_group=2, seed=23),
 }  # fmt: skip
 GATHERS = ("all_gather_single", "all_gather_into_tensor")  # whichever this torch calls
+# bf16 under CPU autocast on 2 ranks, at an offset where bfloat16 statistics would be visibly off
+AUTOCAST = Case(4, (3, 2), channels=3, spatial=5, steps=1, offset=8.0, seed=24)
 
 
 def fused_train_steps(rank: int, world_size: int, case: Case) -> list[dict]:
@@ -50,12 +52,26 @@ def fused_train_steps(rank: int, world_size: int, case: Case) -> list[dict]:
         return run_steps(module, case, case.rows(rank), counter)
 
 
-def interpreted_cases(cases: dict[str, Case]) -> dict[str, list[list[dict]]]:
-    """Runs in the child: every case on its ranks; per case, per rank, per step records."""
-    return {
-        name: run_workers(fused_train_steps, len(case.per_rank_batch), case, timeout_s=180)
-        for name, case in cases.items()
-    }
+def fused_autocast_step(rank: int, world_size: int, case: Case) -> dict:
+    """Worker: one bfloat16 step of a fused-sync layer (default init) under CPU autocast."""
+    x, grad_y = case.global_batch(0)
+    rows = case.rows(rank)
+    x_bf16 = x[rows].bfloat16().requires_grad_()
+    module = FusedBatchNorm(case.channels, case.dims, EPS, MOMENTUM, sync=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = module(x_bf16)
+    (y * grad_y[rows].bfloat16()).sum().backward()
+    return {"y": y.detach(), "dx": x_bf16.grad, "dweight": module.weight.grad, "dbias": module.bias.grad,
+            "running_mean": module.running_mean}
+
+
+def interpreted_cases(cases: dict[str, Case]) -> dict[str, list]:
+    """Runs in the child: every case on its ranks (per case, per rank, per step records), and the
+    autocast case (per rank, one record)."""
+    out = {name: run_workers(fused_train_steps, len(case.per_rank_batch), case, timeout_s=180)
+           for name, case in cases.items()}
+    out["autocast"] = run_workers(fused_autocast_step, len(AUTOCAST.per_rank_batch), AUTOCAST, timeout_s=180)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +105,22 @@ def test_empty_rank_gets_empty_output_and_zero_parameter_gradients(per_rank):
         assert step["y"].shape == (0, case.channels, case.spatial, case.spatial)
         assert torch.equal(step["dweight"], torch.zeros(case.channels))
         assert torch.equal(step["dbias"], torch.zeros(case.channels))
+
+
+def test_bf16_autocast_on_two_ranks_keeps_statistics_in_float32(per_rank):
+    """fused-sync under bfloat16 autocast: outputs and input gradients in bfloat16 as nn.BatchNorm's,
+    statistics, parameter gradients and running buffers in float32, over both ranks' samples."""
+    ranks = per_rank["autocast"]
+    x, grad_y = AUTOCAST.global_batch(0)
+    c = AUTOCAST.channels
+    ref = reference_batch_norm(x.bfloat16(), torch.ones(c), torch.zeros(c), grad_y.bfloat16())
+    for r in ranks:
+        assert r["y"].dtype == r["dx"].dtype == torch.bfloat16
+        assert r["dweight"].dtype == r["running_mean"].dtype == torch.float32
+        # every rank holds the global batch's mean; bfloat16 statistics would be off by ~0.03 at offset 8
+        torch.testing.assert_close(r["running_mean"].double(), MOMENTUM * ref["mean"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(sum(r["dweight"] for r in ranks).double(), ref["dweight"], atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(sum(r["dbias"] for r in ranks).double(), ref["dbias"], atol=1e-4, rtol=1e-5)
+    # y and dx are rounded to bfloat16 once, and normalised with the global statistics
+    torch.testing.assert_close(torch.cat([r["y"] for r in ranks]).double(), ref["y"], atol=0.02, rtol=0.01)
+    torch.testing.assert_close(torch.cat([r["dx"] for r in ranks]).double(), ref["dx"], atol=0.02, rtol=0.02)
