@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from analysis.pairs import WITHIN_RUN, WITHIN_RUN_METRIC
 from analysis.stats import COMPLETE, PAIR_KEY, VARIANT_ORDER, group_stats, pair_label, pairwise
-from analysis.steptimes import rank_stats, run_stats
+from analysis.steptimes import rank_stats, run_stats, slowest_rank_samples
 
 BASELINE = "nn"
 METRICS = ("examples_per_s", "test_acc")
@@ -32,6 +33,8 @@ COMPARISON_COLUMNS = (
     "examples_per_s_ratio", "examples_per_s_ratio_ci95_low", "examples_per_s_ratio_ci95_high",
     "examples_per_s_verdict",
     "test_acc_diff_pts", "test_acc_diff_pts_ci95_low", "test_acc_diff_pts_ci95_high", "test_acc_verdict",
+    "examples_per_s_holm", "test_acc_holm",
+    "step_ms_ratio", "step_ms_ratio_ci95_low", "step_ms_ratio_ci95_high", "step_ms_verdict",
 )
 CONFIGURATION_COLUMNS = ("configuration", *PAIR_KEY, "variants", "runs", "has_baseline", "fastest",
                          "fastest_examples_per_s", "fastest_runs", "noisy_runs", "runs_with_steps")
@@ -40,7 +43,7 @@ CONFIGURATION_COLUMNS = ("configuration", *PAIR_KEY, "variants", "runs", "has_ba
 def _complete(runs: pd.DataFrame) -> pd.DataFrame:
     """Complete runs with metrics as numbers: a metric a run could not measure (null) is NaN, never 0."""
     done = runs[runs["status"] == COMPLETE].copy()
-    for m in METRICS:
+    for m in (*METRICS, *(c for c in (WITHIN_RUN_METRIC,) if c in done.columns)):
         done[m] = pd.to_numeric(done[m], errors="coerce")
     done["label"] = [pair_label(v, g, w) for v, g, w in
                      zip(done["variant"], done["bn_group_size"], done["world_size"])]
@@ -94,13 +97,16 @@ def _word(verdict: str, estimate: float, null: float, above: str, below: str) ->
     return above if estimate > null else below
 
 
-def comparisons(runs: pd.DataFrame) -> pd.DataFrame:
+def comparisons(runs: pd.DataFrame, steps: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (configuration, variant) with a BASELINE run in the same configuration.
 
     examples_per_s_ratio = variant / nn (95 % interval: stats' log delta method); test_acc_diff_pts
     = 100 · (variant − nn) in percentage points (Welch). Intervals are NaN with fewer than two runs
     a side, and a metric no run measured is NaN. Verdicts: faster / slower / within noise /
-    no interval / n/a, and more accurate / less accurate / ... for accuracy.
+    no interval / n/a, and more accurate / less accurate / ... for accuracy. *_holm: whether the
+    verdict survives Holm over every examples/s and accuracy verdict with a p value here (None
+    outside that family). step_ms_ratio: with one run a side and `steps` (load_step_times), the
+    median step time ratio with its within-run interval (analysis.pairs); NaN otherwise.
 
         variant  examples_per_s  test_acc  ->  variant  examples_per_s_ratio  test_acc_diff_pts
         nn       1000            0.80          scratch  0.5                   -2.0
@@ -110,23 +116,37 @@ def comparisons(runs: pd.DataFrame) -> pd.DataFrame:
     labels = sorted(set(done["label"]) - {BASELINE}, key=_variant_order)
     if BASELINE not in set(done["label"]) or not labels:
         return pd.DataFrame(columns=list(COMPARISON_COLUMNS))
-    pw = pairwise(done, metrics=METRICS, pairs=[(BASELINE, lab) for lab in labels])
+    timed = steps is not None and len(steps) and WITHIN_RUN_METRIC in done.columns
+    samples = slowest_rank_samples(steps) if timed else {}
+    pw = pairwise(done, metrics=(*METRICS, WITHIN_RUN_METRIC) if samples else METRICS,
+                  pairs=[(BASELINE, lab) for lab in labels], family=METRICS, step_samples=samples)
     naming = _naming(done)
-    rows = []
-    for key, g in pw.groupby([*PAIR_KEY, "variant_b"], dropna=False, sort=False):
-        eps = g[g["metric"] == "examples_per_s"].iloc[0]
-        acc = g[g["metric"] == "test_acc"].iloc[0]
-        rows.append({
-            "configuration": configuration_name(dict(zip(PAIR_KEY, key)), naming), "variant": key[-1],
-            "n_baseline": int(eps["n_a"]), "n_variant": int(eps["n_b"]),
-            "examples_per_s_ratio": eps["estimate"], "examples_per_s_ratio_ci95_low": eps["ci95_low"],
-            "examples_per_s_ratio_ci95_high": eps["ci95_high"],
-            "examples_per_s_verdict": _word(eps["verdict"], eps["estimate"], 1.0, "faster", "slower"),
-            "test_acc_diff_pts": 100 * acc["estimate"], "test_acc_diff_pts_ci95_low": 100 * acc["ci95_low"],
-            "test_acc_diff_pts_ci95_high": 100 * acc["ci95_high"],
-            "test_acc_verdict": _word(acc["verdict"], acc["estimate"], 0.0, "more accurate", "less accurate"),
-        })
+    rows = [_comparison(dict(zip(PAIR_KEY, key)), key[-1], g.set_index("metric"), naming)
+            for key, g in pw.groupby([*PAIR_KEY, "variant_b"], dropna=False, sort=False)]
     return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+
+
+def _comparison(key: dict, variant: str, by_metric: pd.DataFrame, naming: list[str]) -> dict:
+    """One comparisons() row from pairwise's rows of one (configuration, variant), by metric."""
+    eps, acc = by_metric.loc["examples_per_s"], by_metric.loc["test_acc"]
+    step = by_metric.loc[WITHIN_RUN_METRIC] if WITHIN_RUN_METRIC in by_metric.index else None
+    within = step is not None and step["interval"] == WITHIN_RUN
+    nan = float("nan")
+    return {
+        "configuration": configuration_name(key, naming), "variant": variant,
+        "n_baseline": int(eps["n_a"]), "n_variant": int(eps["n_b"]),
+        "examples_per_s_ratio": eps["estimate"], "examples_per_s_ratio_ci95_low": eps["ci95_low"],
+        "examples_per_s_ratio_ci95_high": eps["ci95_high"],
+        "examples_per_s_verdict": _word(eps["verdict"], eps["estimate"], 1.0, "faster", "slower"),
+        "test_acc_diff_pts": 100 * acc["estimate"], "test_acc_diff_pts_ci95_low": 100 * acc["ci95_low"],
+        "test_acc_diff_pts_ci95_high": 100 * acc["ci95_high"],
+        "test_acc_verdict": _word(acc["verdict"], acc["estimate"], 0.0, "more accurate", "less accurate"),
+        "examples_per_s_holm": eps["holm_significant"], "test_acc_holm": acc["holm_significant"],
+        "step_ms_ratio": step["estimate"] if within else nan,
+        "step_ms_ratio_ci95_low": step["ci95_low"] if within else nan,
+        "step_ms_ratio_ci95_high": step["ci95_high"] if within else nan,
+        "step_ms_verdict": _word(step["verdict"], step["estimate"], 1.0, "slower", "faster") if within else "n/a",
+    }
 
 
 def noisy_runs(steps: pd.DataFrame) -> pd.DataFrame:

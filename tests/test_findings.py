@@ -7,7 +7,10 @@ analysis.findings.
 from __future__ import annotations
 
 import math
+import re
+import statistics
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
@@ -24,8 +27,8 @@ def runs(*specs: dict) -> pd.DataFrame:
 
 
 def steps(run: str, per_rank: dict[int, list[float]]) -> pd.DataFrame:
-    return pd.DataFrame([{"run": run, "variant": "nn", "world_size": len(per_rank), "rank": r, "step_ms": t}
-                         for r, ts in per_rank.items() for t in ts])
+    return pd.DataFrame([{"run": run, "variant": "nn", "world_size": len(per_rank), "rank": r, "epoch": 1,
+                          "step": i, "step_ms": t} for r, ts in per_rank.items() for i, t in enumerate(ts)])
 
 
 def bullets(md: str) -> list[str]:
@@ -43,6 +46,70 @@ def test_one_run_each_gives_ratio_and_points_without_interval():
     assert f"{100 * (0.692 - 0.80):+.1f} points of test accuracy." in first  # -10.8
     assert "[" not in first and "within noise" not in first
     assert "Fastest: **nn**, 1,000 examples/s (1 run)." in bullets(md)
+
+
+def test_one_run_each_with_steps_gives_the_within_run_step_time_ratio():
+    table = runs({"variant": "nn", "world_size": 2}, {"variant": "scratch", "world_size": 2, "examples_per_s": 500.0})
+    nn_run, scratch_run = table["run"]
+    # Every step of a rank takes the same time, so every resampled median is that time: the ratio of
+    # the slowest ranks' medians (24 / 12; the faster ranks are not compared) has the interval [2, 2].
+    timed = pd.concat([steps(nn_run, {0: [10.0] * 40, 1: [12.0] * 40}),
+                       steps(scratch_run, {0: [18.0] * 40, 1: [24.0] * 40})])
+    assert bullets(findings_section(table, timed))[0] == (
+        "**scratch** against nn (one run each: no interval over seeds): 0.50× the examples/s; "
+        "+0.0 points of test accuracy; 2.00× the median step time [2.00, 2.00], slower (within-run timing only).")
+
+
+def test_the_same_steps_on_both_sides_are_within_noise():
+    table = runs({"variant": "nn"}, {"variant": "scratch"})
+    noisy = list(10.0 + np.random.default_rng(0).normal(0, 1.0, 200))
+    sentence = bullets(findings_section(table, pd.concat([steps(r, {0: noisy}) for r in table["run"]])))[0]
+    ratio, low, high = re.search(r"; (\S+)× the median step time \[(\S+), (\S+)\], within noise "
+                                 r"\(within-run timing only\)\.$", sentence).groups()
+    assert ratio == "1.00" and float(low) < 1 < float(high)  # independent resamples of the same steps
+
+
+@pytest.mark.parametrize("nn_seeds, n_steps", [(1, 19), (2, 40)])  # too few steps; seeds on one side
+def test_no_step_time_ratio_without_a_within_run_interval(nn_seeds, n_steps):
+    table = runs({"variant": "nn", "examples_per_s": [1000.0] * nn_seeds}, {"variant": "scratch"})
+    timed = pd.concat([steps(r, {0: [10.0 + r.endswith("s0")] * n_steps}) for r in table["run"]])
+    sentence = bullets(findings_section(table, timed))[0]
+    assert "step time" not in sentence and "within-run" not in sentence
+    assert sentence.startswith("**scratch** against nn (one run each: no interval): " if nn_seeds == 1
+                               else "**scratch** against nn (nn 2 runs, scratch 1 run: no interval): ")
+
+
+def _log_ratio_p(a: list[float], b: list[float]) -> float:
+    """Two-sided p of the log delta-method t for mean(b) / mean(a), Welch df (scipy's t)."""
+    ta, tb = ((statistics.stdev(x) / statistics.mean(x)) ** 2 / len(x) for x in (a, b))
+    df = (ta + tb) ** 2 / (ta**2 / (len(a) - 1) + tb**2 / (len(b) - 1))
+    t = math.log(statistics.mean(b) / statistics.mean(a)) / math.sqrt(ta + tb)
+    return 2 * scipy_stats.t.sf(abs(t), df)
+
+
+@pytest.mark.parametrize("sync_eps", [[976.0, 986.0, 966.0], [800.0, 810.0, 790.0]])
+def test_verdicts_say_how_many_they_are_and_which_survive_holm(sync_eps):
+    nn_eps, scratch_eps = [1000.0, 1010.0, 990.0], [975.0, 985.0, 965.0]
+    table = runs({"variant": "nn", "examples_per_s": nn_eps}, {"variant": "scratch", "examples_per_s": scratch_eps},
+                 {"variant": "sync", "examples_per_s": sync_eps})
+    table["test_acc"] = None  # no accuracy: the family is the two examples/s verdicts
+    p = {"scratch": _log_ratio_p(nn_eps, scratch_eps), "sync": _log_ratio_p(nn_eps, sync_eps)}
+    assert max(p.values()) < 0.05  # both "slower" taken alone
+    first, second = sorted(p, key=p.get)  # Holm over two: 2 · smaller p, then the larger p if that is more
+    adjusted = {first: min(1.0, 2 * p[first])}
+    adjusted[second] = max(adjusted[first], p[second])
+    md = findings_section(table, NO_STEPS)
+    kept = sum(q < 0.05 for q in adjusted.values())
+    assert f"The 2 verdicts over seeds here are each at 95 % taken alone, uncorrected for multiple " \
+           f"comparisons: {kept} of 2 survive" in md
+    for variant, sentence in zip(("scratch", "sync"), bullets(md)):
+        assert sentence.startswith(f"**{variant}** against nn (3 runs each)")
+        assert (", slower (not after Holm);" in sentence) == bool(adjusted[variant] >= 0.05)
+        assert ", slower;" in sentence or ", slower (not after Holm);" in sentence
+
+
+def test_one_run_each_makes_no_holm_line():
+    assert "Holm" not in findings_section(runs({"variant": "nn"}, {"variant": "scratch"}), NO_STEPS)
 
 
 def test_three_seeds_give_the_interval_and_the_verdict():
