@@ -15,12 +15,13 @@ Targets: parse ≥ 50 MB/s, command ≥ 25 MB/s.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import tempfile
 import time
 from pathlib import Path
+
+from bench.errors import OneLineParser, cli
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "data" / "traces" / "external" / "a100_ddp_ws2" / "rank0.json.gz"
@@ -71,15 +72,19 @@ class Timer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from analysis.kernels import main as kernels_main
-    from analysis.traces import load_traces, parse_trace
-
-    p = argparse.ArgumentParser(prog="analysis.bench_parse", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="analysis.bench_parse", description=__doc__.split("\n")[0])
     p.add_argument("--mb", type=float, default=120.0, help="uncompressed size of the job (MB)")
     p.add_argument("--source", type=Path, default=FIXTURE, help="gzip'd kineto trace to replicate "
                    "(default: the A100 DDP fixture in tests/data)")
     args = p.parse_args(argv)
-    doc = json.loads(gzip.decompress(args.source.read_bytes()))
+    return cli("analysis.bench_parse", lambda: _run(args.mb, args.source))
+
+
+def _run(mb: float, source: Path) -> int:
+    from analysis.kernels import main as kernels_main
+    from analysis.traces import load_traces, parse_trace
+
+    doc = json.loads(gzip.decompress(source.read_bytes()))
     with tempfile.TemporaryDirectory() as tmp:
         traces = Path(tmp) / "bench_run" / "traces"
         traces.mkdir(parents=True)
@@ -87,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         for rank in (0, 1):
             d = dict(doc, distributedInfo={**doc.get("distributedInfo", {}), "rank": rank,
                                            "world_size": 2})
-            data = replicate(d, int(args.mb * 1e6 / 2))
+            data = replicate(d, int(mb * 1e6 / 2))
             (traces / f"rank{rank}.pt.trace.json").write_bytes(data)
             total += len(data)
         print(f"synthetic job: 2 ranks, {total / 1e6:.1f} MB of trace JSON")

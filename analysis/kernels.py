@@ -23,7 +23,6 @@ Definitions (times in microseconds, per rank and ``ProfilerStep#N`` window):
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -33,7 +32,7 @@ import pandas as pd
 from analysis.categories import CATEGORIES, NCCL, classify
 from analysis.events import GPU_CATS, map_names, step_windows
 from analysis.timespans import busy_per_window
-from bench.errors import UsageError, cli, one_line_warnings
+from bench.errors import OneLineParser, UsageError, cli, one_line_warnings
 
 STEP_KEYS = ["rank", "step"]
 
@@ -195,7 +194,7 @@ def step_timeline(events: pd.DataFrame, rank: int = 0, step: int | None = None) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m analysis.kernels", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="python -m analysis.kernels", description=__doc__.split("\n")[0])
     p.add_argument("trace_dirs", nargs="+", type=Path, metavar="TRACE_DIR",
                    help="run directories, folders holding them, or folders of kineto trace files")
     p.add_argument("-o", "--out", type=Path, required=True, help="folder for steps.csv, categories.csv, bn_layers.csv")

@@ -4,7 +4,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pandas as pd  # noqa: E402
 from analysis.mdtable import to_markdown  # noqa: E402
 from analysis.plotting import legend_outside, save  # noqa: E402
 from analysis.micro import load_micro, mark_fastest, micro_table  # noqa: E402
+from bench.errors import OneLineParser, cli  # noqa: E402
 from bench.rundir import NOISY_IQR_OVER_MEDIAN as NOISY  # noqa: E402
 
 TABLE_COLUMNS = ["shape_name", "shape", "dtype", "impl", "forward_us", "forward_gb_per_s", "forward_x_copy",
@@ -72,12 +72,15 @@ def micro_section(df: pd.DataFrame, fig_dir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="analysis.render_micro", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="analysis.render_micro", description=__doc__.splitlines()[0])
     p.add_argument("csv", nargs="+", help="CSV files written by python -m bench.micro --out")
     p.add_argument("--out", default="reports/micro", help="folder for micro.md and its chart (default: %(default)s)")
     a = p.parse_args(argv)
-    out = Path(a.out)
-    text = micro_section(load_micro(a.csv), out)
+    return cli("analysis.render_micro", lambda: _run(a.csv, Path(a.out)))
+
+
+def _run(csvs: list[str], out: Path) -> int:
+    text = micro_section(load_micro(csvs), out)
     (out / "micro.md").write_text(text)
     print(text)
     return 0

@@ -16,7 +16,6 @@ training options; flags given after it override them.
 """
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import torch
 
 from analysis import report
 from bench import bn, rundir
+from bench.errors import EXIT_FAILED, OneLineParser, cli
 from launch.matrix import PRESET_HELP, PRESETS, preset_args
 
 SYNC_ON_CPU_RANKS = "nn.SyncBatchNorm refuses CPU tensors"
@@ -65,7 +65,7 @@ def command(variant: str, nproc: int, out: str, extra: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="launch.compare", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="launch.compare", description=__doc__.splitlines()[0])
     p.add_argument("--variants", nargs="+", default=None, choices=rundir.VARIANTS, metavar="VARIANT",
                    help=f"BN variants to run, in order (default: the preset's, else {' '.join(rundir.VARIANTS)})")
     p.add_argument("--preset", choices=sorted(PRESETS),
@@ -76,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=f"runs/compare-{stamp}", help="parent of the run directories")
     p.add_argument("--report", default=f"reports/compare-{stamp}", help="report directory")
     args, extra = p.parse_known_args(argv)
+    return cli("launch.compare", lambda: _run(args, extra))
+
+
+def _run(args, extra: list[str]) -> int:
     cuda = torch.cuda.is_available()
     nproc = args.nproc or (torch.cuda.device_count() if cuda else 1)
     if args.preset:  # the preset's flags first: the user's own, after them, win
@@ -100,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     rc = report.main([args.out, "-o", args.report])
     if failed:
         print(f"launch.compare: failed runs: {', '.join(failed)}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     return rc
 
 

@@ -13,10 +13,10 @@ a build fails or a streaming kernel lost its 128-bit loads (ld.global.v4).
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 import time
+
+from bench.errors import OneLineParser, UsageError, cli
 
 ACTIVATIONS = {"x_ptr", "y_ptr", "dy_ptr", "dx_ptr"}  # in the input's dtype; other pointers fp32
 FLOATS = {"eps", "momentum"}
@@ -60,25 +60,24 @@ def builds() -> list[tuple[str, object, dict, dict, bool]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="launch.fused_compile_check",
-                                description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="launch.fused_compile_check", description=__doc__.split("\n")[0])
     p.add_argument("--arch", type=int, default=90, help="compute capability, e.g. 90 for H100/H200")
     a = p.parse_args(argv)
+    return cli("launch.fused_compile_check", lambda: _run(a.arch))
+
+
+def _run(arch: int) -> int:
     try:
         import triton
         from triton.backends.compiler import GPUTarget
         from triton.compiler import ASTSource
     except ImportError as exc:
-        print(f"launch.fused_compile_check: error: triton is not importable ({exc})",
-              file=sys.stderr)
-        return 2
+        raise UsageError(f"triton is not importable ({exc})") from None
     from bench.bn import fused_tuning
 
     if fused_tuning.INTERPRETED:
-        print("launch.fused_compile_check: error: unset TRITON_INTERPRET: the interpreter "
-              "compiles nothing", file=sys.stderr)
-        return 2
-    target, failed = GPUTarget("cuda", a.arch, 32), 0
+        raise UsageError("unset TRITON_INTERPRET: the interpreter compiles nothing")
+    target, failed = GPUTarget("cuda", arch, 32), 0
     print(f"{'kernel':<18} {'dtype':<5} {'blocks':<30} {'warps':>5} {'compile_s':>9} "
           f"{'ld.v4':>5} {'ld.1':>4} {'st.v4':>5} {'shared_B':>8}")
     for dtype, jit, consts, options, streaming in builds():
@@ -102,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         if streaming and v4 == 0:
             print(f"  {jit.__name__}: no 128-bit global loads")
             failed += 1
-    print(f"{failed} problem(s) for sm_{a.arch}")
+    print(f"{failed} problem(s) for sm_{arch}")
     return int(failed > 0)
 
 

@@ -19,15 +19,14 @@ the kernels cannot run on the device (e.g. triton missing) it prints the reason 
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from bench import rundir
+from bench.errors import OneLineParser, UsageError, cli
 from bench.tools.micro import n_buffers, summarise, time_calls_us
 
 SHAPE = (256, 64, 56, 56)
@@ -138,13 +137,17 @@ def autotuned_blocks() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="launch.gpu_fused_check", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="launch.gpu_fused_check", description=__doc__.split("\n")[0])
     p.add_argument("out", type=Path, help="CSV to write")
     p.add_argument("--reps", type=int, default=30, help="timed calls per measurement (>= 30)")
     p.add_argument("--warmup", type=int, default=5, help="untimed calls first (>= 1)")
     a = p.parse_args(argv)
     if a.reps < 30 or a.warmup < 1:
         p.error("--reps must be >= 30 and --warmup >= 1")
+    return cli("launch.gpu_fused_check", lambda: _run(a.out, a.reps, a.warmup))
+
+
+def _run(out: Path, reps: int, warmup: int) -> int:
     if not torch.cuda.is_available():
         print("launch.gpu_fused_check: skipped: no CUDA device")
         return 0
@@ -153,11 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda")
     reason = unavailable_reason(device)
     if reason is not None:
-        print(f"launch.gpu_fused_check: error: {reason}", file=sys.stderr)
-        return 2
+        raise UsageError(reason)
     rows, failures = [], 0
     print(f"fused batch norm on {torch.cuda.get_device_name(device)}, shape {SHAPE}; "
-          f"times in microseconds (us), median of {a.reps}")
+          f"times in microseconds (us), median of {reps}")
     print(f"{'dtype':<9} {'layout':<13} {'impl':<6} {'op':<17} {'median_us':>10} {'iqr_us':>8} "
           f"{'GB/s':>8} {'x_copy':>7}")
     for dtype_name in DTYPES:
@@ -166,18 +168,18 @@ def main(argv: list[str] | None = None) -> int:
             for line in problems:
                 print(f"MISMATCH {dtype_name} {layout}: {line}")
             failures += bool(problems)
-            new = time_one(dtype_name, layout, device, a.reps, a.warmup)
+            new = time_one(dtype_name, layout, device, reps, warmup)
             for r in new:
                 print(f"{dtype_name:<9} {layout:<13} {r['impl']:<6} {r['op']:<17} "
                       f"{r['time_us_median']:>10.1f} {r['time_us_q3'] - r['time_us_q1']:>8.1f} "
                       f"{r['gb_per_s']:>8.1f} {r['ratio_to_copy']:>7.2f}", flush=True)
             rows += new
-            a.out.parent.mkdir(parents=True, exist_ok=True)
-            rundir.write_csv(a.out, COLUMNS, rows)  # after each, so a cut-short run keeps rows
+            out.parent.mkdir(parents=True, exist_ok=True)
+            rundir.write_csv(out, COLUMNS, rows)  # after each, so a cut-short run keeps rows
     lines = verdicts(rows)
     print("\n".join(lines))
     print("autotuned blocks:\n" + "\n".join(autotuned_blocks()))
-    print(f"wrote {a.out}")
+    print(f"wrote {out}")
     return int(failures > 0 or any(line.startswith("FAIL") for line in lines))
 
 

@@ -8,7 +8,6 @@ Prints and writes $OUT/gpu_reliability.json. About 2-3 minutes on one H100/H200.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 
 from bench import rundir
+from bench.errors import OneLineParser, cli
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN = ["--no-profile", "--batch-size", "256", "--limit-train", "20000", "--limit-test", "2000", "--epochs", "3"]
@@ -107,13 +107,16 @@ def divergence(r: Runner) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="launch.gpu_reliability_check", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="launch.gpu_reliability_check", description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", required=True, help="Fashion-MNIST folder (the four IDX files)")
     p.add_argument("--out", default=os.environ.get("OUT", "gpu_reliability_out"), help="output folder ($OUT)")
     a = p.parse_args(argv)
-    out = Path(a.out)
+    return cli("launch.gpu_reliability_check", lambda: _run(Path(a.out), a.data_dir))
+
+
+def _run(out: Path, data_dir: str) -> int:
     out.mkdir(parents=True, exist_ok=True)
-    r = Runner(out, a.data_dir)
+    r = Runner(out, data_dir)
     res = {**determinism(r), **kill_and_resume(r), **preempt_and_resume(r), **divergence(r), "runs": r.results}
     rundir.write_json(out / "gpu_reliability.json", res)  # strict JSON, as every file the suite writes
     print(json.dumps(rundir.finite_or_null(res), indent=1))

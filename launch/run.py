@@ -25,6 +25,7 @@ from pathlib import Path
 
 from bench import rundir
 from bench.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, OneLineParser, UsageError, cli
+from bench.run.config import non_negative_int
 from launch import preflight
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,9 +45,9 @@ def build_parser() -> OneLineParser:
     p.add_argument("--rdzv-id", default="bnbench", metavar="ID", help="job id, the same on every node "
                    "(default %(default)s)")
     p.add_argument("--local-addr", metavar="ADDR", help="this node's address as peers reach it")
-    p.add_argument("--max-restarts", type=int, default=0, metavar="K", help="torchrun restarts after a "
+    p.add_argument("--max-restarts", type=non_negative_int, default=0, metavar="K", help="torchrun restarts after a "
                    "failure; a restarted job resumes from its checkpoint (default %(default)s)")
-    p.add_argument("--grace-s", type=int, default=30, metavar="S", help="after a stop signal, seconds the "
+    p.add_argument("--grace-s", type=non_negative_int, default=30, metavar="S", help="after a stop signal, seconds the "
                    "ranks get to checkpoint and exit before torchrun kills them (default %(default)s)")
     return p
 

@@ -10,7 +10,6 @@ The tree is removed when TensorBoard stops (Ctrl-C). See docs/traces.md.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import signal
@@ -22,7 +21,7 @@ from pathlib import Path
 from analysis.tracedirs import find_trace_dirs, run_dir_of
 from analysis.traces import find_trace_files
 from bench import rundir  # the format module; it imports no torch
-from bench.errors import UsageError, cli
+from bench.errors import OneLineParser, UsageError, cli
 
 DEFAULT_PORT = 6006
 HOST = "127.0.0.1"
@@ -111,7 +110,7 @@ def how_to_open(folders: dict[str, Path], port: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="launch.view", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="launch.view", description=__doc__.splitlines()[0])
     p.add_argument("paths", nargs="+", metavar="RUNS", help="run directories, folders holding them, "
                    "or folders of *.pt.trace.json.gz files")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port on {HOST} (default {DEFAULT_PORT})")

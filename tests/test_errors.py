@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.errors import EXIT_USAGE
 from bench.run import data as fmnist
-from tests.procs import env, free_port
+from tests.procs import env, free_port, python_m
 from tests.reliab_util import TINY, train_cmd
 
 
@@ -190,3 +191,44 @@ def test_sync_on_cpu_two_processes_both_exit_2(tmp_path, data_dir):
     assert len(rank0_err) == 1 and "--variant sync" in rank0_err[0] and "Traceback" not in rank0_err[0]
     assert rank1_err == []  # only rank 0 speaks
     assert not out.exists() or not any(out.iterdir())
+
+
+# Every command's own flags: (module, arguments, words the one line must hold). A checked flag where a
+# command has one, so its type is tested too; launch.compare passes unknown flags on to bench.train.
+BAD_FLAGS = {
+    "compare, unknown variant": ("launch.compare", ["--variants", "bogus"], ["--variants", "invalid choice"]),
+    "kernels, unknown flag": ("analysis.kernels", ["runs", "-o", "out", "--bogus"], ["unrecognized", "--bogus"]),
+    "render_micro, unknown flag": ("analysis.render_micro", ["a.csv", "--bogus"], ["unrecognized", "--bogus"]),
+    "bench_parse, size not a number": ("analysis.bench_parse", ["--mb", "lots"], ["--mb", "invalid float"]),
+    "gpu_reliability_check, no data": ("launch.gpu_reliability_check", ["--out", "x"], ["required", "--data-dir"]),
+    "gpu_fused_check, too few reps": ("launch.gpu_fused_check", ["out.csv", "--reps", "5"], ["--reps", ">= 30"]),
+    "fused_compile_check, arch not a number": ("launch.fused_compile_check", ["--arch", "ninety"],
+                                              ["--arch", "invalid int"]),
+    "view, port not a number": ("launch.view", ["runs", "--port", "http"], ["--port", "invalid int"]),
+    "run, negative grace": ("launch.run", ["--grace-s", "-1"], ["--grace-s", "-1", "0 or a positive"]),
+    "run, negative restarts": ("launch.run", ["--max-restarts", "-2"], ["--max-restarts", "0 or a positive"]),
+    "modes, negative batch": ("bench.modes", ["--batches", "-4"], ["--batches", "positive integer", "-4"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FLAGS))
+def test_a_bad_flag_is_one_line_and_exit_2(case, tmp_path):
+    """The real command line, on any machine (the GPU checks parse their flags before looking for
+    a device): argparse's usage block would make this three lines or more."""
+    module, args, words = BAD_FLAGS[case]
+    p = python_m(module, *args, timeout=120, cwd=tmp_path)
+    assert p.returncode == EXIT_USAGE, (p.returncode, p.stderr)
+    assert p.stdout == "" and len(p.stderr.splitlines()) == 1, p.stderr
+    line = p.stderr.splitlines()[0]
+    assert f"{module}: error: " in line and "--batch-size" not in line, line
+    assert all(w in line for w in words), line
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_fused_compile_check_without_a_compiler_is_one_line(tmp_path):
+    """Under Triton's interpreter, or without triton at all, nothing can be compiled: one line, exit 2."""
+    p = python_m("launch.fused_compile_check", timeout=120, cwd=tmp_path, extra_env={"TRITON_INTERPRET": "1"})
+    assert p.returncode == EXIT_USAGE and p.stdout == "", (p.returncode, p.stdout, p.stderr)
+    assert len(p.stderr.splitlines()) == 1, p.stderr
+    assert p.stderr.startswith("launch.fused_compile_check: error: ")
+    assert "TRITON_INTERPRET" in p.stderr or "triton is not importable" in p.stderr, p.stderr
