@@ -40,7 +40,9 @@ def plot(prediction: pd.DataFrame, path: Path) -> None:
             ax.plot(line["world_size"], line[col].where(line[col] > 0) if log_y else line[col], **style)
     for ax, (_, ylabel, log_y) in zip(axes, panels):
         ax.set_xscale("log", base=2)
-        if log_y:
+        if not ax.lines:  # only local BN predicted: no sync-BN overhead to draw
+            ax.text(0.5, 0.5, "no synchronised BN among these lines", transform=ax.transAxes, ha="center")
+        elif log_y:
             ax.set_yscale("log")
         ax.set_xlabel("world size (ranks), fixed per-rank batch")
         ax.set_ylabel(ylabel)

@@ -87,6 +87,33 @@ def test_chromium_shows_the_report_whole_with_findings_first(chromium, two_varia
     assert severe == []
 
 
+def test_chromium_shows_the_at_scale_section_whole(chromium, two_variant_runs, data_dir, tmp_path):
+    """The report's "At scale (predicted)" section (--preset): a world-size-1 nn run at the 2-rank runs'
+    per-rank batch is the model's start, the 2-rank nn run its check; the section's tables fit the
+    page and its plot loads."""
+    import shutil
+
+    from selenium.webdriver.common.by import By
+
+    from tests.procs import python_m
+
+    runs = tmp_path / "runs"
+    shutil.copytree(runs_by_variant(two_variant_runs)["nn"], runs / "nn-ws2")
+    done = python_m("bench.train", "--variant", "nn", "--epochs", "1", "--batch-size", "32", "--limit-train",
+                    "1024", "--limit-test", "500", "--no-profile", "--data-dir", data_dir, "--out", runs)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert report.main([str(runs), "-o", str(tmp_path / "report"), "--preset", "dgx-h100-ndr"]) == 0
+    chromium.set_window_size(PAGE_WIDTH, 1000)
+    chromium.get((tmp_path / "report" / "report.html").as_uri())
+    headings = [h.text for h in chromium.find_elements(By.TAG_NAME, "h2")]
+    assert headings[-1] == "At scale (predicted)", headings
+    images = dict(chromium.execute_script(IMAGES_JS))
+    assert [w for alt, w in images.items() if "predicted" in alt.lower()] and all(w > 0 for w in images.values())
+    assert chromium.execute_script(WRAPPED_CELLS_JS) == []
+    assert chromium.execute_script("return document.documentElement.scrollWidth") <= PAGE_WIDTH
+    full_page_screenshot(chromium, tmp_path / "report_at_scale.png")
+
+
 def _select_after(driver, label: str):
     """The Material-UI select that follows the profiler sidebar's `label` ('Runs', 'Workers')."""
     from selenium.webdriver.common.by import By
