@@ -9,6 +9,7 @@ from typing import Mapping
 import pandas as pd
 
 MISSING = "–"
+NOT_MEASURED = "n/a"  # a metric these runs could not measure (accuracy on random labels)
 
 
 def fmt_number(value: float, spec: str = ".4g") -> str:

@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 
 from analysis.findings import COINCIDE_FRACTION, curve_gaps, curves_coincide  # noqa: E402
 from analysis.labels import COLUMN_HEADERS, run_labels  # noqa: E402
-from analysis.mdtable import fmt_number, to_markdown  # noqa: E402
+from analysis.mdtable import NOT_MEASURED, fmt_number, to_markdown  # noqa: E402
 from analysis.plotting import legend_outside, line_style, save  # noqa: E402
 from analysis.runs import REFERENCE_ROWS  # noqa: E402
 
@@ -45,7 +45,6 @@ METRIC_HEADERS = {
     "data_wait_share": ("input wait (% of step)", 100.0),
 }
 ACCURACY = ("train_acc", "test_acc")  # not measured on synthetic data: shown as n/a, never as 0
-NOT_MEASURED = "n/a"
 CURVES_PNG = "training_curves.png"
 BN_PNG = "bn1_scale_shift.png"
 MAX_BN_TABLE_RUNS, MAX_BN_TABLE_CHANNELS = 6, 32  # past these the table is too wide: the plot stays

@@ -12,7 +12,7 @@ import pandas as pd
 from analysis import plot_sweep
 from analysis.groups import CONFIG_KEY, group_stats
 from analysis.labels import COLUMN_HEADERS
-from analysis.mdtable import fmt_number, to_markdown
+from analysis.mdtable import NOT_MEASURED, fmt_number, to_markdown
 from analysis.pairs import PAIR_KEY, WITHIN_RUN, pairwise
 from analysis.plot_sweep import varying
 from analysis.render_compare import SHOWN_METRICS, comparisons_view
@@ -116,7 +116,9 @@ def sweep_section(runs_df: pd.DataFrame, out_dir: str | Path, resolve=(), steps:
         table.to_csv(out_dir / CSV_NAMES[name], index=False)
     done = groups[groups["n_seeds"] > 0]
     plot_sweep.plot_scaling(scaling, out_dir / PNG_NAMES["scaling"])
-    plot_sweep.plot_accuracy(acc, out_dir / PNG_NAMES["accuracy"])
+    accuracy = acc["test_acc_mean"].notna().any()  # synthetic data has random labels: none measured
+    if accuracy:
+        plot_sweep.plot_accuracy(acc, out_dir / PNG_NAMES["accuracy"])
     plot_sweep.plot_bars(done, out_dir / PNG_NAMES["bars"])
 
     md = ["## Sweep statistics", "", INTERVALS_MD,
@@ -127,13 +129,15 @@ def sweep_section(runs_df: pd.DataFrame, out_dir: str | Path, resolve=(), steps:
         md += _comparisons_md(pairs, resolve)
     if scaling["world_size"].nunique() > 1:
         md += _scaling_md(scaling)
-    return "\n".join(md + _accuracy_md(acc))
+    return "\n".join(md + (_accuracy_md(acc) if accuracy else []))
 
 
 def _configurations_md(groups: pd.DataFrame, steps: pd.DataFrame | None) -> list[str]:
     view = groups[varying(groups, CONFIG_KEY) + ["n_seeds", "n_incomplete"]].copy()
     view["test acc (%)"] = _interval(100 * groups["test_acc_mean"], 100 * groups["test_acc_ci95_low"],
                                      100 * groups["test_acc_ci95_high"], ".2f")
+    if groups["test_acc_mean"].isna().all():
+        view["test acc (%)"] = NOT_MEASURED
     view["examples/s (global)"] = _interval(groups["examples_per_s_mean"], groups["examples_per_s_ci95_low"],
                                             groups["examples_per_s_ci95_high"], ".0f")
     if "step_ms_p50_mean" in groups.columns:

@@ -128,3 +128,19 @@ def test_one_seed_runs_with_step_times_get_within_run_comparisons(tmp_path):
     assert "**0 comparisons**" in md
     row = [line for line in md.splitlines() if line.startswith("| nn |") or line.startswith("| scratch |")]
     assert any("within run" in line for line in row)  # the configuration table's p50 cell
+
+
+def test_accuracy_not_measured_reads_n_a_and_draws_nothing(tmp_path):
+    """Synthetic data has random labels, so its runs carry no test accuracy: the sweep says n/a where
+    accuracy would be, its comparison says 'not measured' (not 'too few seeds'), and no accuracy
+    figure or accuracy-vs-batch section is drawn from no data."""
+    runs = make_runs({"variant": "scratch", "examples_per_s": [590.0, 600.0, 610.0], "test_acc": math.nan},
+                     {"variant": "nn", "examples_per_s": [990.0, 1000.0, 1010.0], "test_acc": math.nan})
+    md = sweep_section(runs, tmp_path)
+    configurations = md[md.index("### Configurations"):md.index("![test accuracy and examples/s")]
+    rows = [r for r in configurations.splitlines() if r.startswith("| scratch") or r.startswith("| nn")]
+    assert len(rows) == 2 and all("| n/a |" in r for r in rows), rows
+    pw = pd.read_csv(tmp_path / CSV_NAMES["pairwise"])
+    assert pw.loc[pw["metric"] == "test_acc", "verdict"].tolist() == ["not measured in these runs"]
+    assert pw.loc[pw["metric"] == "examples_per_s", "verdict"].str.startswith("nn faster").all()
+    assert "Test accuracy vs batch" not in md and not (tmp_path / PNG_NAMES["accuracy"]).exists()

@@ -105,7 +105,7 @@ def test_report_from_a_real_resnet50_trace_has_the_per_layer_bn_table(resnet50_r
     assert first[1:3] == ["2x64x16x16", "float32"]  # the stem's BN input at 32²: 64 channels of 16×16
     assert (tmp_path / "report" / "bn_layers.png").stat().st_size > 10_000
     # the stem layer's forward GB/s against the copy's 8 GB/s: x copy = 8 / GB/s
-    fwd_gbps, fwd_x = float(first[6].replace(",", "")), float(first[8].replace(",", ""))
+    fwd_gbps, fwd_x = float(first[8].replace(",", "")), float(first[10].replace(",", ""))
     assert fwd_x == pytest.approx(8.0 / fwd_gbps, rel=0.01)
     assert "n/a" in md  # the runs table says accuracy was not measured
 
