@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis.intervals import mean_ci
-from bench.rundir import SYNCHRONISING, VARIANTS  # torch-free: the run-directory format
+from bench import rundir  # torch-free: the run-directory format
+from bench.rundir import SYNCHRONISING, VARIANTS
 
 # Columns that define a configuration: everything except seed, run, status and metrics.
 # Columns not listed here (and not metrics) are ignored, so two runs differing only in such a
@@ -32,7 +33,7 @@ DEFAULT_METRICS: tuple[str, ...] = (
     "test_acc", "train_acc", "train_loss", "examples_per_s", "examples_per_s_per_rank",
     "step_ms_p50", "step_ms_p90", "peak_mem_bytes",
 )
-COMPLETE = "complete"
+COMPLETE = rundir.COMPLETE
 VARIANT_ORDER: tuple[str, ...] = VARIANTS
 SYNC_VARIANTS = frozenset(SYNCHRONISING)
 LOCAL_VARIANTS = frozenset(VARIANTS) - SYNC_VARIANTS

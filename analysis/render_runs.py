@@ -20,6 +20,7 @@ from analysis.labels import COLUMN_HEADERS, run_labels  # noqa: E402
 from analysis.mdtable import NOT_MEASURED, fmt_number, to_markdown  # noqa: E402
 from analysis.plotting import legend_outside, line_style, save  # noqa: E402
 from analysis.runs import REFERENCE_ROWS  # noqa: E402
+from bench import rundir  # noqa: E402
 
 SUMMARY_COLUMNS = (
     "run", "variant", "world_size", "per_rank_batch", "global_batch", "epochs", "seed", "mode", "amp",
@@ -110,7 +111,7 @@ def runs_section(runs: pd.DataFrame, labels: Mapping[str, str] | None = None) ->
     (apart), each run's directory and BN implementation, and the published reference numbers. Runs are
     named by `labels` (run name -> label; default analysis.labels.run_labels)."""
     labels = labels or run_labels(runs)
-    done = runs[runs["status"] == "complete"]
+    done = runs[runs["status"] == rundir.COMPLETE]
     other = runs[runs["status"] != "complete"]
     config = [c for c in CONFIG_HEADERS if c in runs.columns]
     varying = [c for c in config if runs[c].nunique(dropna=False) > 1]

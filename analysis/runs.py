@@ -53,7 +53,7 @@ def _read_run(path: Path) -> dict | None:
     try:
         summary = rundir.read_json(path / rundir.SUMMARY)
     except FileNotFoundError:
-        summary = {"status": "running"}
+        summary = {"status": rundir.RUNNING}
     except (OSError, ValueError) as e:
         warnings.warn(f"skipping {path / rundir.SUMMARY}: unreadable ({e})", stacklevel=3)
         return None
@@ -68,7 +68,7 @@ def _read_run(path: Path) -> dict | None:
                                                     "peak_mem_bytes", "data_wait_share")}
     row.update(metrics)
     row.update({
-        "run": path.name, "path": str(path), "status": summary.get("status", "running"),
+        "run": path.name, "path": str(path), "status": summary.get("status", rundir.RUNNING),
         "epochs_done": summary.get("epochs_done"), "device": env.get("device_name", config.get("device_type")),
         "limit_train": config.get("limit_train") or 0, "steps": config.get("steps") or 0,
         "image_size": (config.get("image_shape") or [DEFAULTS["image_size"]])[-1],

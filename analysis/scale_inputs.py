@@ -146,7 +146,7 @@ def load_measured(paths: Iterable[str | Path]) -> Measured:
     runs = load_runs(paths)
     if runs.empty:
         raise UsageError(f"no run directories (with config.json) under {', '.join(map(str, paths))}")
-    runs = runs[runs["status"] == "complete"].copy()
+    runs = runs[runs["status"] == rundir.COMPLETE].copy()
     if runs.empty:
         raise UsageError("no complete run among the inputs")
     runs["backend"] = runs["backend"].where(runs["backend"].notna() & (runs["world_size"] > 1),

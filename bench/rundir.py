@@ -42,8 +42,9 @@ BN_PARAMS_COLUMNS = ("layer", "channel", "weight", "bias", "running_mean", "runn
 # summary.json's "status". A finished run (complete, or diverged: a result, and a re-run would diverge
 # again) is never resumed or re-run; "running" is also what a killed run leaves behind; "interrupted"
 # is a run stopped on request (SIGTERM, SIGUSR1) after writing a checkpoint: --resume continues it.
-STATUSES = ("running", "complete", "diverged", "failed", "interrupted")
-FINISHED = ("complete", "diverged")
+STATUSES = RUNNING, COMPLETE, DIVERGED, FAILED, INTERRUPTED = (
+    "running", "complete", "diverged", "failed", "interrupted")
+FINISHED = (COMPLETE, DIVERGED)
 # The BN variants a run can name (config.json's "variant"), and which of them synchronise statistics
 # across ranks; bench.bn builds them, analysis groups by them.
 VARIANTS = ("scratch", "nn", "sync", "scratch-sync", "fused", "fused-sync")

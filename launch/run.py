@@ -31,7 +31,7 @@ from launch import preflight
 REPO = Path(__file__).resolve().parent.parent
 # torchrun forwards these to the ranks; SIGUSR1 is what Slurm's --signal usually sends.
 FORWARDED = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1")
-STATUS_EXIT = {"diverged": EXIT_DIVERGED, "interrupted": EXIT_INTERRUPTED}
+STATUS_EXIT = {rundir.DIVERGED: EXIT_DIVERGED, rundir.INTERRUPTED: EXIT_INTERRUPTED}
 
 
 def build_parser() -> OneLineParser:

@@ -109,7 +109,7 @@ def record(run_dir: Path, rank: int, exc: BaseException, peers: list[tuple[str, 
         before = rundir.read_json(run_dir / rundir.SUMMARY)
     except (OSError, ValueError):
         before = {}
-    if lost_peer and before.get("status") == "failed":
+    if lost_peer and before.get("status") == rundir.FAILED:
         return None  # a better-placed witness already wrote
     if before.get("status") in rundir.FINISHED:
         return None
@@ -122,7 +122,7 @@ def record(run_dir: Path, rank: int, exc: BaseException, peers: list[tuple[str, 
     failed_rank = rank if not lost_peer else (dead[0] if len(dead) == 1 else None)
     who = (f"rank {failed_rank}" if not lost_peer else f"rank {failed_rank} died" if failed_rank is not None
            else "a peer rank was lost")
-    summary = {**{k: v for k, v in before.items() if k != "status"}, "status": "failed",
+    summary = {**{k: v for k, v in before.items() if k != "status"}, "status": rundir.FAILED,
                "failed_rank": failed_rank, "dead_ranks": dead, "reported_by_rank": rank, "reason": reason(exc),
                "failure": f"{who} (reported by rank {rank}): {reason(exc)}",
                "epochs_done": epochs_done, "resumable": (run_dir / rundir.CHECKPOINT).is_file()}

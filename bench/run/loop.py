@@ -88,7 +88,7 @@ def start_run_dir(plan: RunPlan, info: dist.DistInfo) -> None:
                   "device_type": info.device.type, "restart_count": info.restart_count}
         rundir.write_json(plan.run_dir / rundir.CONFIG, config)
         rundir.write_json(plan.run_dir / rundir.ENV, envinfo.collect(info.device))
-        rundir.write_json(plan.run_dir / rundir.SUMMARY, {"status": "running", "run_name": plan.run_name,
+        rundir.write_json(plan.run_dir / rundir.SUMMARY, {"status": rundir.RUNNING, "run_name": plan.run_name,
                                                           "resumed": plan.resume,
                                                           "restart_count": info.restart_count})
     if info.distributed:

@@ -117,14 +117,14 @@ def _epochs(job: loop.Job, start: int, mid: checkpoint.MidEpoch | None, prof: St
         if ep.bad_step is not None:
             log(f"epoch {epoch + 1}: loss went bad (non-finite or above --diverge-above {cfg.diverge_above}) at "
                 f"step {ep.bad_step} on some rank; stopping every rank")
-            return "diverged", ep
+            return rundir.DIVERGED, ep
         if ep.steps_done < plan.steps_per_epoch:
-            return "interrupted", ep  # the step checkpoint is written
+            return rundir.INTERRUPTED, ep  # the step checkpoint is written
         job.metrics.append(loop.epoch_metrics(job, ep, bounds.outputs))
         ep.stop_signal = _end_epoch(job, epoch_scalars, bounds.guard, bounds.stop.signal, log)
         if ep.stop_signal and epoch + 1 < cfg.epochs:
-            return "interrupted", ep
-    return "complete", ep
+            return rundir.INTERRUPTED, ep
+    return rundir.COMPLETE, ep
 
 
 def _end_epoch(job: loop.Job, epoch_scalars: scalars.EpochScalars, guard: DivergenceGuard, stop_signal: int,
@@ -150,7 +150,7 @@ def _acc(value: float | None) -> str:
 
 def _stopped(job: loop.Job, ep: loop.Epoch, guard: DivergenceGuard, outputs: StepOutputs, status: str) -> dict:
     """summary.json's account of a run that did not complete: where, why (collective for divergence)."""
-    if status == "diverged":  # epoch 1-based as in metrics.csv, step 0-based as in step_times.csv
+    if status == rundir.DIVERGED:  # epoch 1-based as in metrics.csv, step 0-based as in step_times.csv
         where = f"at epoch {ep.index + 1}, step {ep.bad_step}"
         d = guard.describe(outputs, ep.bad_step)
         above = f" above {d['diverged_bound']:.6g} (--diverge-above {job.plan.cfg.diverge_above})" \
@@ -171,20 +171,20 @@ def _finish(job: loop.Job, status: str, start: int, ep: loop.Epoch | None, guard
     plan, cfg = job.plan, job.plan.cfg
     by_rank = results.gather_step_ms([t for _, _, t in job.measured_ms], job.info)
     summary = results.summarise(job, by_rank, status, start)
-    if status != "complete":
+    if status != rundir.COMPLETE:
         summary.update(_stopped(job, ep, guard, outputs, status))
     results.write(job, by_rank, summary)
     if cfg.mode != "eager":
         log("set-up outside the timing: " + ", ".join(f"{k} {v:.2f}" for k, v in job.step.setup_times().items()
                                                         if v is not None))
     s = summary
-    if status == "interrupted":
+    if status == rundir.INTERRUPTED:
         log(s["failure"], flush=True)
         return summary
     # the textbook's closing lines, exactly
     log(f"loss {s['train_loss']:.3f}, train acc {_acc(s['train_acc'])}, test acc {_acc(s['test_acc'])}")
     log(f"{s['examples_per_s']:.1f} examples/sec on {job.info.device}")
-    if not s["measured_steps"] and status == "complete":
+    if not s["measured_steps"] and status == rundir.COMPLETE:
         log(f"note: no step was timed: the first {plan.untimed_steps} steps (profiler window and warm-up) are "
             f"left out and this attempt had fewer; raise --epochs, --steps or --limit-train, or pass --no-profile")
     log(f"run directory: {plan.run_dir}", flush=True)
@@ -219,5 +219,5 @@ def main(argv: list[str] | None = None) -> int:
         else:
             traceback.print_exc()
         return EXIT_FAILED
-    return {"complete": 0, "diverged": EXIT_DIVERGED, "interrupted": EXIT_INTERRUPTED}.get(summary["status"],
+    return {rundir.COMPLETE: 0, rundir.DIVERGED: EXIT_DIVERGED, rundir.INTERRUPTED: EXIT_INTERRUPTED}.get(summary["status"],
                                                                                          EXIT_FAILED)
