@@ -1,7 +1,8 @@
 """Per-step GPU/CPU time tables from a job's events (pure transforms), and the CLI that writes them.
 
     python -m analysis.kernels TRACE_DIR... -o OUT [--micro micro.csv]
-        # writes OUT/steps.csv, OUT/categories.csv and OUT/bn_layers.csv (analysis.bn_layers)
+        # writes OUT/steps.csv, OUT/categories.csv, OUT/bn_layers.csv (analysis.bn_layers) and, when the
+        # traces hold bn/<layer> ranges, OUT/bn_layers.png
 
 Definitions (times in microseconds, per rank and ``ProfilerStep#N`` window):
 
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog="python -m analysis.kernels", description=__doc__.split("\n")[0])
     p.add_argument("trace_dirs", nargs="+", type=Path, metavar="TRACE_DIR",
                    help="run directories, folders holding them, or folders of kineto trace files")
-    p.add_argument("-o", "--out", type=Path, required=True, help="folder for steps.csv, categories.csv, bn_layers.csv")
+    p.add_argument("-o", "--out", type=Path, required=True, help="folder for steps.csv, categories.csv, bn_layers.csv (and bn_layers.png)")
     p.add_argument("--micro", type=Path, action="append", help="bench.micro CSV of the same device: BN layers' "
                    "time over a copy's in bn_layers.csv (repeatable)")
     args = p.parse_args(argv)
@@ -221,6 +222,7 @@ def _run(trace_dirs: list[Path], out: Path, micro: list[Path] | None = None) -> 
 def _write_tables(runs: list, out: Path, micro: list[Path] | None = None) -> int:
     from analysis.bn_layers import layer_table, layer_times
     from analysis.micro import load_micro
+    from analysis.render_bn_layers import PNG, plot_layers
 
     micro_rows = load_micro(micro) if micro else None
     steps_parts, cat_parts, bn_parts = [], [], []
@@ -231,6 +233,7 @@ def _write_tables(runs: list, out: Path, micro: list[Path] | None = None) -> int
         steps_parts.append(steps.assign(**meta))
         cat_parts.append(cats.assign(**meta))
         bn_parts.append(layer_table(layer_times(run.traces.events), micro_rows).assign(**meta))
+    by_run = {part["run"].iat[0]: part for part in bn_parts if len(part)}
     meta_cols = list(dict.fromkeys(c for part in steps_parts for c in part.columns
                                    if c in ("run", "variant", "world_size")))
     steps = add_skew(pd.concat(steps_parts, ignore_index=True), by=["run"])
@@ -241,6 +244,8 @@ def _write_tables(runs: list, out: Path, micro: list[Path] | None = None) -> int
     steps.to_csv(out / "steps.csv", index=False)
     cats.to_csv(out / "categories.csv", index=False)
     pd.concat(bn_parts, ignore_index=True).to_csv(out / "bn_layers.csv", index=False)
+    if by_run:  # traces with bn/<layer> ranges: the report's bar chart of BN time per layer
+        plot_layers(by_run, out / PNG)
     table = summarize_steps(steps)
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print("times in microseconds (us); medians over steps")

@@ -121,3 +121,16 @@ def test_scratch_sync_trains_resnet50_on_two_gloo_ranks(tmp_path):
     assert "synchronised over 2 of 2 ranks" in summary["bn_description"]
     steps = pd.read_csv(run / rundir.STEP_TIMES)
     assert sorted(steps["rank"].unique()) == [0, 1] and len(steps) == 2 * 2
+
+
+def test_kernels_cli_writes_the_per_layer_table_and_chart(resnet50_runs, tmp_path):
+    """python -m analysis.kernels on the profiled ResNet-50 run: bn_layers.csv holds its 53 layers in
+    network order, with bytes and GB/s, and bn_layers.png is the report's bar chart of them."""
+    from analysis import kernels
+
+    assert kernels.main([str(resnet50_runs), "-o", str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / "bn_layers.csv")
+    assert table["layer"].tolist() == _torchvision_bn_names()
+    assert (table["fwd_bytes"] > 0).all() and (table["bwd_bytes"] == table["fwd_bytes"] * 5 / 3).all()
+    assert (table["fwd_gb_per_s"] > 0).all()
+    assert (tmp_path / "bn_layers.png").stat().st_size > 10_000

@@ -2,7 +2,7 @@
 
     python -m bench.micro                      # all shapes, float32 and bfloat16, eager and compiled
     python -m bench.micro --device cpu --batch 8 --no-compile --out micro.csv
-    python -m bench.micro --shapes resnet50 --memory-formats contiguous,channels_last   # ResNet-50's 12
+    python -m bench.micro --shapes resnet50     # ResNet-50's 12 BN inputs, both memory formats
 
 For every shape and dtype it times a copy of the input (the memory-bandwidth ceiling), then each
 variant's forward and forward+backward in training mode, eager and under torch.compile. Timing:
@@ -222,8 +222,9 @@ def build_parser() -> OneLineParser:
                    "run: see python -m bench.variants)")
     p.add_argument("--batch", type=comma_list(int), default=None, metavar="N[,N...]",
                    help="N of every shape, comma-separated for several (default 256; resnet50: 64,256)")
-    p.add_argument("--memory-formats", type=comma_list(str, MEMORY_FORMATS), default=["contiguous"],
-                   help="comma-separated: contiguous, channels_last (4-d shapes only; default contiguous)")
+    p.add_argument("--memory-formats", type=comma_list(str, MEMORY_FORMATS), default=None,
+                   help="comma-separated: contiguous, channels_last (4-d shapes only; default contiguous, "
+                   "and both for resnet50)")
     p.add_argument("--compile", choices=tuple(COMPILE), default="both",
                    help="eager and torch.compile rows (both), eager only (no), compiled only (only)")
     p.add_argument("--no-compile", dest="compile", action="store_const", const="no", help="= --compile no")

@@ -36,9 +36,13 @@ def group_shapes(group: str) -> dict[str, tuple[int, ...]]:
     return {f"resnet50.{layer}": chw for chw, layer in bn_input_shapes(224).items()}
 
 
-def cases(names: list[str], batches: list[int] | None, memory_formats: list[str]) -> list[Case]:
+def cases(names: list[str], batches: list[int] | None, memory_formats: list[str] | None = None) -> list[Case]:
     """Every (shape, batch, memory format) to measure. Without ``batches`` a named shape runs at 256 and
-    a group at its own batches; channels_last applies to 4-d shapes only (2-d ones run contiguous).
+    a group at its own batches; without ``memory_formats`` a named shape runs contiguous and a group in
+    both formats. channels_last applies to 4-d shapes only (2-d ones run contiguous).
+
+    >>> sorted({c.memory_format for c in cases(["resnet50"], [2])})
+    ['channels_last', 'contiguous']
 
     >>> [(c.shape, c.memory_format) for c in cases(["lenet.bn3", "lenet.bn2"], [8], list(MEMORY_FORMATS))]
     [((8, 120), 'contiguous'), ((8, 16, 8, 8), 'contiguous'), ((8, 16, 8, 8), 'channels_last')]
@@ -48,7 +52,7 @@ def cases(names: list[str], batches: list[int] | None, memory_formats: list[str]
         chws = group_shapes(name) if name in GROUP_BATCHES else {name: SHAPES[name][1:]}
         for n in batches or GROUP_BATCHES.get(name, (DEFAULT_BATCH,)):
             for shape_name, chw in chws.items():
-                for fmt in memory_formats:
+                for fmt in memory_formats or (MEMORY_FORMATS if name in GROUP_BATCHES else ("contiguous",)):
                     if fmt == "contiguous" or len(chw) == 3:
                         out.append(Case(shape_name, (n, *chw), fmt))
     return out
