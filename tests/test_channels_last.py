@@ -84,3 +84,23 @@ def test_a_channels_last_network_trains_as_the_contiguous_one(variant, tmp_path)
     torch.testing.assert_close(losses[1], losses[0], rtol=1e-12, atol=1e-12)
     for a, b in zip(grads[1], grads[0]):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
+def test_bench_train_compiles_a_channels_last_network(data_dir, tmp_path):
+    """`--channels-last --mode compile` from the command line: the run completes, says it ran
+    channels_last, and its losses are the eager channels_last run's (same seed, same batches)."""
+    import pandas as pd
+
+    from bench import rundir
+    from tests.procs import python_m
+
+    flags = ("--variant", "scratch", "--channels-last", "--epochs", "1", "--limit-train", "512", "--batch-size",
+             "64", "--limit-test", "200", "--no-profile", "--data-dir", data_dir, "--out", tmp_path)
+    losses = {}
+    for mode in ("eager", "compile"):
+        p = python_m("bench.train", *flags, "--mode", mode, "--run-name", mode)
+        assert p.returncode == 0, p.stderr[-3000:]
+        config = rundir.read_json(tmp_path / mode / rundir.CONFIG)
+        assert (config["channels_last"], config["mode"]) == (True, mode)
+        losses[mode] = pd.read_csv(tmp_path / mode / rundir.METRICS)["train_loss"]
+    pd.testing.assert_series_equal(losses["compile"], losses["eager"], rtol=1e-4)
