@@ -1,6 +1,6 @@
 """The compatibility matrix as markdown: the report's section, and the table of docs/compatibility.md.
 
-    python -m analysis.render_compat docs/results/cpu-2core-2026-11-30/compat.csv --into docs/compatibility.md
+    python -m analysis.render_compat docs/results/cpu-2core-2026-12-01/compat.csv --into docs/compatibility.md
 
 Each case is a row, linked to the pytorch/pytorch issues that motivated it and saying what passing
 means (bench.rundir.COMPAT_CASES); each variant a column. Under the matrix, the cells that did not

@@ -10,6 +10,7 @@ import sys
 import time
 
 import torch
+import torch._dynamo  # noqa: F401 - graph_break, for the graph-breaking layer
 import torch.distributed as dist
 from torch import nn
 
@@ -58,6 +59,31 @@ class NoisyBN(nn.BatchNorm2d):
         return super().forward(x) + 1e-3 * torch.rand_like(x)
 
 
+class LowPrecisionStatsBN(nn.BatchNorm2d):
+    """Takes a low-precision input's statistics in its own dtype, the variance as E[x²] − E[x]²: right
+    in float32, far off in bfloat16 (what autocast exists to prevent)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32 or not self.training:
+            return super().forward(x)
+        mean = x.mean((0, 2, 3), keepdim=True)
+        var = (x * x).mean((0, 2, 3), keepdim=True) - mean * mean
+        with torch.no_grad():
+            n = x.numel() // x.size(1)
+            self.running_mean.lerp_(mean.flatten().float(), self.momentum)
+            self.running_var.lerp_(var.flatten().float() * n / (n - 1), self.momentum)
+        w, b = self.weight.view(1, -1, 1, 1), self.bias.view(1, -1, 1, 1)
+        return ((x - mean) * torch.rsqrt(var + self.eps) * w + b).to(x.dtype)
+
+
+class GraphBreakingBN(nn.BatchNorm2d):
+    """Right numbers, but a Python-side step torch.compile cannot trace: one graph break."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        torch._dynamo.graph_break()
+        return super().forward(x)
+
+
 class NeedsGroupBN(nn.BatchNorm2d):
     """Asks for the world size whether or not a process group exists (pytorch/pytorch#63662)."""
 
@@ -99,6 +125,9 @@ FAKES = {
     "unsynced": VariantSpec("unsynced", functools.partial(make_norm, "nn"), True),
     "noisy": VariantSpec("noisy", functools.partial(_build, NoisyBN), False),
     "needs-group": VariantSpec("needs-group", functools.partial(_build, NeedsGroupBN), False),
+    "low-precision-stats": VariantSpec("low-precision-stats", functools.partial(_build, LowPrecisionStatsBN),
+                                       False),
+    "graph-breaking": VariantSpec("graph-breaking", functools.partial(_build, GraphBreakingBN), False),
     "hanging": VariantSpec("hanging", functools.partial(_build, HangingBN), False),
     "exiting": VariantSpec("exiting", functools.partial(_build, ExitingBN), False),
 }
