@@ -57,7 +57,7 @@ PLANTED = [  # (fake, case, status, words the detail must hold)
     ("needs-group", "no-process-group", "fail", "process group"),
     ("low-precision-stats", "fp32", "pass", "running_var"),  # its one fault is low-precision input
     ("low-precision-stats", "bf16-autocast", "fail", "differs from float64 batch norm"),
-    ("graph-breaking", "compile-fullgraph", "fail", "graph break"),
+    ("graph-breaking", "compile-fullgraph", "fail", "Unsupported: Call to `torch._dynamo.graph_break()`"),
     # a rank that dies without a result: its exit code and the last line it printed
     ("exiting", "fp32", "fail", "exited with code 3 without a result: goodbye from the layer"),
 ]
