@@ -1,11 +1,11 @@
 """LeNet trained by bench.train with `fused` / `fused-sync` equals the reference variants step for
 step, the Triton kernels run by the interpreter (TRITON_INTERPRET=1 in the runs' environment).
 
-Five tiny runs of the same configuration (global batch 64, 2 steps, seed 0) start together:
+Five tiny runs of the same configuration (global batch 64, 2 epochs of one step, seed 0) start together:
 `fused-sync` and `scratch-sync` on 2 gloo ranks, and `fused`, `nn` and `scratch` in one process. The runs see the same global batches and the same initial weights, so where the
 BN arithmetic agrees the trajectories agree, and the final state after the last step carries
-every step's differences: all parameters and buffers (checkpoint.pt), the BN layers'
-bn_params.csv and the epoch's mean loss (metrics.csv).
+every step's differences: all parameters and buffers (checkpoint.pt) and the BN layers'
+bn_params.csv; and with one step an epoch, metrics.csv holds each step's own loss.
 
 Tolerance, 1e-5 absolute and relative: the variants sum in different orders (tiles merged with
 Chan's formula; autograd's reductions), and float32 rounding (unit 6e-8) through two steps left
@@ -31,8 +31,8 @@ import torch
 from bench import rundir
 from tests.procs import REPO, env, free_port
 
-BATCH, STEPS = 64, 2
-ARGS = ("--epochs", "1", "--batch-size", str(BATCH), "--limit-train", str(BATCH * STEPS),
+BATCH, STEPS = 64, 2  # one step an epoch: metrics.csv's loss is each step's
+ARGS = ("--epochs", str(STEPS), "--batch-size", str(BATCH), "--limit-train", str(BATCH),
         "--limit-test", "64", "--eval-batch", "64", "--no-profile")
 RUNS = {  # variant -> world size
     "fused-sync": 2, "fused": 1, "scratch-sync": 2, "nn": 1, "scratch": 1}
@@ -96,6 +96,7 @@ def _assert_same_training(a, b, skip_running_var: bool = False) -> None:
     pd.testing.assert_frame_equal(bn_a[columns], bn_b[columns], check_exact=False, **TOL)
     loss_a = pd.read_csv(a / rundir.METRICS)["train_loss"]
     loss_b = pd.read_csv(b / rundir.METRICS)["train_loss"]
+    assert len(loss_a) == len(loss_b) == STEPS  # each step's loss, compared step by step
     pd.testing.assert_series_equal(loss_a, loss_b, check_exact=False, **TOL)
 
 
