@@ -36,7 +36,7 @@ from bench.run import data as fmnist
 from bench.run.config import TrainConfig, add_flags, positive_int
 from bench.run.dist import resolve_device
 from bench.run.loop import build_net, epoch_order
-from bench.run.plan import N_TRAIN
+from bench.run.plan import resolve
 from bench.run.profiler import WINDOW_STEPS
 from bench.run.timing import StepTimer, gc_paused, percentile
 from bench.run.train import train
@@ -178,16 +178,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _measure_all(a, device: torch.device) -> list[dict]:
-    steps = min(a.limit_train or N_TRAIN, N_TRAIN) // a.batch_size * a.epochs
-    untimed = WINDOW_STEPS + TrainConfig().warmup_steps
-    if steps <= untimed:
-        raise UsageError(f"{steps} steps in all, but the profiled run leaves its first {untimed} untimed: "
-                         f"raise --limit-train or --epochs")
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
         cfg = TrainConfig(variant=a.variant, model=a.model, epochs=a.epochs, batch_size=a.batch_size,
                           data_dir=a.data_dir, limit_train=a.limit_train, limit_test=a.limit_test,
                           device=device.type, out=tmp)
         fmnist.prepare(cfg.data_dir)
+        plan = resolve(cfg, 1, device, create=False)  # bench.train's own checks and step counts
+        steps, untimed = plan.steps_per_epoch * cfg.epochs, plan.untimed_steps
+        if steps <= untimed:
+            raise UsageError(f"{steps} steps in all, but the profiled run leaves its first {untimed} untimed: "
+                             f"raise --limit-train or --epochs")
         print(f"overhead: {cfg.model} {cfg.variant} batch {cfg.batch_size} on {device}, {cfg.epochs} "
               f"epoch(s) per run, {a.repeats} round(s); the profiled run skips its "
               f"{WINDOW_STEPS} window steps", flush=True)
