@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog="python -m analysis.kernels", description=__doc__.split("\n")[0])
     p.add_argument("trace_dirs", nargs="+", type=Path, metavar="TRACE_DIR",
                    help="run directories, folders holding them, or folders of kineto trace files")
-    p.add_argument("-o", "--out", type=Path, required=True, help="folder for steps.csv, categories.csv, bn_layers.csv (and bn_layers.png)")
+    p.add_argument("-o", "--out", type=Path, required=True,
+                   help="folder for steps.csv, categories.csv, bn_layers.csv (and bn_layers.png)")
     p.add_argument("--micro", type=Path, action="append", help="bench.micro CSV of the same device: BN layers' "
                    "time over a copy's in bn_layers.csv (repeatable)")
     args = p.parse_args(argv)

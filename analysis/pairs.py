@@ -102,9 +102,10 @@ def _row(key: dict, m: str, a: str, b: str, ra: dict, rb: dict, targets, step_sa
     if boot is not None and not math.isnan(boot.low):
         c, kind = Contrast(boot.estimate, boot.low, boot.high, math.nan, math.nan), WITHIN_RUN
         mean_a, mean_b = (float(np.median(step_samples[r["runs"]])) for r in (ra, rb))
-    text = verdict(spec, a, b, c.estimate, c.low, c.high) + (WITHIN_RUN_NOTE if kind == WITHIN_RUN else "")
     if ra[f"{m}_n"] == 0 or rb[f"{m}_n"] == 0:  # e.g. accuracy on synthetic data: no seeds to count
         text = NOT_MEASURED_VERDICT
+    else:
+        text = verdict(spec, a, b, c.estimate, c.low, c.high) + (WITHIN_RUN_NOTE if kind == WITHIN_RUN else "")
     return {**key, "metric": m, "variant_a": a, "variant_b": b, "n_a": ra[f"{m}_n"], "n_b": rb[f"{m}_n"],
             "mean_a": mean_a, "mean_b": mean_b, "comparison": spec.compare, "estimate": c.estimate,
             "ci95_low": c.low, "ci95_high": c.high, "df": c.df, "verdict": text,

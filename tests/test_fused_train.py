@@ -1,9 +1,10 @@
 """LeNet trained by bench.train with `fused` / `fused-sync` equals the reference variants step for
 step, the Triton kernels run by the interpreter (TRITON_INTERPRET=1 in the runs' environment).
 
-Five tiny runs of the same configuration (global batch 64, 2 epochs of one step, seed 0) start together:
-`fused-sync` and `scratch-sync` on 2 gloo ranks, and `fused`, `nn` and `scratch` in one process. The runs see the same global batches and the same initial weights, so where the
-BN arithmetic agrees the trajectories agree, and the final state after the last step carries
+Five tiny runs of the same configuration (global batch 64, 2 epochs of one step, seed 0) start
+together: `fused-sync` and `scratch-sync` on 2 gloo ranks, and `fused`, `nn` and `scratch` in one
+process. The runs see the same global batches and the same initial weights, so where the BN
+arithmetic agrees the trajectories agree, and the final state after the last step carries
 every step's differences: all parameters and buffers (checkpoint.pt) and the BN layers'
 bn_params.csv; and with one step an epoch, metrics.csv holds each step's own loss.
 

@@ -98,7 +98,8 @@ def test_report_from_a_real_resnet50_trace_has_the_per_layer_bn_table(resnet50_r
     assert report.main([str(resnet50_runs), "-o", str(tmp_path / "report"), "--micro", str(micro)]) == 0
     md = (tmp_path / "report" / "report.md").read_text()
     section = md[md.index("### BN cost per layer"):]
-    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith(("| layer |", "| ---"))]
+    rows = [line for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith(("| layer |", "| ---"))]
     names = [r.split(" | ")[0].lstrip("| ") for r in rows]
     assert names == _torchvision_bn_names()  # the profiled run's 53 layers, in network order
     first = rows[0].split(" | ")

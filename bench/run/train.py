@@ -219,5 +219,5 @@ def main(argv: list[str] | None = None) -> int:
         else:
             traceback.print_exc()
         return EXIT_FAILED
-    return {rundir.COMPLETE: 0, rundir.DIVERGED: EXIT_DIVERGED, rundir.INTERRUPTED: EXIT_INTERRUPTED}.get(summary["status"],
-                                                                                         EXIT_FAILED)
+    codes = {rundir.COMPLETE: 0, rundir.DIVERGED: EXIT_DIVERGED, rundir.INTERRUPTED: EXIT_INTERRUPTED}
+    return codes.get(summary["status"], EXIT_FAILED)

@@ -12,8 +12,8 @@ over enough copies of it (≥ 256 MB in all, at most 64) that each call reads fr
 
 Compulsory bytes, counting each tensor once at the input's dtype: copy and forward 2·N elements
 (read x, write y); forward+backward 4·N (also read dy, write dx). analysis.bn_layers counts the
-passes batch norm needs instead (3 and 5), so its GB/s are 1.5× and 2× these for the same time. Parameters are C values,
-negligible. GB/s = those bytes / median time; `ratio_to_copy` = median time / the copy's median
+passes batch norm needs instead (3 and 5), so its GB/s are 1.5× and 2× these for the same time.
+Parameters are C values, negligible. GB/s = those bytes / median time; `ratio_to_copy` = median time / the copy's median
 time. Layers keep float32 parameters and running statistics (as under autocast): with a bfloat16
 input, nn.BatchNorm and fused return bfloat16 while the scratch BN's float32 weight promotes its
 output to float32. The synchronising variants are left out: in one process they have no one to
