@@ -21,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.errors import OneLineParser, cli
+from bench.argcheck import input_files
+from bench.errors import OneLineParser, UsageError, cli
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "data" / "traces" / "external" / "a100_ddp_ws2" / "rank0.json.gz"
@@ -84,6 +85,9 @@ def _run(mb: float, source: Path) -> int:
     from analysis.kernels import main as kernels_main
     from analysis.traces import load_traces, parse_trace
 
+    if not mb > 0:
+        raise UsageError(f"--mb must be a positive size in MB (got {mb}), e.g. --mb 120")
+    input_files("--source", [source])
     doc = json.loads(gzip.decompress(source.read_bytes()))
     with tempfile.TemporaryDirectory() as tmp:
         traces = Path(tmp) / "bench_run" / "traces"

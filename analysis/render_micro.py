@@ -16,6 +16,7 @@ import pandas as pd  # noqa: E402
 from analysis.mdtable import to_markdown  # noqa: E402
 from analysis.plotting import legend_outside, save  # noqa: E402
 from analysis.micro import load_micro, mark_fastest, micro_table  # noqa: E402
+from bench.argcheck import input_files, output_dir  # noqa: E402
 from bench.errors import OneLineParser, cli  # noqa: E402
 from bench.rundir import NOISY_IQR_OVER_MEDIAN as NOISY  # noqa: E402
 
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(csvs: list[str], out: Path) -> int:
+    input_files("csv", csvs)
+    output_dir("--out", out)
     text = micro_section(load_micro(csvs), out)
     (out / "micro.md").write_text(text)
     print(text)

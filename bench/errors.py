@@ -24,12 +24,29 @@ class UsageError(Exception):
     """Bad flags, missing data, impossible configuration: one line naming the problem and the fix."""
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Each flag's help ends with its default, unless the help already speaks of one or there is
+    none to show (no default, or a switch that is off)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or action.default in (None, False, argparse.SUPPRESS)
+                or action.nargs == 0 or not action.option_strings):
+            return text
+        return f"{text} (default %(default)s)"
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line and exit code 2, without the usage block.
+    """argparse, but a bad flag is one line and exit code 2, without the usage block; --help shows
+    every flag's default.
 
     >>> OneLineParser(prog="demo").format_usage().startswith("usage: demo")
     True
     """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")

@@ -13,6 +13,8 @@ TRITON_INTERPRET=1 is set (slow; `python -m bench.variants` says which variants 
 Variants asked for but not run are recorded, with the reason, in <out>/skipped.csv; the report lists them.
 --preset takes a preset of launch/matrix.py (the sweep's): its variants, per-rank batch, seed, epochs and
 training options; flags given after it override them.
+Every other flag goes to each bench.train run; each run's flags are checked at its world size before the
+first run starts, so a bad flag is one line and exit code 2, not one error per run.
 """
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ import torch
 
 from analysis import report
 from bench import bn, rundir
-from bench.errors import EXIT_FAILED, OneLineParser, cli
+from bench.errors import EXIT_FAILED, OneLineParser, UsageError, cli
+from launch import preflight
 from launch.matrix import PRESET_HELP, PRESETS, preset_args
 
 SYNC_ON_CPU_RANKS = "nn.SyncBatchNorm refuses CPU tensors"
@@ -65,32 +68,49 @@ def command(variant: str, nproc: int, out: str, extra: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = OneLineParser(prog="launch.compare", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="launch.compare", description=__doc__.splitlines()[0],
+                      epilog="Every other flag goes to each bench.train run (python -m bench.train --help); "
+                             "all runs' flags are checked before the first starts.")
     p.add_argument("--variants", nargs="+", default=None, choices=rundir.VARIANTS, metavar="VARIANT",
                    help=f"BN variants to run, in order (default: the preset's, else {' '.join(rundir.VARIANTS)})")
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help="; ".join(f"{k}: {v}" for k, v in PRESET_HELP.items()))
     p.add_argument("--nproc", type=int, default=None,
-                   help="ranks per run (default: all visible GPUs, or 1 on CPU)")
+                   help="ranks per run, at least 1 (default: all visible GPUs, or 1 on CPU)")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    p.add_argument("--out", default=f"runs/compare-{stamp}", help="parent of the run directories")
-    p.add_argument("--report", default=f"reports/compare-{stamp}", help="report directory")
+    p.add_argument("--out", default=f"runs/compare-{stamp}",
+                   help="parent of the run directories (default runs/compare-<time>)")
+    p.add_argument("--report", default=f"reports/compare-{stamp}", help="report directory (default "
+                   "reports/compare-<time>)")
     args, extra = p.parse_known_args(argv)
     return cli("launch.compare", lambda: _run(args, extra))
 
 
+def check_runs(steps: list[tuple[str, str]], nproc: int, out: str, extra: list[str]) -> None:
+    """bench.train's own checks for every run that will start, at its world size, creating nothing;
+    UsageError (or argparse's one line, exit 2) for the first run that could not start."""
+    for variant, why in steps:
+        if not why:
+            preflight.check_train_args(["--variant", variant, "--out", out, *extra], nproc,
+                                       prog="launch.compare", create=False)
+
+
 def _run(args, extra: list[str]) -> int:
     cuda = torch.cuda.is_available()
+    if args.nproc is not None and args.nproc < 1:
+        raise UsageError(f"--nproc must be at least 1 (got {args.nproc}); leave it out for all visible GPUs, "
+                         f"or 1 process on CPU")
     nproc = args.nproc or (torch.cuda.device_count() if cuda else 1)
     if args.preset:  # the preset's flags first: the user's own, after them, win
         variants, flags = preset_args(args.preset, nproc)
         args.variants, extra = args.variants or variants, [*flags, *extra]
     args.variants = args.variants or list(rundir.VARIANTS)
+    steps = plan(args.variants, nproc, cuda, unavailable_here(args.variants, cuda))
+    check_runs(steps, nproc, args.out, extra)
     where = f"{nproc} GPU rank(s)" if cuda else f"{nproc} CPU rank(s) (gloo)" if nproc > 1 else "one CPU process"
     print(f"launch.compare: {', '.join(args.variants)} on {where}; runs in {args.out}", flush=True)
     failed = []
     t0 = time.perf_counter()
-    steps = plan(args.variants, nproc, cuda, unavailable_here(args.variants, cuda))
     # Recorded beside the runs so the report lists what was asked for and not run, and why.
     rundir.write_skipped(args.out, [(v, why) for v, why in steps if why])
     for i, (variant, why) in enumerate(steps, 1):

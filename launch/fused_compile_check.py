@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(arch: int) -> int:
+    if not 50 <= arch <= 999:
+        raise UsageError(f"--arch {arch} is not a compute capability: give major and minor digits, "
+                         f"e.g. 80 (A100), 90 (H100, H200) or 100 (B200)")
     try:
         import triton
         from triton.backends.compiler import GPUTarget

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from bench import rundir
-from bench.errors import OneLineParser, cli
+from bench.errors import OneLineParser, UsageError, cli
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN = ["--no-profile", "--batch-size", "256", "--limit-train", "20000", "--limit-test", "2000", "--epochs", "3"]
@@ -30,7 +30,7 @@ class Runner:
 
     def __init__(self, out: Path, data_dir: str):
         self.runs, self.data_dir, self.results = out / "runs", data_dir, {}
-        self.env = {**os.environ, "PYTHONPATH": str(REPO), "KINETO_LOG_LEVEL": "5"}
+        self.env = {**os.environ, "PYTHONPATH": str(REPO)}
 
     def cmd(self, name: str, *flags: str) -> list[str]:
         return [sys.executable, "-m", "bench.train", "--data-dir", self.data_dir, "--out", str(self.runs),
@@ -107,7 +107,7 @@ def divergence(r: Runner) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = OneLineParser(prog="launch.gpu_reliability_check", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="launch.gpu_reliability_check", description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--data-dir", required=True, help="Fashion-MNIST folder (the four IDX files)")
     p.add_argument("--out", default=os.environ.get("OUT", "gpu_reliability_out"), help="output folder ($OUT)")
     a = p.parse_args(argv)
@@ -115,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(out: Path, data_dir: str) -> int:
+    import torch
+
+    if not torch.cuda.is_available():  # on the CPU it would train for minutes and check nothing of CUDA's
+        raise UsageError("needs a CUDA GPU and this machine shows none; run it on a GPU machine")
     out.mkdir(parents=True, exist_ok=True)
     r = Runner(out, data_dir)
     res = {**determinism(r), **kill_and_resume(r), **preempt_and_resume(r), **divergence(r), "runs": r.results}

@@ -10,12 +10,14 @@ to a temporary folder unless ``--keep DIR`` names one.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from bench.argcheck import output_dir, output_file
 from bench.errors import OneLineParser, UsageError, cli
 
 # Short enough for a 2-core CPU machine (about two minutes), long enough that every run has timed
@@ -48,9 +50,14 @@ def make_picture(out: Path, work: Path) -> int:
     """Run the comparison into `work`, then photograph its report into `out`; the comparison's exit code."""
     from launch import compare  # imports torch: only once the arguments are known to be good
 
-    runs, report = work / "runs", work / "report"
-    rc = compare.main(["--out", str(runs), "--report", str(report), *TRAIN_FLAGS])
-    html = report / "report.html"
+    out, home = out.resolve(), os.getcwd()
+    # Run from inside `work` with relative folders, so the picture shows `runs`, not a temporary path.
+    os.chdir(work)
+    try:
+        rc = compare.main(["--out", "runs", "--report", "report", *TRAIN_FLAGS])
+    finally:
+        os.chdir(home)
+    html = work / "report" / "report.html"
     if not html.is_file():
         print(f"launch.readme_picture: no report was written (launch.compare exit {rc})", file=sys.stderr)
         return rc or 1
@@ -72,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
+        output_file("--out", args.out)
         if args.keep is not None:
+            output_dir("--keep", args.keep)
             args.keep.mkdir(parents=True, exist_ok=True)
             return make_picture(args.out, args.keep)
         with tempfile.TemporaryDirectory(prefix="bnbench-picture-") as tmp:

@@ -16,11 +16,11 @@ MAX_FILE_LINES, MAX_FUNCTION_LINES = 260, 60  # "about 250" and 60
 STDLIB = set(sys.stdlib_module_names)
 # layer -> top-level modules or project packages it may import (beyond the standard library)
 ALLOWED = {
-    "bench.rundir": set(), "bench.errors": set(),
+    "bench.rundir": set(), "bench.errors": set(), "bench.quiet": set(), "bench.argcheck": {"bench.errors"},
     "bench.bn": {"torch", "bench.rundir", "bench.errors", "bench.bn", "triton"},
     "bench.nets": {"torch", "torchvision", "bench.nets"},
     "bench.run": {"torch", "bench.bn", "bench.nets", "bench.run", "bench.rundir", "bench.errors", "torchvision",
-                  "PIL"},
+                  "PIL", "bench.quiet"},
 }
 
 

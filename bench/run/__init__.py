@@ -1,5 +1,5 @@
-"""A training run. Rule: may import bench.bn, bench.nets, bench.rundir, bench.errors, torch, torchvision
-and PIL; never bench.tools, analysis or launch.
+"""A training run. Rule: may import bench.bn, bench.nets, bench.rundir, bench.errors, bench.quiet, torch,
+torchvision and PIL; never bench.tools, analysis or launch.
 
 Flags become a ``TrainConfig`` (config), which is resolved once into a frozen ``RunPlan`` (plan: every
 check, the run's name, directory, batches and BN group); ``train`` then builds the job and drives the
@@ -12,3 +12,7 @@ torchrun's variables or creates process groups; inputs resolves the data source 
 rank's batches from it (data holds Fashion-MNIST on the device, images the image folder and synthetic
 images); envinfo says what produced the run.
 """
+from bench.quiet import quiet_foreign_logs
+
+quiet_foreign_logs()  # before any profiler starts: no kineto lines on stderr
+

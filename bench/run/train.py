@@ -185,10 +185,22 @@ def _finish(job: loop.Job, status: str, start: int, ep: loop.Epoch | None, guard
     log(f"loss {s['train_loss']:.3f}, train acc {_acc(s['train_acc'])}, test acc {_acc(s['test_acc'])}")
     log(f"{s['examples_per_s']:.1f} examples/sec on {job.info.device}")
     if not s["measured_steps"] and status == rundir.COMPLETE:
-        log(f"note: no step was timed: the first {plan.untimed_steps} steps (profiler window and warm-up) are "
-            f"left out and this attempt had fewer; raise --epochs, --steps or --limit-train, or pass --no-profile")
+        log(_untimed_note(plan.untimed_steps, cfg.profile))
     log(f"run directory: {plan.run_dir}", flush=True)
     return summary
+
+
+def _untimed_note(untimed_steps: int, profiled: bool) -> str:
+    """Why a finished run timed no step, and the fix; the profiler is named only when it ran.
+
+    >>> "profiler" in _untimed_note(5, profiled=False)
+    False
+    """
+    if profiled:
+        return (f"note: no step was timed: the first {untimed_steps} steps (profiler window and warm-up) are "
+                f"left out and this attempt had fewer; raise --epochs, --steps or --limit-train, or pass --no-profile")
+    return (f"note: no step was timed: the first {untimed_steps} steps (warm-up) are left out and this attempt "
+            f"had fewer; raise --epochs, --steps or --limit-train, or lower --warmup-steps")
 
 
 def _quiet_exit(signum, frame):

@@ -11,3 +11,7 @@ steps, timing and loop pieces rather than copying them); nothing in bench/ impor
                  compat_measure, compat_cases, compat_dist and compat_procs are its parts)
     variants     the BN variants and whether each can run on this machine (python -m bench.variants)
 """
+from bench.quiet import quiet_foreign_logs
+
+quiet_foreign_logs()  # before any profiler starts: no kineto lines on stderr
+

@@ -35,6 +35,7 @@ import torch
 import torch.distributed as tdist
 
 from bench import rundir
+from bench.argcheck import output_file
 from bench.errors import EXIT_USAGE, RaisingParser, UsageError
 from bench.run import dist
 from bench.run.timing import percentile
@@ -199,6 +200,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="process-group backend; auto: nccl on CUDA, gloo on CPU")
     p.add_argument("--out", type=Path, required=True, help="CSV path")
     a = p.parse_args(argv)
+    output_file("--out", a.out)
     lo, hi = parse_size(a.min_bytes), parse_size(a.max_bytes)
     a.sizes = ([parse_size(s) for s in a.sizes.split(",") if s.strip()] if a.sizes is not None
                else [s for s in DEFAULT_SIZES if lo <= s <= hi] or [lo])

@@ -64,7 +64,7 @@ def build_parser() -> OneLineParser:
     p = OneLineParser(prog="bench.modes", description="Examples/s per execution mode, one process.")
     p.add_argument("--variants", type=comma_list(str, VARIANTS), default=["nn", "scratch"],
                    help="comma-separated BN variants (default nn,scratch)")
-    p.add_argument("--batches", type=comma_list(positive_int), default=[256], help="comma-separated global batches")
+    p.add_argument("--batches", type=comma_list(positive_int), default=[256], help="comma-separated global batches (default 256)")
     p.add_argument("--modes", type=comma_list(str, MODES), default=["eager", "graph"],
                    help="comma-separated execution modes (default eager,graph)")
     p.add_argument("--amps", type=comma_list(str, AMPS), default=["none"],
