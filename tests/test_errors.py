@@ -208,6 +208,15 @@ BAD_FLAGS = {
     "run, negative grace": ("launch.run", ["--grace-s", "-1"], ["--grace-s", "-1", "0 or a positive"]),
     "run, negative restarts": ("launch.run", ["--max-restarts", "-2"], ["--max-restarts", "0 or a positive"]),
     "modes, negative batch": ("bench.modes", ["--batches", "-4"], ["--batches", "positive integer", "-4"]),
+    # checked up front: one line for the whole comparison, not one per run, and no run directory
+    "compare, zero epochs": ("launch.compare", ["--epochs", "0"], ["--epochs", "positive integer"]),
+    "compare, zero ranks": ("launch.compare", ["--nproc", "0"], ["--nproc", "at least 1"]),
+    "compare, negative ranks": ("launch.compare", ["--nproc", "-3"], ["--nproc", "at least 1", "-3"]),
+    "compare, mistyped train flag": ("launch.compare", ["--epochz", "3"], ["unrecognized", "--epochz"]),
+    "render_micro, missing csv": ("analysis.render_micro", ["/nonexistent.csv"], ["/nonexistent.csv", "no such file"]),
+    "bench_parse, negative size": ("analysis.bench_parse", ["--mb", "-1"], ["--mb", "positive", "-1"]),
+    "fused_compile_check, negative arch": ("launch.fused_compile_check", ["--arch", "-5"],
+                                           ["--arch -5", "compute capability"]),
 }
 
 
