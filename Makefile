@@ -10,10 +10,17 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: setup data browser compare test readme-picture
 setup: data .venv/.installed
 
+# Only this step needs root (or sudo); without either, README's "Without root" gives the other way in.
+NOROOT := make: installing Debian's dataset-fashion-mnist needs root or sudo; without them run \
+  python3 -m venv .venv && .venv/bin/pip install -e '.[test]', then .venv/bin/python -m launch.compare \
+  --data-dir DIR (a folder holding the four Fashion-MNIST .gz files) or --download (README: Without root)
+
 data:
 	@if [ ! -f $(DATA)/train-images-idx3-ubyte.gz ]; then \
+	  if [ -n "$(SUDO)" ] && ! command -v sudo >/dev/null; then echo "$(NOROOT)" >&2; exit 1; fi; \
 	  echo "installing Debian's dataset-fashion-mnist"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; fi
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; } || \
+	  { echo "$(NOROOT)" >&2; exit 1; }; fi
 
 # Only `make test` needs a browser: `make compare` never installs one.
 browser:
@@ -32,14 +39,14 @@ browser:
 	touch $@
 
 compare: setup
-	KINETO_LOG_LEVEL=5 $(PY) -m launch.compare $(ARGS)
+	$(PY) -m launch.compare $(ARGS)
 
 # pytest exits 5 when it collects no test: that is a broken suite, so say so and fail.
 test: setup browser
-	KINETO_LOG_LEVEL=5 $(PY) -m pytest $(ARGS); rc=$$?; \
+	$(PY) -m pytest $(ARGS); rc=$$?; \
 	if [ $$rc = 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 
 # The README's picture, docs/img/report.png: a short real comparison on this machine, its report
 # photographed in headless Chromium (launch/readme_picture.py). ARGS="--keep DIR" keeps the runs.
 readme-picture: setup browser
-	KINETO_LOG_LEVEL=5 $(PY) -m launch.readme_picture $(ARGS)
+	$(PY) -m launch.readme_picture $(ARGS)

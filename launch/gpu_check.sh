@@ -8,8 +8,8 @@
 #
 # Name pieces to run only those (a name also selects every piece it begins, so `resnet50` runs all
 # resnet50_* pieces). Each piece has its own time limit so one slow piece cannot eat the others' time;
-# the limits add up to more than one 600 s device call allows, so split a session into the two calls
-# above (about 8 and 5 minutes expected).
+# the limits add up to more than 10 minutes, so where a job is limited to 10 minutes run the two
+# calls above (about 8 and 5 minutes).
 #   test_gpu        tests/test_gpu.py: k graph replays == k eager steps (running stats included), graph
 #                   via bench.train; tests/test_gpu_syncbn.py: scratch-sync == nn.SyncBatchNorm on CUDA
 #   modes           bench.modes: eager vs graph examples/s, nn and scratch, batch 256 and 1024
@@ -18,7 +18,7 @@
 #   micro           bench.micro: every shape in float32 and bfloat16, eager, scratch, nn and fused
 #   micro_compiled  bench.micro: compiled rows of scratch and nn for two shapes
 #   fused           launch.gpu_fused_check: the fused kernels against nn.BatchNorm2d, then their times
-#                   against a copy and issue 15's targets, into $OUT/gpu_fused.csv
+#                   against a copy and docs/fused.md's targets, into $OUT/gpu_fused.csv
 #   micro_report    analysis.render_micro: the micro-benchmark table (fastest marked) and bar chart
 #   resnet50_*      ResNet-50 on synthetic 224² images, bf16, channels_last, per-GPU batch 256, one rank,
 #                   nn, scratch and scratch-sync, RESNET50_STEPS steps each (the first 7 profiled, 5
@@ -32,7 +32,9 @@
 set -uo pipefail
 OUT="${OUT:-gpu_check_out}"
 DATA="${DATA:-.gpu/data}"
-PY="${PYTHON:-python}"
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" launcher=gpu_check.sh
+. "$repo/launch/python.sh"  # $PYTHON, else the repository's .venv, else python3
+PY="$py"
 RESNET50_STEPS="${RESNET50_STEPS:-30}"
 PIECES=" test_gpu modes overhead micro micro_compiled fused micro_report resnet50 collectives "
 SMOKE=0
@@ -44,7 +46,7 @@ for arg in "$@"; do
   fi
 done
 mkdir -p "$OUT"
-export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" KINETO_LOG_LEVEL=5
+export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}"
 failed=0
 
 chosen() {  # chosen NAME: no piece was named, or NAME begins with one that was

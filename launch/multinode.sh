@@ -13,13 +13,15 @@
 #   RDZV_PORT       its port (default 29500)
 #   RDZV_ID         job id, the same on every node (default bnbench)
 #   LOCAL_ADDR      this node's address as peers should reach it (default: torchrun resolves the host name)
-#   PYTHON          interpreter (default python)
+#   PYTHON          interpreter (default: the repository's .venv, else python3; launch/python.sh)
 # Everything after the script name goes to bench.train. The exit code is bench.train's (75: interrupted,
 # resumable; see docs/reliability.md).
 set -euo pipefail
 : "${NNODES:?set NNODES (number of nodes)}"
 : "${RDZV_HOST:?set RDZV_HOST (host of the rendezvous, the same on every node)}"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+launcher=launch/multinode.sh
+. "$repo/launch/python.sh"
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 # launch.run checks the flags for the whole world, then starts torchrun with the c10d rendezvous.
 args=(--nnodes "$NNODES" --nproc "${NPROC_PER_NODE:-1}"
@@ -27,4 +29,4 @@ args=(--nnodes "$NNODES" --nproc "${NPROC_PER_NODE:-1}"
 if [[ -n "${LOCAL_ADDR:-}" ]]; then
   args+=(--local-addr "$LOCAL_ADDR")
 fi
-exec "${PYTHON:-python}" -m launch.run "${args[@]}" -- "$@"
+exec "$py" -m launch.run "${args[@]}" -- "$@"

@@ -15,10 +15,10 @@ LAUNCHER_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT
 
 def env(**extra: str) -> dict[str, str]:
     """This process's environment without torchrun's variables, the repository on PYTHONPATH,
-    quiet kineto, unbuffered output; ``extra`` on top. The thread count stays this process's, so a
+    unbuffered output; ``extra`` on top. The thread count stays this process's, so a
     child's float sums match an in-process run's; pass OMP_NUM_THREADS="1" where ranks share cores."""
     e = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARS}
-    e.update(PYTHONPATH=str(REPO), KINETO_LOG_LEVEL="5", PYTHONUNBUFFERED="1")
+    e.update(PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
     e.update(extra)
     return e
 

@@ -3,7 +3,7 @@
 Where the data comes from, in order: `--data-dir` (torchvision's `FashionMNIST/raw/` layout, or the
 four IDX files, gzipped or not, directly in it), then Debian's `dataset-fashion-mnist` package
 (/usr/share/datasets/fashion-mnist/*.gz), laid out into `--data-dir` without downloading; `--download`
-lets torchvision fetch it. The whole set is ≈190 MB as float32, so it lives on the device and batches
+lets torchvision fetch it. The whole set is ≈220 MB as float32, so it lives on the device and batches
 are index gathers there: no DataLoader workers, no per-step host→device copies.
 """
 from __future__ import annotations
@@ -101,8 +101,9 @@ def prepare(data_dir: str | os.PathLike, download: bool = False, debian_dir: Pat
         for train in (True, False):
             torchvision.datasets.FashionMNIST(str(root), train=train, download=True)
         return root
-    raise UsageError(f"Fashion-MNIST not found in {root} or {debian_dir}: install Debian's package "
-                     f"(apt-get install dataset-fashion-mnist) or pass --download")
+    raise UsageError(f"Fashion-MNIST not found in {root} or {debian_dir}: pass --data-dir DIR holding its four "
+                     f".gz files, install Debian's package (apt-get install dataset-fashion-mnist), "
+                     f"or pass --download")
 
 
 def load(data_dir: str | os.PathLike, device: torch.device, download: bool = False,
