@@ -1,6 +1,7 @@
 """What produced a run: library versions, devices, host, and the code's git commit."""
 from __future__ import annotations
 
+import os
 import platform
 import socket
 import subprocess
@@ -19,6 +20,34 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return (sha + ("-dirty" if dirty else "")) or None
+
+
+def _proc_field(path: str, key: str) -> str | None:
+    """The value after `key:` in a /proc file (Linux), else None."""
+    try:
+        with open(path) as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith(key)), None)
+    except OSError:
+        return None
+
+
+def gpu_driver() -> str | None:
+    """The NVIDIA driver's version as nvidia-smi reports it; None without one."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out[0] if out else None
+
+
+def machine() -> dict:
+    """The host beyond torch: CPU model, logical CPUs, memory (GiB), GPU driver."""
+    mem_kb = _proc_field("/proc/meminfo", "MemTotal")
+    return {"cpu_name": _proc_field("/proc/cpuinfo", "model name") or platform.processor() or None,
+            "cpu_count": os.cpu_count(),
+            "memory_gib": round(int(mem_kb.split()[0]) / 2**20, 1) if mem_kb else None,
+            "gpu_driver": gpu_driver() if torch.cuda.is_available() else None}
 
 
 def collect(device: torch.device) -> dict:
@@ -43,4 +72,5 @@ def collect(device: torch.device) -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "git_commit": git_commit(),
+        **machine(),
     }

@@ -1,0 +1,68 @@
+"""The one line a results page names its machine with, rendered from a run's env.json.
+
+    python -m analysis.machine RUN_DIR_OR_ENV_JSON
+
+A results page says on what it was measured: GPU and driver, CUDA, cuDNN and NCCL, CPU, memory,
+Python and torch. All of it comes from the env.json a run writes (bench.run.envinfo), so the page
+and the run cannot disagree; a field the file does not hold reads "not recorded".
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from bench import rundir
+from bench.argcheck import input_files
+from bench.errors import OneLineParser, cli
+
+MISSING = "not recorded"
+
+
+def _field(env: dict, key: str) -> str:
+    value = env.get(key)
+    return MISSING if value is None or value == [] else str(value)
+
+
+def _gpus(env: dict) -> str:
+    names = env.get("visible_gpus")
+    if names is None:
+        return f"GPU {MISSING}"
+    if not names:
+        return "no GPU"
+    counts = {n: names.count(n) for n in dict.fromkeys(names)}
+    gpus = ", ".join(f"{k}× {n}" if k > 1 else n for n, k in counts.items())
+    return f"{gpus} (driver {_field(env, 'gpu_driver')})"
+
+
+def machine_line(env: dict) -> str:
+    """One sentence naming the machine of a run's env.json.
+
+    >>> machine_line({"visible_gpus": ["H200"], "gpu_driver": "580.1", "cpu_name": "Xeon", "cpu_count": 2,
+    ...               "memory_gib": 23.5, "torch": "2.14.1", "cuda": "13.0", "python": "3.11.7"}).split("; ")
+    ['H200 (driver 580.1)', 'CPU Xeon, 2 logical CPUs, 23.5 GiB', 'torch 2.14.1 built for CUDA 13.0, cuDNN not recorded, NCCL not recorded', 'Python 3.11.7']
+    """
+    cpus = env.get("cpu_count")
+    cpu = f"CPU {_field(env, 'cpu_name')}, {cpus if cpus is not None else MISSING} logical CPUs, "
+    memory = env.get("memory_gib")
+    cpu += f"{memory} GiB" if memory is not None else f"memory {MISSING}"
+    libs = (f"torch {_field(env, 'torch')} built for CUDA {_field(env, 'cuda')}, cuDNN {_field(env, 'cudnn')}, "
+            f"NCCL {_field(env, 'nccl')}")
+    return f"{_gpus(env)}; {cpu}; {libs}; Python {_field(env, 'python')}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = OneLineParser(prog="analysis.machine", description=__doc__.splitlines()[0])
+    p.add_argument("source", help="a run directory, or its env.json")
+    a = p.parse_args(argv)
+
+    def body() -> int:
+        path = Path(a.source)
+        env_path, = input_files("source", [path / rundir.ENV if path.is_dir() else path])
+        print(machine_line(rundir.read_json(env_path)))
+        return 0
+
+    return cli("analysis.machine", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
