@@ -41,13 +41,13 @@ def machine_line(env: dict) -> str:
     ...               "memory_gib": 23.5, "torch": "2.14.1", "cuda": "13.0", "python": "3.11.7"}).split("; ")
     ['H200 (driver 580.1)', 'CPU Xeon, 2 logical CPUs, 23.5 GiB', 'torch 2.14.1 built for CUDA 13.0, cuDNN not recorded, NCCL not recorded', 'Python 3.11.7']
     """
-    cpus = env.get("cpu_count")
-    cpu = f"CPU {_field(env, 'cpu_name')}, {cpus if cpus is not None else MISSING} logical CPUs, "
-    memory = env.get("memory_gib")
-    cpu += f"{memory} GiB" if memory is not None else f"memory {MISSING}"
+    cpu = [f"CPU {_field(env, 'cpu_name')}"]
+    if env.get("cpu_count") is not None:
+        cpu.append(f"{env['cpu_count']} logical CPUs")
+    cpu.append(f"{env['memory_gib']} GiB" if env.get("memory_gib") is not None else f"memory {MISSING}")
     libs = (f"torch {_field(env, 'torch')} built for CUDA {_field(env, 'cuda')}, cuDNN {_field(env, 'cudnn')}, "
             f"NCCL {_field(env, 'nccl')}")
-    return f"{_gpus(env)}; {cpu}; {libs}; Python {_field(env, 'python')}"
+    return f"{_gpus(env)}; {', '.join(cpu)}; {libs}; Python {_field(env, 'python')}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,10 +61,10 @@ def test_bad_matrices_are_usage_errors(toml, flags, passthrough, fragment):
 def test_preset_seed_dry_run_prints_the_textbook_cells(tmp_path, capsys):
     assert sweep.main(["--preset", "seed", "--out", str(tmp_path / "runs"), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    names = re.findall(r"^\[\d+/10\] (\S+)  to run$", out, flags=re.M)
-    assert names == [f"lenet-{v}-ws1-b256-s{s}" for s in range(5) for v in ("scratch", "nn")]
+    names = re.findall(r"^\[\d+/16\] (\S+)  to run$", out, flags=re.M)
+    assert names == [f"lenet-{v}-ws1-b256-s{s}" for s in range(8) for v in ("scratch", "nn")]
     commands = [line.split() for line in out.splitlines() if line.startswith("      ")]
-    assert len(commands) == 10 and all(c[1:3] == ["-m", "bench.train"] for c in commands)
+    assert len(commands) == 16 and all(c[1:3] == ["-m", "bench.train"] for c in commands)
     for c in commands:
         opts = dict(zip(c[3::2], c[4::2]))
         assert (opts["--epochs"], opts["--batch-size"], opts["--lr"], opts["--model"]) == ("10", "256", "1.0", "lenet")
