@@ -178,3 +178,16 @@ def test_every_help_shows_every_default(shown_parsers):
     hidden = [f"{p.prog} {a.option_strings[-1]}" for p in shown_parsers for a in p._actions
               if not _shows_no_default(a) and "default" not in p._get_formatter()._format_action(a)]
     assert hidden == []
+
+
+# ---- results pages name their machine from env.json -----------------------------------------------
+
+def test_each_results_page_names_its_machine_as_its_env_json_says():
+    from analysis.machine import machine_line
+
+    results = REPO / "docs" / "results"
+    pages = [p for p in sorted(results.glob("*.md")) if (p.with_suffix("") / rundir.ENV).is_file()]
+    assert pages, "no results page keeps an env.json"
+    for page in pages:
+        line = machine_line(rundir.read_json(page.with_suffix("") / rundir.ENV))
+        assert f"**Machine.** {line}\n" in page.read_text(), page.name
