@@ -44,9 +44,10 @@ class OneLineParser(argparse.ArgumentParser):
     True
     """
 
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
-        super().__init__(*args, **kwargs)
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse's own default formatter becomes the one that shows defaults; a chosen one is kept
+        kind = DefaultsHelpFormatter if self.formatter_class is argparse.HelpFormatter else self.formatter_class
+        return kind(prog=self.prog)
 
     def error(self, message: str):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
