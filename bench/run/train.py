@@ -193,8 +193,8 @@ def _finish(job: loop.Job, status: str, start: int, ep: loop.Epoch | None, guard
 def _untimed_note(untimed_steps: int, profiled: bool) -> str:
     """Why a finished run timed no step, and the fix; the profiler is named only when it ran.
 
-    >>> "profiler" in _untimed_note(5, profiled=False)
-    False
+    >>> [("profiler" in _untimed_note(12, p), "--no-profile" in _untimed_note(12, p)) for p in (True, False)]
+    [(True, True), (False, False)]
     """
     if profiled:
         return (f"note: no step was timed: the first {untimed_steps} steps (profiler window and warm-up) are "
