@@ -45,8 +45,11 @@ def machine_line(env: dict) -> str:
     if env.get("cpu_count") is not None:
         cpu.append(f"{env['cpu_count']} logical CPUs")
     cpu.append(f"{env['memory_gib']} GiB" if env.get("memory_gib") is not None else f"memory {MISSING}")
-    libs = (f"torch {_field(env, 'torch')} built for CUDA {_field(env, 'cuda')}, cuDNN {_field(env, 'cudnn')}, "
-            f"NCCL {_field(env, 'nccl')}")
+    libs = f"torch {_field(env, 'torch')} built for CUDA {_field(env, 'cuda')}"
+    if env.get("visible_gpus") == []:
+        libs += " (no GPU: cuDNN and NCCL unused)"
+    else:
+        libs += f", cuDNN {_field(env, 'cudnn')}, NCCL {_field(env, 'nccl')}"
     return f"{_gpus(env)}; {', '.join(cpu)}; {libs}; Python {_field(env, 'python')}"
 
 
