@@ -1,12 +1,12 @@
 """Throughput of the trace loader and of the whole ``python -m analysis.kernels`` command.
 
-    python -m analysis.bench_parse [--mb 120] [--source FIXTURE.json.gz]
+    python benchmarks/trace_parse.py [--mb 120] [--source FIXTURE.json.gz]
 
 Builds a synthetic job of two ranks in a temp dir by repeating a real fixture trace end to end (each
 copy shifted in time, with fresh correlation ids, sequence numbers and ProfilerStep numbers) until the
 uncompressed JSON reaches ``--mb``, then reports MB/s of uncompressed trace JSON for
 
-- parse: bytes → kept event columns (``analysis.traces.parse_trace``), one file, one core;
+- parse: bytes → kept event columns (``analysis.load.trace_files.parse_trace``), one file, one core;
 - load: ``load_traces`` (read + parse + DataFrame + step assignment);
 - command: ``analysis.kernels.main`` end to end (load, tables, CSVs).
 
@@ -17,13 +17,18 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.errors import OneLineParser, cli
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # a script run from anywhere: the project's packages come from its root
+
+from analysis.kernels import main as kernels_main  # noqa: E402
+from analysis.load.trace_files import load_traces, parse_trace  # noqa: E402
+from bench.errors import OneLineParser, cli  # noqa: E402
+
 FIXTURE = REPO / "tests" / "data" / "traces" / "external" / "a100_ddp_ws2" / "rank0.json.gz"
 
 
@@ -72,18 +77,15 @@ class Timer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = OneLineParser(prog="analysis.bench_parse", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="benchmarks/trace_parse.py", description=__doc__.split("\n")[0])
     p.add_argument("--mb", type=float, default=120.0, help="uncompressed size of the job (MB)")
     p.add_argument("--source", type=Path, default=FIXTURE, help="gzip'd kineto trace to replicate "
                    "(default: the A100 DDP fixture in tests/data)")
     args = p.parse_args(argv)
-    return cli("analysis.bench_parse", lambda: _run(args.mb, args.source))
+    return cli("benchmarks/trace_parse.py", lambda: _run(args.mb, args.source))
 
 
 def _run(mb: float, source: Path) -> int:
-    from analysis.kernels import main as kernels_main
-    from analysis.traces import load_traces, parse_trace
-
     doc = json.loads(gzip.decompress(source.read_bytes()))
     with tempfile.TemporaryDirectory() as tmp:
         traces = Path(tmp) / "bench_run" / "traces"

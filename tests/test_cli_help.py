@@ -25,8 +25,8 @@ from tests.procs import REPO
 # when modules move; the launcher of TensorBoard is one line here.
 CLI_MODULES = (
     "bench.train", "bench.micro", "bench.modes", "bench.overhead", "bench.collectives", "bench.compat",
-    "bench.variants", "analysis.report", "analysis.kernels", "analysis.render_micro", "analysis.render_compat",
-    "analysis.bench_parse", "analysis.scale",
+    "bench.variants", "analysis.report", "analysis.kernels", "analysis.micro_table", "analysis.compat_table",
+    "analysis.scale",
     "launch.compare", "launch.sweep", "launch.run", "launch.view", "launch.gpu_reliability_check", "launch.gpu_fused_check",
     "launch.fused_compile_check", "launch.readme_picture",
 )

@@ -198,8 +198,7 @@ def test_sync_on_cpu_two_processes_both_exit_2(tmp_path, data_dir):
 BAD_FLAGS = {
     "compare, unknown variant": ("launch.compare", ["--variants", "bogus"], ["--variants", "invalid choice"]),
     "kernels, unknown flag": ("analysis.kernels", ["runs", "-o", "out", "--bogus"], ["unrecognized", "--bogus"]),
-    "render_micro, unknown flag": ("analysis.render_micro", ["a.csv", "--bogus"], ["unrecognized", "--bogus"]),
-    "bench_parse, size not a number": ("analysis.bench_parse", ["--mb", "lots"], ["--mb", "invalid float"]),
+    "micro_table, unknown flag": ("analysis.micro_table", ["a.csv", "--bogus"], ["unrecognized", "--bogus"]),
     "gpu_reliability_check, no data": ("launch.gpu_reliability_check", ["--out", "x"], ["required", "--data-dir"]),
     "gpu_fused_check, too few reps": ("launch.gpu_fused_check", ["out.csv", "--reps", "5"], ["--reps", ">= 30"]),
     "fused_compile_check, arch not a number": ("launch.fused_compile_check", ["--arch", "ninety"],

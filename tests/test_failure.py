@@ -81,9 +81,9 @@ def test_killed_rank_ends_job_and_is_named(victim, tmp_path, data_dir):
 
 
 def test_report_lists_failed_runs_apart(tmp_path, data_dir, monkeypatch, capsys, keep_process_state):
-    from analysis.labels import run_labels
-    from analysis.render_runs import runs_section
-    from analysis.runs import load_runs
+    from analysis.render.labels import run_labels
+    from analysis.render.runs_section import runs_section
+    from analysis.load.run_dirs import load_runs
     flags = TINY + ["--data-dir", str(data_dir), "--out", str(tmp_path), "--epochs", "1"]
     assert bench.run.train.main(flags + ["--run-name", "good"]) == 0
     monkeypatch.setattr(bench.run.loop, "evaluate", _fail_on_call(1, RuntimeError("boom: injected")))

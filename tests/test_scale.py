@@ -25,9 +25,9 @@ import os
 import pandas as pd
 import pytest
 
-import analysis.scale_model as scale_model
+import analysis.atscale.step_model as scale_model
 from analysis import scale
-from analysis.collective_model import collective_us, fit
+from analysis.atscale.collective_model import collective_us, fit
 from tests.procs import python_m, torchrun
 
 STEP_ERROR_BOUND = 0.85

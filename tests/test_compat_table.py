@@ -7,8 +7,10 @@ import math
 import pandas as pd
 import pytest
 
-from analysis import render_compat, report
-from analysis.compat import compat_matrix, compat_notes, find_compat, load_compat
+from analysis import compat_table, report
+from analysis.render import compat_section
+from analysis.load.compat_csv import find_compat, load_compat
+from analysis.transform.compat_matrix import compat_matrix, compat_notes
 from bench import rundir
 from bench.errors import UsageError
 from tests.test_analysis_inputs import make_run
@@ -76,7 +78,7 @@ def test_loading_reads_ratios_as_numbers_and_skips_a_file_of_another_kind(tmp_pa
 
 
 def test_docs_table_links_each_case_to_its_issues_and_says_what_passing_means():
-    md = render_compat.matrix_markdown(pd.DataFrame(ROWS))
+    md = compat_section.matrix_markdown(pd.DataFrame(ROWS))
     fp32_line = next(line for line in md.splitlines() if line.startswith("| `fp32`"))
     assert "| baseline |" in fp32_line and rundir.COMPAT_CASES["fp32"][0] in fp32_line
     cl_line = next(line for line in md.splitlines() if line.startswith("| `channels-last`"))
@@ -86,25 +88,25 @@ def test_docs_table_links_each_case_to_its_issues_and_says_what_passing_means():
 
 
 def test_two_devices_give_two_matrices():
-    md = render_compat.matrix_markdown(pd.DataFrame([*ROWS, row("sync", "fp32", "pass", device="cuda")]))
+    md = compat_section.matrix_markdown(pd.DataFrame([*ROWS, row("sync", "fp32", "pass", device="cuda")]))
     assert "### torch 2.14.1, cpu" in md and "### torch 2.14.1, cuda" in md
 
 
 def test_into_replaces_only_the_marked_block(tmp_path):
     page = tmp_path / "page.md"
-    page.write_text(f"# Title\n\nprose before\n\n{render_compat.BEGIN}\nold table\n{render_compat.END}\n\nafter\n")
-    render_compat.write_into(page, "new table\n")
-    assert page.read_text() == (f"# Title\n\nprose before\n\n{render_compat.BEGIN}\nnew table\n"
-                                f"{render_compat.END}\n\nafter\n")
+    page.write_text(f"# Title\n\nprose before\n\n{compat_section.BEGIN}\nold table\n{compat_section.END}\n\nafter\n")
+    compat_section.write_into(page, "new table\n")
+    assert page.read_text() == (f"# Title\n\nprose before\n\n{compat_section.BEGIN}\nnew table\n"
+                                f"{compat_section.END}\n\nafter\n")
     page.write_text("no markers\n")
     with pytest.raises(UsageError, match="needs one"):
-        render_compat.write_into(page, "x")
+        compat_section.write_into(page, "x")
 
 
 def test_render_command_without_rows_is_one_line_exit_2(tmp_path, capsys):
-    assert render_compat.main([str(tmp_path)]) == 2
+    assert compat_table.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("analysis.render_compat: error: no compatibility rows") and err.count("\n") == 1
+    assert err.startswith("analysis.compat_table: error: no compatibility rows") and err.count("\n") == 1
 
 
 def test_report_shows_a_matrix_found_beside_the_runs_or_named(tmp_path):

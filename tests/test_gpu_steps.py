@@ -5,9 +5,9 @@ import math
 
 import pytest
 
-from analysis.categories import category_of_cpu_name, category_of_kernel_name
-from analysis.kernels import step_table, step_timeline
-from analysis.traces import load_traces
+from analysis.transform.categories import category_of_cpu_name, category_of_kernel_name
+from analysis.transform.gpu_steps import step_table, step_timeline
+from analysis.load.trace_files import load_traces
 
 
 def x(name, ts, dur, cat="cpu_op", pid=100, tid=100, **args):
@@ -160,7 +160,8 @@ def test_cpu_name_rules(name, category):
 
 
 def test_kernel_section_saves_figures_and_is_empty_without_traces(tmp_path):
-    from analysis.render_kernels import kernel_section
+    from analysis.load.trace_dirs import load_traced_runs
+    from analysis.render.kernels_section import kernel_section
 
     run = tmp_path / "runs" / "tiny"
     (run / "traces").mkdir(parents=True)
@@ -170,9 +171,10 @@ def test_kernel_section_saves_figures_and_is_empty_without_traces(tmp_path):
         launch("cudaLaunchKernel", 6.0, 1),
         kernel("void at::native::reduce_kernel<>", 10.0, 30.0, 1),
     ])
-    md = kernel_section([run], tmp_path / "fig")
+    md = kernel_section(load_traced_runs([run]), tmp_path / "fig")
     assert "tiny" in md and "kernels_overview.png" in md
     assert (tmp_path / "fig" / "kernels_overview.png").stat().st_size > 0
     assert (tmp_path / "fig" / "timeline_tiny.png").stat().st_size > 0
     (tmp_path / "empty_run").mkdir()
-    assert kernel_section([tmp_path / "empty_run"], tmp_path / "fig2") == ""
+    assert load_traced_runs([tmp_path / "empty_run"]) == []
+    assert kernel_section([], tmp_path / "fig2") == ""

@@ -6,8 +6,8 @@ import math
 import pandas as pd
 import pytest
 
-from analysis.intervals import t_quantile
-from analysis.pairs import compare_variants, pairwise
+from analysis.stats.intervals import t_quantile
+from analysis.stats.variant_pairs import compare_variants, pairwise
 from tests.statsdata import T_TABLE, make_runs
 
 

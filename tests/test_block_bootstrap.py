@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.signal import lfilter
 
-from analysis.blockboot import MIN_STEPS, block_length, median_ci, median_ratio_ci
+from analysis.stats.block_bootstrap import MIN_STEPS, block_length, median_ci, median_ratio_ci
 
 TRUE_MEDIAN_MS = 50.0
 

@@ -1,4 +1,4 @@
-"""analysis.micro / render_micro on hand-made micro-benchmark rows."""
+"""analysis.load.micro_csv, analysis.transform.micro_rows and analysis.render.micro_section on hand-made micro-benchmark rows."""
 from __future__ import annotations
 
 import math
@@ -6,8 +6,9 @@ import math
 import pandas as pd
 import pytest
 
-from analysis.micro import load_micro, micro_table
-from analysis.render_micro import micro_section
+from analysis.load.micro_csv import load_micro
+from analysis.transform.micro_rows import micro_table
+from analysis.render.micro_section import micro_section
 
 COLS = ["device", "shape_name", "shape", "dtype", "variant", "compiled", "op", "reps", "time_us_median",
         "gb_per_s", "ratio_to_copy", "iqr_over_median"]

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.tracedirs import load_runs
-from analysis.traces import load_traces, rank_from_file_name
+from analysis.load.trace_dirs import load_runs
+from analysis.load.trace_files import load_traces, rank_from_file_name
 
 
 def x(name, ts, dur, cat="cpu_op", pid=100, tid=100, **args):
@@ -135,7 +135,7 @@ def test_run_dir_with_traces_subdir_and_config(tmp_path):
 
 
 def test_run_dir_without_traces_has_no_trace_dirs(tmp_path):
-    from analysis.tracedirs import find_trace_dirs
+    from analysis.load.trace_dirs import find_trace_dirs
 
     run = tmp_path / "run_without_profiler"
     run.mkdir()

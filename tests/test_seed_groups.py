@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from analysis.groups import CONFIG_KEY, ONE_SEED_NOTE, group_stats
+from analysis.stats.seed_groups import CONFIG_KEY, ONE_SEED_NOTE, group_stats
 from tests.statsdata import T_TABLE, make_runs
 
 

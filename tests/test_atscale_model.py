@@ -1,4 +1,4 @@
-"""analysis.collective_model, analysis.scale_model and analysis.scale_workloads on hand-made frames.
+"""analysis.atscale.collective_model, analysis.atscale.step_model and analysis.atscale.workloads on hand-made frames.
 
 Every expected number is worked out here by hand from the equations in docs/scale.md.
 """
@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.collective_model import PARAM_COLUMNS, CostModel, _ranges, collective_us, fit, steps
-from analysis.scale_model import FIT_COLUMNS, WORLD, bn_collectives, ddp_buckets, fit_left_out, predict, validate
-from analysis.scale_workloads import backend_mismatch, workloads
+from analysis.atscale.collective_model import PARAM_COLUMNS, CostModel, _ranges, collective_us, fit, steps
+from analysis.atscale.step_model import FIT_COLUMNS, WORLD, bn_collectives, ddp_buckets, fit_left_out, predict, validate
+from analysis.atscale.workloads import backend_mismatch, workloads
 
 
 def model(*rows: dict, per_node: int | None = None, backend: str = "gloo") -> CostModel:

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import render_steps
-from analysis.runs import load_runs, load_step_times
-from analysis.steptimes import NOISY_IQR_OVER_MEDIAN, rank_stats, run_stats
+from analysis.render import steps_section
+from analysis.load.run_dirs import load_runs, load_step_times
+from analysis.stats.step_times import NOISY_IQR_OVER_MEDIAN, rank_stats, run_stats
 from bench import rundir
 
 
@@ -81,37 +81,37 @@ def test_loader_reads_every_rank_and_old_rank0_only_files(tmp_path):
 def test_section_warns_about_noisy_ranks_only(tmp_path):
     steady = _steps("steady", {0: [4.0] * 20, 1: [4.2] * 20})
     jumpy = _steps("jumpy", {0: [1.0, 2.0, 3.0, 4.0] * 5, 1: [2.5] * 20})
-    md = render_steps.steps_section(pd.concat([steady, jumpy]), tmp_path)
+    md = steps_section.steps_section(pd.concat([steady, jumpy]), tmp_path)
     assert "## Step times by rank" in md
     assert "**Noisy:**" in md and "- jumpy rank 0:" in md
     assert "steady rank" not in md.split("**Noisy:**")[1]
-    assert (tmp_path / render_steps.STEPS_PNG).stat().st_size > 0
-    written = pd.read_csv(tmp_path / render_steps.STEPS_CSV)
+    assert (tmp_path / steps_section.STEPS_PNG).stat().st_size > 0
+    written = pd.read_csv(tmp_path / steps_section.STEPS_CSV)
     assert sorted(zip(written["run"], written["rank"])) == [("jumpy", 0), ("jumpy", 1),
                                                             ("steady", 0), ("steady", 1)]
-    quiet = render_steps.steps_section(steady, tmp_path)
+    quiet = steps_section.steps_section(steady, tmp_path)
     assert "**Noisy:**" not in quiet
 
 
 def test_section_is_empty_without_step_times(tmp_path):
-    assert render_steps.steps_section(load_step_times(pd.DataFrame(columns=["run", "path"])), tmp_path) == ""
+    assert steps_section.steps_section(load_step_times(pd.DataFrame(columns=["run", "path"])), tmp_path) == ""
 
 
 def test_section_names_the_noisiest_pairs_and_counts_the_rest(tmp_path):
     # Two alternating values 1 and 1 + d: IQR d, median 1 + d/2, so every run is noisy (d >= 0.2).
     runs = [_steps(f"run{i:02d}", {0: [1.0, 1.0 + (i + 2) / 10] * 10})
-            for i in range(render_steps.MAX_NOISY_LISTED + 3)]
-    md = render_steps.steps_section(pd.concat(runs), tmp_path)
+            for i in range(steps_section.MAX_NOISY_LISTED + 3)]
+    md = steps_section.steps_section(pd.concat(runs), tmp_path)
     listed = [line for line in md.splitlines() if line.startswith("- run")]
     # IQR/median grows with i, so the listed ones are the last MAX_NOISY_LISTED runs, noisiest first.
-    n = render_steps.MAX_NOISY_LISTED
+    n = steps_section.MAX_NOISY_LISTED
     assert [line.split()[1] for line in listed] == [f"run{i:02d}" for i in range(n + 2, 2, -1)]
     assert f"- … and 3 more of {n + 3} run-rank pairs" in md
 
 
 def test_within_run_interval_uses_the_slowest_rank_in_time_order(tmp_path):
-    from analysis.blockboot import median_ci
-    from analysis.steptimes import run_median_cis
+    from analysis.stats.block_bootstrap import median_ci
+    from analysis.stats.step_times import run_median_cis
 
     rng = np.random.default_rng(1)
     slow = 10.0 + np.cumsum(rng.normal(0, 0.05, 150))  # a drifting, strongly autocorrelated series
@@ -120,6 +120,6 @@ def test_within_run_interval_uses_the_slowest_rank_in_time_order(tmp_path):
     want = median_ci(slow)
     assert got["rank"] == 1 and got["steps"] == 150 and got["block_steps"] == want.block > 1
     assert (got["step_ms_p50_ci95_low"], got["step_ms_p50_ci95_high"]) == pytest.approx((want.low, want.high))
-    md = render_steps.steps_section(steps, tmp_path)
+    md = steps_section.steps_section(steps, tmp_path)
     assert f"[{want.low:.4g}, {want.high:.4g}]" in md and "within run" in md
-    assert pd.read_csv(tmp_path / render_steps.MEDIAN_CI_CSV)["block_steps"].tolist() == [want.block]
+    assert pd.read_csv(tmp_path / steps_section.MEDIAN_CI_CSV)["block_steps"].tolist() == [want.block]

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from analysis.groups import group_stats
-from analysis.scaling import accuracy_vs_per_rank_batch, scaling_table
+from analysis.stats.seed_groups import group_stats
+from analysis.stats.weak_scaling import accuracy_vs_per_rank_batch, scaling_table
 from tests.statsdata import T_TABLE, make_runs, scaling_runs
 
 
