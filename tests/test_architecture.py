@@ -124,3 +124,40 @@ def test_files_and_functions_stay_small(folder):
                 if n > MAX_FUNCTION_LINES:
                     too_big.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}(): {n} lines")
     assert not too_big, too_big
+
+
+# ---- analysis/: its rooms (docs/architecture.md, "Inside analysis/") ----------------------------------
+# Loading reads files with the run-directory format and errors, plus the events table's vocabulary that
+# the trace loader fills; transforms, statistics and the at-scale model import neither loading nor
+# rendering; rendering never loads. The commands at the top level wire them and may import any room.
+ANALYSIS_FORMAT = {"bench.rundir", "bench.errors"}
+ANALYSIS_ALLOWED = {
+    "analysis.load": {*ANALYSIS_FORMAT, "pandas", "numpy", "msgspec", "tomli", "analysis.load",
+                      "analysis.transform.events"},
+    "analysis.transform": {*ANALYSIS_FORMAT, "pandas", "numpy", "analysis.transform"},
+    "analysis.stats": {*ANALYSIS_FORMAT, "pandas", "numpy", "scipy", "analysis.stats"},
+    "analysis.atscale": {*ANALYSIS_FORMAT, "pandas", "numpy", "scipy", "analysis.atscale", "analysis.transform"},
+    "analysis.render": {*ANALYSIS_FORMAT, "pandas", "numpy", "matplotlib", "analysis.render", "analysis.transform",
+                        "analysis.stats", "analysis.atscale"},
+}
+MAX_ANALYSIS_TOP_LEVEL = 8  # the commands and __init__.py
+
+
+@pytest.mark.parametrize("room", sorted(ANALYSIS_ALLOWED))
+def test_analysis_room_imports_only_what_its_rule_allows(room):
+    assert room in MODULES, f"{room}: no such package"
+    bad = {f"{name}: {imp}" for name, path in MODULES.items() if name == room or name.startswith(room + ".")
+           for imp in _imports(path, name) if not _allowed(imp, ANALYSIS_ALLOWED[room])}
+    assert not bad, sorted(bad)
+
+
+def test_analysis_top_level_holds_only_commands():
+    top = sorted(p for p in (REPO / "analysis").glob("*.py"))
+    assert len(top) <= MAX_ANALYSIS_TOP_LEVEL, [p.name for p in top]
+    for path in top:
+        if path.name == "__init__.py":
+            continue
+        names = {n.name for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef)}
+        assert "main" in names, f"{path.name}: a top-level module of analysis/ is a command with main(argv)"
+    rooms = {p.parent.name for p in (REPO / "analysis").rglob("*.py") if p.parent != REPO / "analysis"}
+    assert rooms == {r.split(".")[1] for r in ANALYSIS_ALLOWED}, rooms  # every sub-package has a rule
