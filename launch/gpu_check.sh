@@ -19,7 +19,7 @@
 #   micro_compiled  bench.micro: compiled rows of scratch and nn for two shapes
 #   fused           launch.gpu_fused_check: the fused kernels against nn.BatchNorm2d, then their times
 #                   against a copy and issue 15's targets, into $OUT/gpu_fused.csv
-#   micro_report    analysis.render_micro: the micro-benchmark table (fastest marked) and bar chart
+#   micro_report    analysis.micro_table: the micro-benchmark table (fastest marked) and bar chart
 #   resnet50_*      ResNet-50 on synthetic 224² images, bf16, channels_last, per-GPU batch 256, one rank,
 #                   nn, scratch and scratch-sync, RESNET50_STEPS steps each (the first 7 profiled, 5
 #                   warm-up, the rest timed); bench.micro's copy of each ResNet-50 BN input; the report
@@ -110,7 +110,7 @@ fi
 micro_csvs=()
 for f in "$OUT/micro.csv" "$OUT/micro_compiled.csv"; do [[ -f "$f" ]] && micro_csvs+=("$f"); done
 if [[ ${#micro_csvs[@]} -gt 0 ]]; then
-  piece micro_report 60 "$PY" -m analysis.render_micro "${micro_csvs[@]}" --out "$OUT/report"
+  piece micro_report 60 "$PY" -m analysis.micro_table "${micro_csvs[@]}" --out "$OUT/report"
 fi
 echo "=== gpu_check: $failed piece(s) failed; outputs in $OUT"
 ls -l "$OUT"

@@ -18,8 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from analysis.tracedirs import find_trace_dirs, run_dir_of
-from analysis.traces import find_trace_files
+from analysis.load.trace_dirs import find_trace_dirs, run_dir_of
+from analysis.load.trace_files import find_trace_files
 from bench import rundir  # the format module; it imports no torch
 from bench.errors import OneLineParser, UsageError, cli
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from analysis import compat_table, report
-from analysis.render import compat_section
 from analysis.load.compat_csv import find_compat, load_compat
+from analysis.render import compat_section
 from analysis.transform.compat_matrix import compat_matrix, compat_notes
 from bench import rundir
 from bench.errors import UsageError

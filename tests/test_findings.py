@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from analysis.stats.findings import comparisons, configurations, curves_coincide
 from analysis.render.findings_section import findings_section
+from analysis.stats.findings import comparisons, configurations, curves_coincide
 from tests.statsdata import make_runs
 
 NO_STEPS = pd.DataFrame(columns=["run", "variant", "world_size", "rank", "step_ms"])

@@ -5,9 +5,9 @@ import math
 
 import pytest
 
+from analysis.load.trace_files import load_traces
 from analysis.transform.categories import category_of_cpu_name, category_of_kernel_name
 from analysis.transform.gpu_steps import step_table, step_timeline
-from analysis.load.trace_files import load_traces
 
 
 def x(name, ts, dur, cat="cpu_op", pid=100, tid=100, **args):

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from analysis.kernels import main
-from analysis.transform.gpu_steps import step_table, step_timeline, summarize_steps
 from analysis.load.trace_files import load_traces
+from analysis.transform.gpu_steps import step_table, step_timeline, summarize_steps
 
 
 def raw_busy_fractions(path):

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from analysis.load.micro_csv import load_micro
-from analysis.transform.micro_rows import micro_table
 from analysis.render.micro_section import micro_section
+from analysis.transform.micro_rows import micro_table
 
 COLS = ["device", "shape_name", "shape", "dtype", "variant", "compiled", "op", "reps", "time_us_median",
         "gb_per_s", "ratio_to_copy", "iqr_over_median"]

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from analysis import report
+from analysis.render.figures import legend_outside, line_style
 from analysis.render.labels import run_labels
 from analysis.render.mdtable import fmt_number, to_markdown
-from analysis.render.figures import legend_outside, line_style
 from analysis.render.runs_section import curves_section
 from tests.test_analysis_inputs import make_run
 

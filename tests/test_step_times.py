@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.render import steps_section
 from analysis.load.run_dirs import load_runs, load_step_times
+from analysis.render import steps_section
 from analysis.stats.step_times import NOISY_IQR_OVER_MEDIAN, rank_stats, run_stats
 from bench import rundir
 

@@ -14,8 +14,8 @@ import pytest
 import bench.run.loop
 import bench.run.train
 from analysis import report
-from analysis.stats.seed_groups import group_stats
 from analysis.load.run_dirs import load_runs
+from analysis.stats.seed_groups import group_stats
 from bench import rundir
 from bench.errors import EXIT_DIVERGED, EXIT_FAILED, EXIT_INTERRUPTED
 from launch import sweep

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from analysis.stats.seed_groups import METRIC_SPECS
 from analysis.render.mdtable import to_markdown
-from analysis.stats.power import parse_resolve
 from analysis.render.sweep_section import CSV_NAMES, PNG_NAMES, sweep_section
+from analysis.stats.power import parse_resolve
+from analysis.stats.seed_groups import METRIC_SPECS
 from tests.statsdata import T_TABLE, make_runs, scaling_runs
 
 

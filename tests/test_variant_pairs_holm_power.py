@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from analysis.stats.variant_pairs import compare_variants, pairwise
 from analysis.stats.power import parse_resolve
+from analysis.stats.variant_pairs import compare_variants, pairwise
 from tests.statsdata import make_runs
 
 

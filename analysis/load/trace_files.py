@@ -33,8 +33,8 @@ import msgspec
 import numpy as np
 import pandas as pd
 
-from analysis.transform.events import CPU_CATS, GPU_CATS, LAUNCH_CATS, assign_steps
 from analysis.load.op_inputs import first_input
+from analysis.transform.events import CPU_CATS, GPU_CATS, LAUNCH_CATS, assign_steps
 
 KEPT_CATS = frozenset(CPU_CATS + LAUNCH_CATS + GPU_CATS)
 # Older kineto releases spelled the categories differently.

@@ -14,9 +14,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.transform.bn_layers import layer_table, layer_times  # noqa: E402
-from analysis.render.mdtable import fmt_number, to_markdown  # noqa: E402
 from analysis.render.figures import legend_outside, save  # noqa: E402
+from analysis.render.mdtable import fmt_number, to_markdown  # noqa: E402
+from analysis.transform.bn_layers import layer_table, layer_times  # noqa: E402
 
 PNG = "bn_layers.png"
 HEADERS = {"layer": "layer", "shape": "input", "dtype": "dtype", "fwd_us": "fwd (us)", "bwd_us": "bwd (us)",

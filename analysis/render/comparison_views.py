@@ -10,9 +10,9 @@ import math
 
 import pandas as pd
 
+from analysis.render.mdtable import MISSING
 from analysis.stats import power
 from analysis.stats.seed_groups import metric_spec
-from analysis.render.mdtable import MISSING
 
 # The comparisons the report shows, and so the family for Holm's correction.
 SHOWN_METRICS: tuple[str, ...] = ("test_acc", "examples_per_s", "step_ms_p50")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.transform.compat_matrix import compat_matrix, compat_notes, groups
 from analysis.render.mdtable import to_markdown
+from analysis.transform.compat_matrix import compat_matrix, compat_notes, groups
 from bench import rundir
 from bench.errors import UsageError
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.stats.findings import BASELINE, comparisons, configurations, left_out
 from analysis.render.mdtable import fmt_number
-from analysis.stats.variant_pairs import WITHIN_RUN_NOTE
+from analysis.stats.findings import BASELINE, comparisons, configurations, left_out
 from analysis.stats.step_times import NOISY_IQR_OVER_MEDIAN
+from analysis.stats.variant_pairs import WITHIN_RUN_NOTE
 
 NO_INTERVAL = "one run each: no interval"
 NOT_AFTER_HOLM = "not after Holm"

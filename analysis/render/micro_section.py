@@ -10,8 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.render.mdtable import to_markdown  # noqa: E402
 from analysis.render.figures import legend_outside, save  # noqa: E402
+from analysis.render.mdtable import to_markdown  # noqa: E402
 from analysis.transform.micro_rows import mark_fastest, micro_table  # noqa: E402
 from bench.rundir import NOISY_IQR_OVER_MEDIAN as NOISY  # noqa: E402
 

@@ -15,10 +15,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.stats.findings import COINCIDE_FRACTION, curve_gaps, curves_coincide  # noqa: E402
+from analysis.render.figures import legend_outside, line_style, save  # noqa: E402
 from analysis.render.labels import COLUMN_HEADERS, run_labels  # noqa: E402
 from analysis.render.mdtable import NOT_MEASURED, fmt_number, to_markdown  # noqa: E402
-from analysis.render.figures import legend_outside, line_style, save  # noqa: E402
+from analysis.stats.findings import COINCIDE_FRACTION, curve_gaps, curves_coincide  # noqa: E402
 from bench import rundir  # noqa: E402
 
 SUMMARY_COLUMNS = (

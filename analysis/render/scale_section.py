@@ -12,8 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.render.mdtable import to_markdown  # noqa: E402
 from analysis.render.figures import legend_outside, save  # noqa: E402
+from analysis.render.mdtable import to_markdown  # noqa: E402
 
 PNG = "scale.png"
 LINE_KEY = ["model", "variant", "per_rank_batch", "bn_scope"]

@@ -12,8 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.stats.seed_groups import CONFIG_KEY  # noqa: E402
 from analysis.render.figures import legend_outside, save  # noqa: E402
+from analysis.stats.seed_groups import CONFIG_KEY  # noqa: E402
 from analysis.stats.weak_scaling import SCALING_LINE_KEY  # noqa: E402
 
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.render import sweep_figures
-from analysis.stats.seed_groups import CONFIG_KEY, group_stats
+from analysis.render.comparison_views import SHOWN_METRICS, comparisons_view
 from analysis.render.labels import COLUMN_HEADERS
 from analysis.render.mdtable import NOT_MEASURED, fmt_number, to_markdown
-from analysis.stats.variant_pairs import PAIR_KEY, WITHIN_RUN, pairwise
 from analysis.render.sweep_figures import varying
-from analysis.render.comparison_views import SHOWN_METRICS, comparisons_view
-from analysis.stats.weak_scaling import SCALING_LINE_KEY, accuracy_vs_per_rank_batch, scaling_table
+from analysis.stats.seed_groups import CONFIG_KEY, group_stats
 from analysis.stats.step_times import run_median_cis, slowest_rank_samples
+from analysis.stats.variant_pairs import PAIR_KEY, WITHIN_RUN, pairwise
+from analysis.stats.weak_scaling import SCALING_LINE_KEY, accuracy_vs_per_rank_batch, scaling_table
 
 CSV_NAMES = {"groups": "sweep_groups.csv", "pairwise": "sweep_pairwise.csv",
              "scaling": "sweep_scaling.csv", "accuracy": "sweep_accuracy_vs_batch.csv"}

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.stats.variant_pairs import PAIR_KEY, WITHIN_RUN, WITHIN_RUN_METRIC, pairwise
 from analysis.stats.seed_groups import COMPLETE, VARIANT_ORDER, group_stats, pair_label
 from analysis.stats.step_times import rank_stats, run_stats, slowest_rank_samples
+from analysis.stats.variant_pairs import PAIR_KEY, WITHIN_RUN, WITHIN_RUN_METRIC, pairwise
 
 BASELINE = "nn"
 METRICS = ("examples_per_s", "test_acc")

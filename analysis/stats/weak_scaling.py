@@ -11,8 +11,8 @@ import math
 
 import pandas as pd
 
-from analysis.stats.seed_groups import CONFIG_KEY, LOCAL_VARIANTS, ONE_SEED_NOTE, SYNC_VARIANTS, bn_scope, require, variant_rank
 from analysis.stats.intervals import ratio_ci
+from analysis.stats.seed_groups import CONFIG_KEY, LOCAL_VARIANTS, ONE_SEED_NOTE, SYNC_VARIANTS, bn_scope, require, variant_rank
 
 SCALING_KEY: tuple[str, ...] = tuple(c for c in CONFIG_KEY if c not in ("world_size", "global_batch"))
 # What one weak-scaling line holds fixed: SCALING_KEY with the group size read as a scope

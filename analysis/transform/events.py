@@ -3,7 +3,7 @@
 The table is the one :func:`analysis.load.trace_files.load_traces` returns (kineto trace events, one row per
 complete event, with ``rank``, ``cat``, ``name``, ``ts_us``, ``dur_us``, ``correlation``, ...). The
 functions here read only its columns: no files, no plotting. The loader calls
-:func:`assign_steps` to fill its ``step`` column; :mod:`analysis.kernels` and
+:func:`assign_steps` to fill its ``step`` column; :mod:`analysis.transform.gpu_steps` and
 :mod:`analysis.transform.categories` use the rest.
 """
 

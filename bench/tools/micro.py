@@ -11,7 +11,7 @@ timed calls; median and interquartile range. When one input fits in the L2 cache
 over enough copies of it (≥ 256 MB in all, at most 64) that each call reads from device memory.
 
 Compulsory bytes, counting each tensor once at the input's dtype: copy and forward 2·N elements
-(read x, write y); forward+backward 4·N (also read dy, write dx). analysis.bn_layers counts the
+(read x, write y); forward+backward 4·N (also read dy, write dx). analysis.transform.bn_layers counts the
 passes batch norm needs instead (3 and 5), so its GB/s are 1.5× and 2× these for the same time.
 Parameters are C values, negligible. GB/s = those bytes / median time; `ratio_to_copy` = median time / the copy's median
 time. Layers keep float32 parameters and running statistics (as under autocast): with a bfloat16
