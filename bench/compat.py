@@ -1,5 +1,5 @@
-"""``python -m bench.compat``: the command; the code is bench.tools.compat."""
-from bench.tools.compat import main
+"""``python -m bench.compat``: the command; the code is bench.tools.compatmatrix.build."""
+from bench.tools.compatmatrix.build import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,5 +1,5 @@
-"""``python -m bench.overhead``: the command; the code is bench.tools.overhead."""
-from bench.tools.overhead import main
+"""``python -m bench.overhead``: the command; the code is bench.tools.overhead_measure."""
+from bench.tools.overhead_measure import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -10,7 +10,7 @@ input is one line and exit code 2, before any process starts: no line per rank, 
 
 Then torchrun runs the job: `--standalone` on one node, a c10d rendezvous across nodes
 (launch/multinode.sh and launch/slurm.sbatch start this on every node). torchrun passes SIGTERM and
-SIGUSR1 on to the ranks, which stop at a step boundary with a checkpoint (bench.run.preempt) within
+SIGUSR1 on to the ranks, which stop at a step boundary with a checkpoint (bench.run.stepbounds) within
 `--grace-s`; this launcher passes the signals it receives to torchrun. The exit code is bench.train's
 (docs/reliability.md): torchrun reports every failing job as 1, so a diverged or interrupted run's
 code is read back from its summary.json.

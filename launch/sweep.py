@@ -214,7 +214,7 @@ def _prepare(sweep: Sweep, dry_run_only: bool) -> None:
         print(f"launch.sweep: {len(sweep.cells)} cells on {where}; runs in {sweep.out}")
         return
     if sweep.config.data == "fashion-mnist":  # missing data fails once, not in every cell
-        from bench.run.data import prepare
+        from bench.run.datasets.fashion_mnist import prepare
         prepare(sweep.config.data_dir, sweep.config.download)
     print(f"launch.sweep: {where}", flush=True)
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from bench.bn import make_norm
 from bench.bn.scratch_sync import ScratchSyncBatchNorm
-from bench.tools.compat_checks import VariantSpec
+from bench.tools.compatmatrix.harness import VariantSpec
 
 
 class EvalSyncingBN(nn.BatchNorm2d):

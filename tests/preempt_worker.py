@@ -6,7 +6,7 @@ run stops.
 
 On each rank listed in RANKS (comma-separated), the STEP-th training step of this attempt (1-based,
 counted across epochs) sends SIGNAL to its own process while it runs, as a scheduler's signal
-arriving mid-step would. In-process tests patch bench.run.train the same way with `signal_at`.
+arriving mid-step would. In-process tests patch bench.run.runner the same way with `signal_at`.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 
-import bench.run.train
+import bench.run.runner
 
 
 def signal_at(step: int, signum: int, action=None):

@@ -24,8 +24,8 @@ import torch
 
 from bench import rundir
 from bench.bn import fused
-from bench.tools import compat
-from bench.tools.compat_checks import SHAPE, VariantSpec, spec_for, unavailable
+from bench.tools.compatmatrix import build as compat
+from bench.tools.compatmatrix.harness import SHAPE, VariantSpec, spec_for, unavailable
 from tests.compat_fakes import FAKES
 from tests.interpreted import run_interpreted
 
@@ -42,7 +42,7 @@ EXPECTED = {
     "sync": {**{c: "n/a" for c in RUN_CASES if c not in ("eval-no-collective", "no-process-group")},
              "convert-subclass": "fail"},
 }
-# bench/bn/fused.py's contract: float32 and bfloat16 only; an empty rank contributes count 0 and
+# bench/bn/fused/__init__.py's contract: float32 and bfloat16 only; an empty rank contributes count 0 and
 # still joins both collectives. fp32 of the local layer, the cross-rank one with an empty rank.
 FUSED = {("fused", "fp32"): "pass", ("fused", "fp16-autocast"): "fail", ("fused-sync", "empty-rank"): "pass"}
 FUSED_SHAPE = (2, 3, 3, 3)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.tools import compat
+from bench.tools.compatmatrix import build as compat
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA cells need a CUDA device")
 VARIANTS = ["scratch", "nn", "scratch-sync", "sync"]

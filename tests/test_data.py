@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from bench.run import data
+from bench.run.datasets import fashion_mnist as data
 from bench.errors import UsageError
 
 

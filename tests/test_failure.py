@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import bench.run.loop
-import bench.run.train
+import bench.run.runner
 from tests.procs import env
 from tests.reliab_util import TINY, torchrun_cmd, wait_for, worker_pid
 

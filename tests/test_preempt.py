@@ -12,10 +12,10 @@ import subprocess
 import pytest
 import torch
 
-import bench.run.train
+import bench.run.runner
 from bench import rundir
 from bench.errors import EXIT_FAILED, EXIT_INTERRUPTED
-from bench.run import preempt
+from bench.run import stepbounds as preempt
 from tests.preempt_worker import signal_at
 from tests.procs import env
 from tests.reliab_util import TINY, launch_run_cmd, read_rows, torchrun_cmd, wait_for
@@ -62,7 +62,7 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(one_process, monkeyp
     cut = out / "cut"
     # Checks only at epoch ends: one process still stops at the very next step boundary.
     with monkeypatch.context() as m:
-        m.setattr(bench.run.train, "make_step", signal_at(STOP_AT, signal.SIGTERM))
+        m.setattr(bench.run.runner, "make_step", signal_at(STOP_AT, signal.SIGTERM))
         rc = bench.run.train.main([*flags, "--run-name", "cut", "--checkpoint-every-steps", "3",
                                    "--check-finite-every", "100"])
     s = summary(cut)
@@ -93,7 +93,7 @@ def test_crash_resumes_from_the_last_step_checkpoint(one_process, monkeypatch, k
     def crash():
         raise RuntimeError("boom: injected")
     with monkeypatch.context() as m:
-        m.setattr(bench.run.train, "make_step", signal_at(8, 0, action=crash))
+        m.setattr(bench.run.runner, "make_step", signal_at(8, 0, action=crash))
         assert bench.run.train.main([*flags, "--run-name", "crash", "--checkpoint-every-steps", "3"]) == EXIT_FAILED
     assert summary(run)["status"] == "failed" and summary(run)["resumable"] is True
     assert position(run) == (1, 2)

@@ -1,10 +1,10 @@
-"""bench.run.outputs: what the timed loop dispatches per step, and that the stashed values are the steps'."""
+"""bench.run.stepstash: what the timed loop dispatches per step, and that the stashed values are the steps'."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from bench.run.outputs import StepOutputs
+from bench.run.stepstash import StepOutputs
 from tests.oplog import OpLog
 
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from bench.run import step as step_mod
-from bench.run import train as train_mod
+from bench.run import runner as train_mod
 from bench.run.config import TrainConfig
-from bench.run.timing import StepTimer, gc_paused, percentile
+from bench.run.steptimer import StepTimer, gc_paused, percentile
 
 
 def test_cpu_marks_give_one_duration_per_step_and_start_over():

@@ -18,7 +18,7 @@ from bench import rundir
 from bench.errors import OneLineParser, cli
 from bench.run.config import TrainConfig, add_flags, comma_list, positive_int
 from bench.run.step import AMPS, MODES
-from bench.run.train import train
+from bench.run.runner import train
 from bench.rundir import VARIANTS
 
 COLUMNS = ("model", "variant", "global_batch", "mode", "amp", "examples_per_s", "step_ms_p50", "setup_s",

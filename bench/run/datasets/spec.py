@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.errors import UsageError
 from bench.nets import FASHION_MNIST_SHAPE, input_problem
-from bench.run import images
+from bench.run.datasets import image_folder as images
 from bench.run.config import TrainConfig
 
 FASHION_MNIST = {"n_train": 60_000, "n_test": 10_000, "classes": 10}

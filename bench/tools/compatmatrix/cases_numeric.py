@@ -2,7 +2,7 @@
 torch.compile, CUDA graphs, no process group, --deterministic.
 
 Each function runs on every rank of its cell (one rank for a local variant, two for a
-synchronising one, bench.tools.compat decides) and returns (detail, Speed or None) when
+synchronising one, bench.tools.compatmatrix.build decides) and returns (detail, Speed or None) when
 the case passes; it raises CaseFailed when the layer misses the criterion and NotApplicable when
 the case cannot run here. Any other exception is the layer failing and becomes the cell's detail.
 """
@@ -12,11 +12,11 @@ import torch
 import torch.distributed as dist
 
 from bench.run.dist import make_deterministic
-from bench.tools.compat_checks import (
+from bench.tools.compatmatrix.harness import (
     FP32_TOL, CaseFailed, Ctx, NotApplicable, check_running, check_step, check_training,
     global_batch, new_layer, reference, rows, train_step,
 )  # fmt: skip
-from bench.tools.compat_measure import Speed, step_time_ratio
+from bench.tools.compatmatrix.counting import Speed, step_time_ratio
 
 Result = tuple[str, Speed | None]
 NEEDS_CUDA = "CUDA graphs need a CUDA device"

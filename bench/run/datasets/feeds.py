@@ -1,4 +1,4 @@
-"""Where a rank's batches come from, one interface for every data source (bench.run.inputs):
+"""Where a rank's batches come from, one interface for every data source (bench.run.datasets.spec):
 
     batches(order)      the batches of an epoch, one per row of ``order`` (steps, per-rank batch) of
                         example indices: the loop's sharding of one seeded permutation, whatever the
@@ -21,10 +21,11 @@ from typing import Callable, Iterator
 import torch
 import torch.distributed as tdist
 
-from bench.run import data as fmnist
-from bench.run import images
 from bench.run.config import TrainConfig
-from bench.run.inputs import DataSpec
+from bench.run.datasets import fashion_mnist as fmnist
+from bench.run.datasets import image_folder as images
+from bench.run.datasets import synthetic
+from bench.run.datasets.spec import DataSpec
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -121,6 +122,13 @@ class FolderSource:
 Source = DeviceSource | FolderSource
 
 
+def prepare(cfg: TrainConfig) -> None:
+    """Make the data ready before any rank waits on another: Fashion-MNIST's files laid out (or
+    downloaded with --download), so missing or damaged data fails here; other sources need nothing."""
+    if cfg.data == "fashion-mnist":
+        fmnist.prepare(cfg.data_dir, cfg.download)
+
+
 def load(cfg: TrainConfig, spec: DataSpec, device: torch.device) -> Source:
     """The source of ``spec`` for this rank, its data on ``device`` where it lives there."""
     fmt = memory_format(cfg)
@@ -129,7 +137,7 @@ def load(cfg: TrainConfig, spec: DataSpec, device: torch.device) -> Source:
         prepare = (lambda x: x.contiguous(memory_format=fmt)) if cfg.channels_last else (lambda x: x)
         return DeviceSource(d.train_x, d.train_y, d.test_x, d.test_y, prepare)
     if spec.source == "synthetic":
-        x, y = images.synthetic(spec.n_train, spec.num_classes, spec.input_shape[1], device)
+        x, y = synthetic.synthetic(spec.n_train, spec.num_classes, spec.input_shape[1], device)
         return DeviceSource(x, y, None, None, images.Normalise(device, fmt))
     targets = torch.tensor([c for _, c in spec.train_files], dtype=torch.int64, device=device)
     return FolderSource(spec, cfg, device, targets, images.Normalise(device, fmt))

@@ -37,7 +37,7 @@ import torch.distributed as tdist
 from bench import rundir
 from bench.errors import EXIT_USAGE, RaisingParser, UsageError
 from bench.run import dist
-from bench.run.timing import percentile
+from bench.run.steptimer import percentile
 
 BN_MODELS = ("lenet", "resnet18", "resnet50")
 UNITS = {"": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MB": 1 << 20,

@@ -5,7 +5,7 @@
 
 Every variant (bench.rundir.VARIANTS) goes through a fixed list of cases (bench.rundir.COMPAT_CASES:
 what passing means, and the pytorch/pytorch issues behind each). A case is a small real check run
-in child processes with its own time limit (bench.tools.compat_procs): a synchronising variant on
+in child processes with its own time limit (bench.tools.compatmatrix.childprocs): a synchronising variant on
 two ranks (gloo on CPU; NCCL when there is a GPU per rank, else gloo holding CUDA tensors), a local
 one in one process. Each cell is pass, fail (the first line of the error, or the measured
 difference), n/a (the reason) or timeout. Local variants: `uneven-batches` and `skipped-call` are
@@ -30,11 +30,11 @@ import torch
 from bench import rundir
 from bench.errors import OneLineParser, UsageError, cli
 from bench.run.dist import resolve_device
-from bench.tools import compat_cases as num
-from bench.tools import compat_dist as ranked
-from bench.tools.compat_checks import SHAPE, Ctx, VariantSpec, spec_for, unavailable
-from bench.tools.compat_measure import Speed
-from bench.tools.compat_procs import Cell, Outcome, run_cell
+from bench.tools.compatmatrix import cases_numeric as num
+from bench.tools.compatmatrix import cases_ranks as ranked
+from bench.tools.compatmatrix.harness import SHAPE, Ctx, VariantSpec, spec_for, unavailable
+from bench.tools.compatmatrix.counting import Speed
+from bench.tools.compatmatrix.childprocs import Cell, Outcome, run_cell
 
 LOCAL_NA = "local BN shares nothing across ranks: no global statistics to compare"
 NO_COLLECTIVE = "local BN issues no collective: a rank skipping a call leaves nothing waiting"

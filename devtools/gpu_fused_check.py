@@ -1,6 +1,6 @@
 """GPU check of the fused batch norm on ResNet-50's layer-1 BN input (256, 64, 56, 56).
 
-    PYTHONPATH=. python -m launch.gpu_fused_check OUT.csv [--reps 30] [--warmup 5]
+    PYTHONPATH=. python -m devtools.gpu_fused_check OUT.csv [--reps 30] [--warmup 5]
 
 For float32 and bfloat16, contiguous and channels_last, it first checks the compiled kernels
 against nn.BatchNorm2d on the same batch (output, input gradient, parameter gradients, running
@@ -27,7 +27,7 @@ from torch import nn
 
 from bench import rundir
 from bench.errors import OneLineParser, UsageError, cli
-from bench.tools.micro import n_buffers, summarise, time_calls_us
+from bench.tools.bn_microbench import n_buffers, summarise, time_calls_us
 
 SHAPE = (256, 64, 56, 56)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -125,7 +125,7 @@ def verdicts(rows: list[dict]) -> list[str]:
 
 def autotuned_blocks() -> list[str]:
     """The config each autotuned kernel settled on (the last shape and dtype it ran)."""
-    from bench.bn import fused_kernels, fused_kernels_bwd
+    from bench.bn.fused import kernels_fwd as fused_kernels, kernels_bwd as fused_kernels_bwd
 
     lines = []
     for module in (fused_kernels, fused_kernels_bwd):
@@ -137,19 +137,19 @@ def autotuned_blocks() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = OneLineParser(prog="launch.gpu_fused_check", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="devtools.gpu_fused_check", description=__doc__.split("\n")[0])
     p.add_argument("out", type=Path, help="CSV to write")
     p.add_argument("--reps", type=int, default=30, help="timed calls per measurement (>= 30)")
     p.add_argument("--warmup", type=int, default=5, help="untimed calls first (>= 1)")
     a = p.parse_args(argv)
     if a.reps < 30 or a.warmup < 1:
         p.error("--reps must be >= 30 and --warmup >= 1")
-    return cli("launch.gpu_fused_check", lambda: _run(a.out, a.reps, a.warmup))
+    return cli("devtools.gpu_fused_check", lambda: _run(a.out, a.reps, a.warmup))
 
 
 def _run(out: Path, reps: int, warmup: int) -> int:
     if not torch.cuda.is_available():
-        print("launch.gpu_fused_check: skipped: no CUDA device")
+        print("devtools.gpu_fused_check: skipped: no CUDA device")
         return 0
     from bench.bn.fused import unavailable_reason
 

@@ -1,4 +1,4 @@
-"""Forward Triton kernels of the fused batch norm (host side: bench.bn.fused_launch).
+"""Forward Triton kernels of the fused batch norm (host side: bench.bn.fused.host).
 
 Two layouts cover every supported input, so that each load reads contiguous memory:
 
@@ -21,7 +21,7 @@ of the size of the spread: an offset of 1000 costs nothing in float32. The per-p
 ("partials", a (3, P, C) float32 tensor) are then combined per channel by ``combine``, which is
 also the kernel that merges the per-rank triples of the cross-rank variant.
 
-Block sizes: bench.bn.fused_tuning.
+Block sizes: bench.bn.fused.tuning.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from bench.bn.fused_tiles import (channel_block, fold_tile, load_f32, partials_tile, plane_starts,
+from bench.bn.fused.tiles import (channel_block, fold_tile, load_f32, partials_tile, plane_starts,
                                   plane_tile)
-from bench.bn.fused_tuning import PLANES, ROWS
+from bench.bn.fused.tuning import PLANES, ROWS
 
 
 @triton.autotune(**PLANES)

@@ -5,7 +5,7 @@
 
     bare       a minimal device-resident loop of the same network, data, batch and optimizer: gather,
                forward, loss, backward, step; CUDA events at the ends of each epoch's measured steps
-    bare+marks the bare loop plus bench.run.timing's per-step marks (one CUDA event record a step): what
+    bare+marks the bare loop plus bench.run.steptimer's per-step marks (one CUDA event record a step): what
                per-step timing alone costs, so a harness gap can be told apart from it
     harness    bench.train.train() with the profiler off: its own examples/s over its measured steps
     profiled   bench.train.train() with the profiler on; its measured steps all come after the
@@ -32,14 +32,15 @@ import torch.nn.functional as F
 
 from bench import rundir
 from bench.errors import EXIT_FAILED, OneLineParser, UsageError, cli
-from bench.run import data as fmnist
+from bench.run.datasets import fashion_mnist as fmnist
 from bench.run.config import TrainConfig, add_flags, positive_int
 from bench.run.dist import resolve_device
-from bench.run.loop import build_net, epoch_order
+from bench.run.job import build_net
+from bench.run.loop import epoch_order
 from bench.run.plan import resolve
 from bench.run.profiler import WINDOW_STEPS
-from bench.run.timing import StepTimer, gc_paused, percentile
-from bench.run.train import train
+from bench.run.steptimer import StepTimer, gc_paused, percentile
+from bench.run.runner import train
 
 BUDGETS = {"harness_over_bare": 0.97, "profiled_over_harness": 0.98}
 ARMS = ("bare", "bare+marks", "harness", "profiled")
@@ -48,7 +49,7 @@ BUDGET_ARMS = {"harness_over_bare": ("harness", "bare"), "profiled_over_harness"
 
 
 def bare_loop(cfg: TrainConfig, device: torch.device, skip: int, marks: bool = False) -> float:
-    """Examples/s of the plainest resident training loop, timed like bench.run.train (first `skip` steps out).
+    """Examples/s of the plainest resident training loop, timed like bench.run.runner (first `skip` steps out).
 
     `marks` adds the loop's per-step timing marks (read, and so synchronised, only after the epoch's
     closing clock)."""

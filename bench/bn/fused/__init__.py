@@ -30,7 +30,7 @@ must be in the environment before the process first imports triton (torch._dynam
 torch.compile import it too): Triton reads it when it decorates its own kernels, ``tl.sum``
 included. ``unavailable_reason`` says in one line why the kernels cannot run on a device. Under
 the interpreter the kernels take their blocks from the input's size instead of autotuning
-(bench.bn.fused_tuning explains the configurations). torch.compile does not trace into the layer:
+(bench.bn.fused.tuning explains the configurations). torch.compile does not trace into the layer:
 ``forward`` is excluded from Dynamo and runs as the kernels it already is.
 """
 
@@ -81,7 +81,7 @@ def unavailable_reason(device: torch.device | str) -> str | None:
 
 def _launch():
     """The kernel launchers (imports triton; call only after unavailable_reason said None)."""
-    from bench.bn import fused_launch
+    from bench.bn.fused import host as fused_launch
 
     return fused_launch
 

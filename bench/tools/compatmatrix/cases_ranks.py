@@ -1,7 +1,7 @@
 """The compatibility cases about ranks and models: eval mode, uneven and empty per-rank batches, a
 rank that skips a call, converting a model that holds a BN subclass.
 
-Same contract as bench.tools.compat_cases: run on every rank of the cell, return (detail, None) on a
+Same contract as bench.tools.compatmatrix.cases_numeric: run on every rank of the cell, return (detail, None) on a
 pass, raise CaseFailed or NotApplicable otherwise.
 """
 from __future__ import annotations
@@ -11,11 +11,11 @@ import time
 import torch
 from torch import nn
 
-from bench.tools.compat_checks import (
+from bench.tools.compatmatrix.harness import (
     EPS, FP32_TOL, CaseFailed, Ctx, affine, check_training, close,
     global_batch, new_layer, rows, train_step,
 )  # fmt: skip
-from bench.tools.compat_measure import CountCollectives, Speed
+from bench.tools.compatmatrix.counting import CountCollectives, Speed
 
 Result = tuple[str, Speed | None]
 UNEVEN, EMPTY_RANK = (5, 11), (0, 12)  # per-rank batches; rank 0 holds nothing in EMPTY_RANK

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The performance checks for one GPU machine, in pieces.
 #
-#   PYTHONPATH=. OUT=/path/to/out launch/gpu_check.sh                      # every piece (over 10 minutes)
-#   PYTHONPATH=. OUT=/path/to/out launch/gpu_check.sh test_gpu modes overhead micro micro_compiled fused micro_report
-#   PYTHONPATH=. OUT=/path/to/out launch/gpu_check.sh resnet50 collectives  # a second call
-#   OUT=/tmp/smoke launch/gpu_check.sh --cpu-smoke                          # the same pieces, tiny, on CPU
+#   PYTHONPATH=. OUT=/path/to/out devtools/gpu_check.sh                      # every piece (over 10 minutes)
+#   PYTHONPATH=. OUT=/path/to/out devtools/gpu_check.sh test_gpu modes overhead micro micro_compiled fused micro_report
+#   PYTHONPATH=. OUT=/path/to/out devtools/gpu_check.sh resnet50 collectives  # a second call
+#   OUT=/tmp/smoke devtools/gpu_check.sh --cpu-smoke                          # the same pieces, tiny, on CPU
 #
 # Name pieces to run only those (a name also selects every piece it begins, so `resnet50` runs all
 # resnet50_* pieces). Each piece has its own time limit so one slow piece cannot eat the others' time;
@@ -17,7 +17,7 @@
 #                   2 %), and the bare loop with per-step timing marks; 5 rotated rounds
 #   micro           bench.micro: every shape in float32 and bfloat16, eager, scratch, nn and fused
 #   micro_compiled  bench.micro: compiled rows of scratch and nn for two shapes
-#   fused           launch.gpu_fused_check: the fused kernels against nn.BatchNorm2d, then their times
+#   fused           devtools.gpu_fused_check: the fused kernels against nn.BatchNorm2d, then their times
 #                   against a copy and issue 15's targets, into $OUT/gpu_fused.csv
 #   micro_report    analysis.render_micro: the micro-benchmark table (fastest marked) and bar chart
 #   resnet50_*      ResNet-50 on synthetic 224² images, bf16, channels_last, per-GPU batch 256, one rank,
@@ -74,7 +74,7 @@ if [[ $SMOKE -eq 1 ]]; then
   # fused is skipped on CPU (its kernels need CUDA, or the interpreter, too slow for a smoke)
   piece micro 300 "$PY" -m bench.micro "${DEV[@]}" --batch 4 --shapes lenet.bn3,lenet.bn1 --compile no \
     --reps 20 --out "$OUT/micro.csv"
-  piece fused 60 "$PY" -m launch.gpu_fused_check "$OUT/gpu_fused.csv"  # says "skipped: no CUDA device"
+  piece fused 60 "$PY" -m devtools.gpu_fused_check "$OUT/gpu_fused.csv"  # says "skipped: no CUDA device"
   piece resnet50_nn 300 "$PY" -m bench.train "${DEV[@]}" --model resnet50 --data synthetic --image-size 32 \
     --synthetic-size 8 --batch-size 2 --steps 7 --epochs 1 --lr 0.01 --warmup-steps 0 --variant nn \
     --diverge-above off --out "$OUT/resnet50" --overwrite  # 2 random-label images a step: the loss explodes
@@ -94,7 +94,7 @@ else
   piece micro 150 "$PY" -m bench.micro --compile no --variants scratch,nn,fused --reps 30 --out "$OUT/micro.csv"
   piece micro_compiled 100 "$PY" -m bench.micro --compile only --variants scratch,nn \
     --shapes resnet50.layer1,lenet.bn1 --reps 30 --out "$OUT/micro_compiled.csv"
-  piece fused 180 "$PY" -m launch.gpu_fused_check "$OUT/gpu_fused.csv"
+  piece fused 180 "$PY" -m devtools.gpu_fused_check "$OUT/gpu_fused.csv"
   for v in nn scratch scratch-sync; do
     piece "resnet50_$v" 80 "$PY" -m bench.train --model resnet50 --data synthetic --amp bf16 --channels-last \
       --batch-size 256 --steps "$RESNET50_STEPS" --epochs 1 --lr 0.1 --variant "$v" --out "$OUT/resnet50" --overwrite

@@ -24,16 +24,15 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 from bench.run import checkpoint
 from bench.run.checkpoint import MidEpoch
 from bench.run.divergence import DivergenceGuard, Verdict
-from bench.run.outputs import StepOutputs
-from bench.run.timing import StepTimer
+from bench.run.job import Job
+from bench.run.stepstash import StepOutputs
+from bench.run.steptimer import StepTimer
 
-if TYPE_CHECKING:
-    from bench.run.loop import Job
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 

@@ -1,5 +1,5 @@
-"""Image data for the ImageNet-resolution workloads: a folder of images (``--data imagefolder``) and
-random images held on the device (``--data synthetic``).
+"""A folder of images for the ImageNet-resolution workloads (``--data imagefolder``), and the
+ImageNet normalisation it shares with random images held on the device (bench.run.datasets.synthetic).
 
 Both give the network uint8 images normalised on the device, with ImageNet's per-channel mean and
 standard deviation, so the host never handles float pixels: a DataLoader worker decodes, crops and
@@ -23,7 +23,6 @@ from bench.errors import UsageError
 MEAN = (0.485, 0.456, 0.406)  # ImageNet's, as torchvision's pretrained models use them
 STD = (0.229, 0.224, 0.225)
 EVAL_CROP_FRACTION = 0.875     # resize to S / 0.875, centre-crop S
-SYNTHETIC_SEED = 20_240_917    # one fixed data set whatever --seed says: --seed varies the run, not the data
 
 Files = tuple[tuple[str, int], ...]  # (path, class index), in ImageFolder's order
 
@@ -72,15 +71,6 @@ class Normalise:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return ((images.float() - self.shift) / self.scale).contiguous(memory_format=self.memory_format)
-
-
-def synthetic(n: int, classes: int, size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """n random uint8 images (n, 3, size, size) and labels, drawn on ``device`` from a fixed seed: every
-    rank holds the same set and trains on its shard of it."""
-    gen = torch.Generator(device=device).manual_seed(SYNTHETIC_SEED)
-    x = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, device=device, generator=gen)
-    y = torch.randint(0, classes, (n,), dtype=torch.int64, device=device, generator=gen)
-    return x, y
 
 
 class ImageFiles(torch.utils.data.Dataset):

@@ -3,10 +3,11 @@
     python -m bench.train --variant scratch
     torchrun --standalone --nproc_per_node=2 -m bench.train --variant sync
 
-The run is resolved once (bench.run.plan), then each rank trains (bench.run.loop); rank 0 writes the
-run directory (bench.rundir) and prints one line per epoch, then the textbook's two closing lines.
+The run is resolved once (bench.run.plan); each rank lays out the run directory (bench.run.results),
+builds its job (bench.run.job) and trains it (bench.run.loop); rank 0 writes the run directory
+(bench.rundir) and prints one line per epoch, then the textbook's two closing lines.
 SIGTERM or SIGUSR1 during training stops every rank at a step boundary with a checkpoint
-(bench.run.preempt); docs/reliability.md has every status and exit code.
+(bench.run.stepbounds); docs/reliability.md has every status and exit code.
 """
 from __future__ import annotations
 
@@ -16,26 +17,24 @@ import sys
 import time
 import traceback
 
-import torch
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from bench import rundir
 from bench.errors import EXIT_DIVERGED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 from bench.nets import set_bn_labels
-from bench.run import checkpoint, dist, failure, loop, preempt, results, scalars, sources
-from bench.run import data as fmnist
+from bench.run import checkpoint, dist, failure, loop, results, scalars, stepbounds
 from bench.run.config import TrainConfig, from_argv
+from bench.run.datasets import feeds
 from bench.run.divergence import DivergenceGuard
-from bench.run.outputs import StepOutputs
+from bench.run.job import Job, build_job
 from bench.run.plan import RunPlan, resolve
 from bench.run.profiler import StepProfiler
-from bench.run.step import make_step
-from bench.run.timing import StepTimer
+from bench.run.stepstash import StepOutputs
+from bench.run.steptimer import StepTimer
 
 USAGE_GRACE_S = 5.0
 
 
-def train(cfg: TrainConfig, stop: preempt.StopRequest | None = None) -> dict:
+def train(cfg: TrainConfig, stop: stepbounds.StopRequest | None = None) -> dict:
     """Run one training job (this rank's part of it); return the summary written to summary.json.
 
     `stop` is armed while the epochs run, so SIGTERM/SIGUSR1 end the run at a step boundary with a
@@ -44,8 +43,7 @@ def train(cfg: TrainConfig, stop: preempt.StopRequest | None = None) -> dict:
     _, local_rank, world_size, _ = dist.read_env()
     device = dist.resolve_device(cfg.device, local_rank)
     plan = resolve(cfg, world_size, device, restarted=dist.restart_count() > 0)
-    if cfg.data == "fashion-mnist":  # missing or damaged data fails here, before any rank waits
-        fmnist.prepare(cfg.data_dir, cfg.download)
+    feeds.prepare(cfg)  # missing or damaged data fails here, before any rank waits
     info = dist.setup(cfg.device, cfg.backend, cfg.pg_timeout_s, cfg.deterministic, cfg.seed)
     peers = [("", -1)] * world_size
     try:
@@ -60,28 +58,10 @@ def train(cfg: TrainConfig, stop: preempt.StopRequest | None = None) -> dict:
         dist.teardown()
 
 
-def build_job(plan: RunPlan, info: dist.DistInfo) -> loop.Job:
-    """Data, network (DDP around it on several ranks), optimizer and step of this rank."""
-    cfg = plan.cfg
-    data = sources.load(cfg, plan.data, info.device)
-    # a synchronising variant gets its group of ranks (groups of one under --bn-group-size 1)
-    group = None
-    if cfg.variant in rundir.SYNCHRONISING and info.distributed:
-        group = dist.consecutive_groups(plan.bn_group_size, info)
-    net = loop.build_net(cfg, info.device, group, plan.data)
-    model = net
-    if info.distributed:
-        model = DDP(net, device_ids=[info.device.index] if info.device.type == "cuda" else None)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
-    # Built before the profiler starts, so graph capture never runs under it.
-    step = make_step(model, opt, cfg.mode, cfg.amp, data.example(plan.per_rank_batch))
-    return loop.Job(plan, info, data, net, model, opt, step)
-
-
-def run(plan: RunPlan, info: dist.DistInfo, stop: preempt.StopRequest | None = None) -> dict:
+def run(plan: RunPlan, info: dist.DistInfo, stop: stepbounds.StopRequest | None = None) -> dict:
     """Train every epoch left (or until a stop request is agreed), then write the results; return the summary."""
     cfg, log = plan.cfg, print if info.is_main else (lambda *a, **k: None)
-    loop.start_run_dir(plan, info)
+    results.start_run_dir(plan, info)
     job = build_job(plan, info)
     guard = DivergenceGuard(info.device, cfg.check_finite_every, cfg.diverge_above)
     start, mid = 0, None
@@ -95,60 +75,18 @@ def run(plan: RunPlan, info: dist.DistInfo, stop: preempt.StopRequest | None = N
         set_bn_labels(job.net, False)  # dynamo drops record_function, and toggling labels would recompile
     epoch_scalars = scalars.EpochScalars(plan.run_dir / rundir.TRACES if info.is_main else None)
     outputs = StepOutputs(plan.steps_per_epoch, plan.per_rank_batch, info.device, copy=cfg.mode == "graph")
-    bounds = preempt.StepBoundaries(job, guard, StepTimer(info.device), outputs, stop or preempt.StopRequest())
+    bounds = stepbounds.StepBoundaries(job, guard, StepTimer(info.device), outputs, stop or stepbounds.StopRequest())
     log(f"{plan.run_name}: {plan.bn_description}; {plan.world_size} rank(s) × batch {plan.per_rank_batch} on "
         f"{info.device} ({info.backend or 'no process group'}); {plan.steps_per_epoch} steps/epoch; "
         f"mode {cfg.mode}, amp {cfg.amp}")
     with stop.armed() if stop else contextlib.nullcontext():  # signals stop at a step boundary
-        status, ep = _epochs(job, start, mid, prof, bounds, epoch_scalars, log)
+        status, ep = loop.train_epochs(job, start, mid, prof, bounds, epoch_scalars, log)
         prof.stop()
         epoch_scalars.close()
         return _finish(job, status, start, ep, guard, outputs, log)
 
 
-def _epochs(job: loop.Job, start: int, mid: checkpoint.MidEpoch | None, prof: StepProfiler,
-            bounds: preempt.StepBoundaries, epoch_scalars: scalars.EpochScalars, log) -> tuple[str, loop.Epoch | None]:
-    """Train from epoch `start` (step `mid.steps_done` of it, when resuming mid-epoch) until the last
-    epoch, a divergence or an agreed stop; (status, last epoch)."""
-    plan, cfg = job.plan, job.plan.cfg
-    ep = None
-    for epoch in range(start, cfg.epochs):
-        ep = loop.run_epoch(job, epoch, prof, bounds, mid if epoch == start else None)
-        if ep.bad_step is not None:
-            log(f"epoch {epoch + 1}: loss went bad (non-finite or above --diverge-above {cfg.diverge_above}) at "
-                f"step {ep.bad_step} on some rank; stopping every rank")
-            return rundir.DIVERGED, ep
-        if ep.steps_done < plan.steps_per_epoch:
-            return rundir.INTERRUPTED, ep  # the step checkpoint is written
-        job.metrics.append(loop.epoch_metrics(job, ep, bounds.outputs))
-        ep.stop_signal = _end_epoch(job, epoch_scalars, bounds.guard, bounds.stop.signal, log)
-        if ep.stop_signal and epoch + 1 < cfg.epochs:
-            return rundir.INTERRUPTED, ep
-    return rundir.COMPLETE, ep
-
-
-def _end_epoch(job: loop.Job, epoch_scalars: scalars.EpochScalars, guard: DivergenceGuard, stop_signal: int,
-               log) -> int:
-    """Record the epoch just finished: metrics.csv, the checkpoint, TensorBoard scalars, one line.
-    Returns the stop request of any rank (agreed in the checkpoint's gather), 0 for none."""
-    m, info = job.metrics[-1], job.info
-    if info.is_main:
-        rundir.write_csv(job.plan.run_dir / rundir.METRICS, rundir.METRICS_COLUMNS, job.metrics)
-    agreed = checkpoint.save(job.plan.run_dir, net=job.net, opt=job.opt, epochs_done=m["epoch"],
-                             metrics=job.metrics, measured_ms=job.measured_ms, rank=info.rank, device=info.device,
-                             guard=guard.state(), stop_signal=stop_signal)
-    epoch_scalars.log(m)
-    log(f"epoch {m['epoch']}/{job.plan.cfg.epochs}  loss {m['train_loss']:.3f}  train acc {_acc(m['train_acc'])}  "
-        f"test acc {_acc(m['test_acc'])}  {m['examples_per_s']:,.1f} examples/s  {m['epoch_s']:.1f} s", flush=True)
-    return agreed
-
-
-def _acc(value: float | None) -> str:
-    """An accuracy as printed: three decimals, or n/a where it is not measured (never 0)."""
-    return "n/a" if value is None else f"{value:.3f}"
-
-
-def _stopped(job: loop.Job, ep: loop.Epoch, guard: DivergenceGuard, outputs: StepOutputs, status: str) -> dict:
+def _stopped(job: Job, ep: loop.Epoch, guard: DivergenceGuard, outputs: StepOutputs, status: str) -> dict:
     """summary.json's account of a run that did not complete: where, why (collective for divergence)."""
     if status == rundir.DIVERGED:  # epoch 1-based as in metrics.csv, step 0-based as in step_times.csv
         where = f"at epoch {ep.index + 1}, step {ep.bad_step}"
@@ -165,7 +103,7 @@ def _stopped(job: loop.Job, ep: loop.Epoch, guard: DivergenceGuard, outputs: Ste
             "failure": f"stopped by {name} {where}, checkpoint written; continue with --resume {job.plan.run_dir}"}
 
 
-def _finish(job: loop.Job, status: str, start: int, ep: loop.Epoch | None, guard: DivergenceGuard,
+def _finish(job: Job, status: str, start: int, ep: loop.Epoch | None, guard: DivergenceGuard,
             outputs: StepOutputs, log) -> dict:
     """Gather every rank's step times, write the results, print the closing lines."""
     plan, cfg = job.plan, job.plan.cfg
@@ -182,7 +120,8 @@ def _finish(job: loop.Job, status: str, start: int, ep: loop.Epoch | None, guard
         log(s["failure"], flush=True)
         return summary
     # the textbook's closing lines, exactly
-    log(f"loss {s['train_loss']:.3f}, train acc {_acc(s['train_acc'])}, test acc {_acc(s['test_acc'])}")
+    acc = loop.format_acc
+    log(f"loss {s['train_loss']:.3f}, train acc {acc(s['train_acc'])}, test acc {acc(s['test_acc'])}")
     log(f"{s['examples_per_s']:.1f} examples/sec on {job.info.device}")
     if not s["measured_steps"] and status == rundir.COMPLETE:
         log(f"note: no step was timed: the first {plan.untimed_steps} steps (profiler window and warm-up) are "
@@ -201,12 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg = from_argv(argv)
     failure.install_sigterm_handler()
     try:
-        summary = train(cfg, preempt.StopRequest())
+        summary = train(cfg, stepbounds.StopRequest())
     except UsageError as e:
         if dist.read_env()[0] == 0:
             print(f"bench.train: error: {e}", file=sys.stderr)
         else:  # torchrun stops the job when any rank exits: give rank 0 time to print its line,
-            for s in preempt.STOP_SIGNALS:  # and leave quietly when torchrun stops this one meanwhile
+            for s in stepbounds.STOP_SIGNALS:  # and leave quietly when torchrun stops this one meanwhile
                 signal.signal(s, _quiet_exit)
             time.sleep(USAGE_GRACE_S)
         return EXIT_USAGE

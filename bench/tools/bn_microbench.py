@@ -37,8 +37,8 @@ from bench.bn import make_norm, unavailable_reason
 from bench.errors import OneLineParser, UsageError, cli
 from bench.run.config import comma_list
 from bench.run.dist import resolve_device
-from bench.run.timing import percentile
-from bench.tools.micro_shapes import GROUP_BATCHES, MEMORY_FORMATS, SHAPES, Case, cases
+from bench.run.steptimer import percentile
+from bench.tools.microbench_shapes import GROUP_BATCHES, MEMORY_FORMATS, SHAPES, Case, cases
 
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}

@@ -1,4 +1,4 @@
-"""Backward Triton kernels of the fused batch norm; layouts and tuning as in bench.bn.fused_kernels.
+"""Backward Triton kernels of the fused batch norm; layouts and tuning as in bench.bn.fused.kernels_fwd.
 
 With xhat = (x - mean) * invstd over the N samples of a channel::
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from bench.bn.fused_tiles import channel_block, load_f32, partials_tile, plane_starts, plane_tile
-from bench.bn.fused_tuning import PLANES, ROWS
+from bench.bn.fused.tiles import channel_block, load_f32, partials_tile, plane_starts, plane_tile
+from bench.bn.fused.tuning import PLANES, ROWS
 
 
 @triton.autotune(**PLANES)

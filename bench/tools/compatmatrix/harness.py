@@ -1,7 +1,7 @@
 """What every compatibility case shares: variants as factories, the per-rank context, the inputs,
 batch norm in float64, and comparisons that raise `CaseFailed` with the measured difference.
-bench.tools.compat explains the matrix; the cases are in bench.tools.compat_cases and
-bench.tools.compat_dist; counting and timing in bench.tools.compat_measure.
+bench.tools.compatmatrix.build explains the matrix; the cases are in bench.tools.compatmatrix.cases_numeric and
+bench.tools.compatmatrix.cases_ranks; counting and timing in bench.tools.compatmatrix.counting.
 
 Every rank of a cell sees the same global batch (seeded), takes its own rows of it, and compares
 what the layer gives it with float64 batch norm over the whole global batch: y and dx row by row,

@@ -1,6 +1,6 @@
 """Compile every fused batch-norm kernel for a GPU architecture, no GPU needed.
 
-    PYTHONPATH=. python -m launch.fused_compile_check [--arch 90]
+    PYTHONPATH=. python -m devtools.fused_compile_check [--arch 90]
 
 The CPU tests run the kernels under Triton's interpreter, which accepts code the compiler rejects
 (types that change inside a loop, say) and says nothing about the machine code. This builds each
@@ -41,8 +41,8 @@ def _signature(jit, constexprs: dict, dtype: str) -> tuple[dict, dict]:
 
 def builds() -> list[tuple[str, object, dict, dict, bool]]:
     """(dtype, jit function, constexprs, options, streaming) for every build to try."""
-    from bench.bn import fused_kernels as fk
-    from bench.bn import fused_kernels_bwd as bk
+    from bench.bn.fused import kernels_fwd as fk
+    from bench.bn.fused import kernels_bwd as bk
 
     out = []
     for dtype in ("fp32", "bf16"):
@@ -60,10 +60,10 @@ def builds() -> list[tuple[str, object, dict, dict, bool]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = OneLineParser(prog="launch.fused_compile_check", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="devtools.fused_compile_check", description=__doc__.split("\n")[0])
     p.add_argument("--arch", type=int, default=90, help="compute capability, e.g. 90 for H100/H200")
     a = p.parse_args(argv)
-    return cli("launch.fused_compile_check", lambda: _run(a.arch))
+    return cli("devtools.fused_compile_check", lambda: _run(a.arch))
 
 
 def _run(arch: int) -> int:
@@ -73,7 +73,7 @@ def _run(arch: int) -> int:
         from triton.compiler import ASTSource
     except ImportError as exc:
         raise UsageError(f"triton is not importable ({exc})") from None
-    from bench.bn import fused_tuning
+    from bench.bn.fused import tuning as fused_tuning
 
     if fused_tuning.INTERPRETED:
         raise UsageError("unset TRITON_INTERPRET: the interpreter compiles nothing")

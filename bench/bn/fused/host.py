@@ -14,9 +14,9 @@ import functools
 import torch
 import triton
 
-from bench.bn import fused_kernels as fk
-from bench.bn import fused_kernels_bwd as bk
-from bench.bn import fused_tuning as ft
+from bench.bn.fused import kernels_fwd as fk
+from bench.bn.fused import kernels_bwd as bk
+from bench.bn.fused import tuning as ft
 
 __all__ = ["combine", "grad_input", "grad_sums", "in_layout", "local_partials", "normalize"]
 

@@ -8,9 +8,9 @@ import torch.distributed as dist
 from torch import nn
 
 from bench.rundir import NOISY_IQR_OVER_MEDIAN
-from bench.run.timing import percentile
-from bench.tools.compat_checks import Ctx, new_layer
-from bench.tools.micro import time_calls_us
+from bench.run.steptimer import percentile
+from bench.tools.compatmatrix.harness import Ctx, new_layer
+from bench.tools.bn_microbench import time_calls_us
 
 COLLECTIVES = ("all_reduce", "all_gather", "all_gather_single", "all_gather_into_tensor", "all_to_all",
                "all_to_all_single", "broadcast", "reduce", "reduce_scatter", "reduce_scatter_tensor",

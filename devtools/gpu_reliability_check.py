@@ -2,7 +2,7 @@
 SIGUSR1 mid-epoch and resume equality, the divergence step on CUDA, and what the divergence guard
 costs (a check every 50 steps against checks at epoch ends only).
 
-    OUT=/tmp/out python -m launch.gpu_reliability_check --data-dir .gpu/data
+    OUT=/tmp/out python -m devtools.gpu_reliability_check --data-dir .gpu/data
 
 Prints and writes $OUT/gpu_reliability.json. About 2-3 minutes on one H100/H200.
 """
@@ -107,11 +107,11 @@ def divergence(r: Runner) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = OneLineParser(prog="launch.gpu_reliability_check", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="devtools.gpu_reliability_check", description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", required=True, help="Fashion-MNIST folder (the four IDX files)")
     p.add_argument("--out", default=os.environ.get("OUT", "gpu_reliability_out"), help="output folder ($OUT)")
     a = p.parse_args(argv)
-    return cli("launch.gpu_reliability_check", lambda: _run(Path(a.out), a.data_dir))
+    return cli("devtools.gpu_reliability_check", lambda: _run(Path(a.out), a.data_dir))
 
 
 def _run(out: Path, data_dir: str) -> int:

@@ -1,6 +1,6 @@
 """The README's picture: a small real comparison on this machine, photographed in headless Chromium.
 
-    python -m launch.readme_picture [--out docs/img/report.png] [--keep DIR]    (make readme-picture)
+    python -m devtools.readme_picture [--out docs/img/report.png] [--keep DIR]    (make readme-picture)
 
 Runs ``launch.compare`` (every variant, the launcher this machine calls for) with a short setting,
 then has Debian's ``chromium`` (taken from PATH; nothing is downloaded) take a screenshot of the top
@@ -52,15 +52,15 @@ def make_picture(out: Path, work: Path) -> int:
     rc = compare.main(["--out", str(runs), "--report", str(report), *TRAIN_FLAGS])
     html = report / "report.html"
     if not html.is_file():
-        print(f"launch.readme_picture: no report was written (launch.compare exit {rc})", file=sys.stderr)
+        print(f"devtools.readme_picture: no report was written (launch.compare exit {rc})", file=sys.stderr)
         return rc or 1
     screenshot(html, out, work)
-    print(f"launch.readme_picture: {out} from {html}", flush=True)
+    print(f"devtools.readme_picture: {out} from {html}", flush=True)
     return rc
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="launch.readme_picture", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="devtools.readme_picture", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("docs/img/report.png"),
                    help="where the PNG goes (default %(default)s)")
     p.add_argument("--keep", type=Path, metavar="DIR",
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bnbench-picture-") as tmp:
             return make_picture(args.out, Path(tmp))
 
-    return cli("launch.readme_picture", body)
+    return cli("devtools.readme_picture", body)
 
 
 if __name__ == "__main__":

@@ -24,13 +24,13 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-from bench.tools.compat_checks import CaseFailed, Ctx, NotApplicable, VariantSpec
-from bench.tools.compat_dist import first_line
-from bench.tools.compat_measure import Speed
+from bench.tools.compatmatrix.harness import CaseFailed, Ctx, NotApplicable, VariantSpec
+from bench.tools.compatmatrix.cases_ranks import first_line
+from bench.tools.compatmatrix.counting import Speed
 
 # imported once by the fork server; torch._dynamo alone takes seconds
-PRELOAD = ["torch", "torch.distributed", "torch._dynamo", "bench.tools.compat_cases",
-           "bench.tools.compat_dist"]
+PRELOAD = ["torch", "torch.distributed", "torch._dynamo", "bench.tools.compatmatrix.cases_numeric",
+           "bench.tools.compatmatrix.cases_ranks"]
 POLL_S = 0.2
 FAILED_GRACE_S = 2.0  # after one rank fails, how long the others get to report theirs
 
