@@ -14,6 +14,7 @@ a build fails or a streaming kernel lost its 128-bit loads (ld.global.v4).
 from __future__ import annotations
 
 import re
+import sys
 import time
 
 from bench.errors import OneLineParser, UsageError, cli
@@ -106,4 +107,4 @@ def _run(arch: int) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -20,6 +20,7 @@ the kernels cannot run on the device (e.g. triton missing) it prints the reason 
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -184,4 +185,4 @@ def _run(out: Path, reps: int, warmup: int) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

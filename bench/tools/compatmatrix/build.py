@@ -21,7 +21,6 @@ keeps its rows) and prints the matrix. docs/compatibility.md shows one.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -207,6 +206,3 @@ def _run(args, extra: dict[str, VariantSpec]) -> int:
         print(f"wrote {args.out}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
