@@ -167,7 +167,7 @@ def _triton_compiled_here() -> bool:
     return isinstance(tl.zeros, triton.runtime.JITFunction)
 
 
-def test_rejects_dtypes_its_kernels_do_not_take():  # dims and channels: test_syncnorm_module.py
+def test_rejects_dtypes_its_kernels_do_not_take():  # dims and channels: test_scratch_sync_module.py
     with pytest.raises(ValueError, match="float32 or bfloat16"):
         FusedBatchNorm(3, 2)(torch.randn(2, 3, dtype=torch.float64))
 

@@ -1,6 +1,6 @@
 """launch.run: bench.train's checks at the job's world size before torchrun starts (bad input: one
 line, exit 2, nothing started or created), the torchrun command it builds, and the exit code it
-reads back. Real launches through it are in tests/test_preempt.py and tests/test_multinode.py."""
+reads back. Real launches through it are in tests/test_stepbounds.py and tests/test_multinode.py."""
 from __future__ import annotations
 
 import sys

@@ -96,7 +96,7 @@ def child_cells() -> dict:
 
 @pytest.fixture(scope="module")
 def cells() -> dict:
-    return run_interpreted("tests.test_compat:child_cells", timeout_s=900)
+    return run_interpreted("tests.test_compatmatrix:child_cells", timeout_s=900)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 training of a small network built with it against the same network with nn.BatchNorm in one process.
 
 One layer's numerics against a float64 reference, and its collective counts, are in
-test_syncnorm.py; those compare local gradients summed over ranks. The DDP test here checks the
+test_scratch_sync.py; those compare local gradients summed over ranks. The DDP test here checks the
 other side of DDP's averaging: averaged gradients of a mean loss give the single-process training
 steps.
 """

@@ -6,7 +6,7 @@ whole global batch and differentiated by autograd; nothing from bench.bn.scratch
 Which side of DDP's averaging: without DDP each rank's loss is sum_i g_i * y_i over its own
 samples, and its weight/bias gradients are *local* (not yet averaged). Their sum over ranks is the
 gradient of the global loss sum_i g_i * y_i, and that sum is what these tests compare. The DDP test
-(test_syncnorm_module.py) checks the other side: averaged gradients of a mean loss give the
+(test_scratch_sync_module.py) checks the other side: averaged gradients of a mean loss give the
 single-process training steps.
 """
 

@@ -1,5 +1,5 @@
 """The compatibility matrix's CUDA cells: graph capture and replay, and the synchronising variants on
-CUDA tensors. Skipped where no CUDA device is visible (tests/test_compat.py covers the CPU cells).
+CUDA tensors. Skipped where no CUDA device is visible (tests/test_compatmatrix.py covers the CPU cells).
 
 On one GPU the two ranks of a synchronising variant share it over gloo, which cannot be captured
 in a graph (its collectives run on the host): those cuda-graph cells must then say so; with two GPUs
