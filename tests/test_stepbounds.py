@@ -12,6 +12,7 @@ import subprocess
 import pytest
 import torch
 
+import bench.run.job
 import bench.run.runner
 from bench import rundir
 from bench.errors import EXIT_FAILED, EXIT_INTERRUPTED
@@ -49,7 +50,7 @@ def one_process(tmp_path_factory, data_dir):
     out = tmp_path_factory.mktemp("preempt")
     saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1)}
     try:
-        assert bench.run.train.main([*FLAGS, "--data-dir", str(data_dir), "--out", str(out), "--run-name",
+        assert bench.run.runner.main([*FLAGS, "--data-dir", str(data_dir), "--out", str(out), "--run-name",
                                      "whole"]) == 0
     finally:
         for s, h in saved.items():
@@ -62,8 +63,8 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(one_process, monkeyp
     cut = out / "cut"
     # Checks only at epoch ends: one process still stops at the very next step boundary.
     with monkeypatch.context() as m:
-        m.setattr(bench.run.runner, "make_step", signal_at(STOP_AT, signal.SIGTERM))
-        rc = bench.run.train.main([*flags, "--run-name", "cut", "--checkpoint-every-steps", "3",
+        m.setattr(bench.run.job, "make_step", signal_at(STOP_AT, signal.SIGTERM))
+        rc = bench.run.runner.main([*flags, "--run-name", "cut", "--checkpoint-every-steps", "3",
                                    "--check-finite-every", "100"])
     s = summary(cut)
     assert rc == EXIT_INTERRUPTED
@@ -76,7 +77,7 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(one_process, monkeyp
     # disarmed after the run: a later SIGTERM is the process's again, not a stop request nobody reads
     assert not isinstance(getattr(signal.getsignal(signal.SIGTERM), "__self__", None), preempt.StopRequest)
 
-    assert bench.run.train.main([*flags, "--resume", str(cut)]) == 0
+    assert bench.run.runner.main([*flags, "--resume", str(cut)]) == 0
     s = summary(cut)
     assert s["status"] == "complete" and s["epochs_done"] == 2 and s["resumed_from_epoch"] == 1
     assert_same_outcome(cut, out / "whole")
@@ -93,11 +94,11 @@ def test_crash_resumes_from_the_last_step_checkpoint(one_process, monkeypatch, k
     def crash():
         raise RuntimeError("boom: injected")
     with monkeypatch.context() as m:
-        m.setattr(bench.run.runner, "make_step", signal_at(8, 0, action=crash))
-        assert bench.run.train.main([*flags, "--run-name", "crash", "--checkpoint-every-steps", "3"]) == EXIT_FAILED
+        m.setattr(bench.run.job, "make_step", signal_at(8, 0, action=crash))
+        assert bench.run.runner.main([*flags, "--run-name", "crash", "--checkpoint-every-steps", "3"]) == EXIT_FAILED
     assert summary(run)["status"] == "failed" and summary(run)["resumable"] is True
     assert position(run) == (1, 2)
-    assert bench.run.train.main([*flags, "--resume", str(run)]) == 0
+    assert bench.run.runner.main([*flags, "--resume", str(run)]) == 0
     assert_same_outcome(run, out / "whole")
 
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from bench.run import step as step_mod
-from bench.run import runner as train_mod
+from bench.run import job as job_mod
+from bench.run import runner
 from bench.run.config import TrainConfig
 from bench.run.steptimer import StepTimer, gc_paused, percentile
 
@@ -59,8 +60,8 @@ def test_train_steps_run_with_the_collector_paused(tmp_path, data_dir, monkeypat
         inner.run = lambda x, y: seen.append(gc.isenabled()) or run(x, y)
         return inner
 
-    monkeypatch.setattr(train_mod, "make_step", spying_make_step)
-    train_mod.train(TrainConfig(variant="nn", epochs=2, batch_size=64, limit_train=640, limit_test=64,
+    monkeypatch.setattr(job_mod, "make_step", spying_make_step)
+    runner.train(TrainConfig(variant="nn", epochs=2, batch_size=64, limit_train=640, limit_test=64,
                                 profile=False, device="cpu", data_dir=str(data_dir), out=str(tmp_path)))
     assert len(seen) == 20 and not any(seen)
     assert gc.isenabled()
@@ -71,7 +72,7 @@ def test_untimed_first_steps_carry_over_when_the_profiler_window_outlasts_an_epo
     # steps, so only epoch 4 is timed: the window's end (and its trace export) in epoch 2 is not.
     cfg = TrainConfig(variant="nn", epochs=4, batch_size=256, limit_train=1024, limit_test=64, profile=True,
                       warmup_steps=5, device="cpu", data_dir=str(data_dir), out=str(tmp_path))
-    summary = train_mod.train(cfg)
+    summary = runner.train(cfg)
     rows = (tmp_path / summary["run_name"] / "step_times.csv").read_text().splitlines()[1:]
     assert summary["measured_steps"] == 4 * 4 - (7 + 5)
     assert sorted({int(r.split(",")[1]) for r in rows}) == [4]  # the epoch column

@@ -49,7 +49,7 @@ def run_set(tmp_path_factory, data_dir):
     base = tmp_path_factory.mktemp("strict")
     runs = base / "runs"
     flags = [*FLAGS, "--data-dir", str(data_dir), "--out", str(runs)]
-    main = bench.run.train.main
+    main = bench.run.runner.main
     saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1)}
     mp = pytest.MonkeyPatch()
     try:
