@@ -46,7 +46,7 @@ def screenshot(html: Path, png: Path, scratch: Path) -> None:
 
 def make_picture(out: Path, work: Path) -> int:
     """Run the comparison into `work`, then photograph its report into `out`; the comparison's exit code."""
-    from launch import compare  # imports torch: only once the arguments are known to be good
+    from launch import variant_compare as compare  # imports torch: only once the arguments are known to be good
 
     runs, report = work / "runs", work / "report"
     rc = compare.main(["--out", str(runs), "--report", str(report), *TRAIN_FLAGS])

@@ -140,8 +140,12 @@ def test_the_commands_table_lists_every_command_and_nothing_else():
     assert listed == _command_modules()
 
 
-@pytest.mark.parametrize("name", sorted(f"bench.{c}" for c in BENCH_COMMANDS))
-def test_a_bench_command_is_thin(name):
+LAUNCH_COMMANDS = ("compare", "run", "sweep", "view")
+
+
+@pytest.mark.parametrize("name", sorted([*(f"bench.{c}" for c in BENCH_COMMANDS),
+                                         *(f"launch.{c}" for c in LAUNCH_COMMANDS)]))
+def test_a_command_is_thin(name):
     """A command wires: its only function is main(argv), which calls one module's main."""
     tree = ast.parse(MODULES[name].read_text())
     functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)]

@@ -19,7 +19,7 @@ from bench.errors import UsageError
 from bench.run.config import from_argv
 from bench.run.plan import resolve
 from bench.tools import bn_microbench as micro, variant_list as variants
-from launch import sweep
+from launch import sweep_runner as sweep
 from tests.interpreted import run_interpreted
 
 triton = pytest.importorskip("triton", reason="the fused kernels need triton")

@@ -18,7 +18,7 @@ from analysis.groups import group_stats
 from analysis.runs import load_runs
 from bench import rundir
 from bench.errors import EXIT_DIVERGED, EXIT_FAILED, EXIT_INTERRUPTED
-from launch import sweep
+from launch import sweep_runner as sweep
 from tests.preempt_worker import signal_at
 from tests.reliab_util import TINY
 

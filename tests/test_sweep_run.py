@@ -15,7 +15,7 @@ import time
 import pandas as pd
 import pytest
 
-from launch import sweep
+from launch import sweep_runner as sweep
 from tests.procs import REPO, env
 from tests.sweep_cells import PER_RANK, SEEDS, WORLD_SIZES, expected_names, tiny_args
 
