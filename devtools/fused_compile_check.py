@@ -74,9 +74,9 @@ def _run(arch: int) -> int:
         from triton.compiler import ASTSource
     except ImportError as exc:
         raise UsageError(f"triton is not importable ({exc})") from None
-    from bench.bn.fused import tuning as fused_tuning
+    from bench.bn.fused import tuning
 
-    if fused_tuning.INTERPRETED:
+    if tuning.INTERPRETED:
         raise UsageError("unset TRITON_INTERPRET: the interpreter compiles nothing")
     target, failed = GPUTarget("cuda", arch, 32), 0
     print(f"{'kernel':<18} {'dtype':<5} {'blocks':<30} {'warps':>5} {'compile_s':>9} "

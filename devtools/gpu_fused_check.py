@@ -126,10 +126,10 @@ def verdicts(rows: list[dict]) -> list[str]:
 
 def autotuned_blocks() -> list[str]:
     """The config each autotuned kernel settled on (the last shape and dtype it ran)."""
-    from bench.bn.fused import kernels_fwd as fused_kernels, kernels_bwd as fused_kernels_bwd
+    from bench.bn.fused import kernels_bwd, kernels_fwd
 
     lines = []
-    for module in (fused_kernels, fused_kernels_bwd):
+    for module in (kernels_fwd, kernels_bwd):
         for name in sorted(vars(module)):
             best = getattr(getattr(module, name), "best_config", None)
             if best is not None:

@@ -11,6 +11,7 @@ import signal
 
 import pytest
 
+import bench.run.job
 import bench.run.loop
 import bench.run.runner
 from analysis import report
@@ -59,7 +60,7 @@ def run_set(tmp_path_factory, data_dir):
                            "--epochs", "2", "--out", str(runs), "--no-report", "--data-dir", str(data_dir),
                            "--limit-train", "256", "--limit-test", "200", "--no-profile"]) == 0
         assert main([*flags, "--seed", "1", "--run-name", "untimed", "--warmup-steps", "100"]) == 0
-        mp.setattr(bench.run.runner, "make_step", signal_at(5, signal.SIGTERM))  # epoch 2, after step 1
+        mp.setattr(bench.run.job, "make_step", signal_at(5, signal.SIGTERM))  # epoch 2, after step 1
         assert main([*flags, "--seed", "2", "--run-name", "interrupted"]) == EXIT_INTERRUPTED
         assert main([*flags, "--seed", "3", "--run-name", "diverged"]) == EXIT_INTERRUPTED
         mp.undo()

@@ -81,9 +81,9 @@ def unavailable_reason(device: torch.device | str) -> str | None:
 
 def _launch():
     """The kernel launchers (imports triton; call only after unavailable_reason said None)."""
-    from bench.bn.fused import host as fused_launch
+    from bench.bn.fused import host
 
-    return fused_launch
+    return host
 
 
 def _on_device(t: torch.Tensor) -> contextlib.AbstractContextManager:

@@ -1,4 +1,4 @@
-"""Tile pieces the fused batch norm's kernels share (bench.bn.fused.kernels_fwd, fused_kernels_bwd).
+"""Tile pieces the fused batch norm's kernels share (bench.bn.fused.kernels_fwd, kernels_bwd).
 
 Each is a ``@triton.jit`` function called from a kernel, which Triton inlines into the kernel: one
 place for the addressing and the statistics arithmetic that several kernels repeat, at no cost on

@@ -1,4 +1,4 @@
-"""Block sizes of the fused batch norm's kernels (bench.bn.fused.kernels_fwd, fused_kernels_bwd).
+"""Block sizes of the fused batch norm's kernels (bench.bn.fused.kernels_fwd, kernels_bwd).
 
 Block sizes come from ``triton.autotune`` (key: the shape; the autotuner adds the dtypes):
 

@@ -49,7 +49,7 @@ class Case:
     limit_s: float  # the case's own time limit, before --time-limit-scale
     local_na: str | None = None  # n/a reason for a local variant
     deciding: tuple[int, ...] | None = None
-    clean_death_s: float | None = None  # see compat_procs.Cell
+    clean_death_s: float | None = None  # see childprocs.Cell
     pg_timeout_s: float | None = None  # None: the time limit (a hang then shows as timeout)
     synced: bool = True  # trains with statistics shared across ranks (nn.SyncBatchNorm: CUDA only)
     needs_cuda: str | None = None  # n/a reason on other devices
