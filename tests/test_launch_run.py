@@ -30,7 +30,7 @@ BAD = {
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_input_is_one_line_before_anything_starts(case, tmp_path, monkeypatch, capsys):
     ours, train, words = BAD[case]
-    monkeypatch.setattr(launch.run, "run_torchrun", lambda *a: pytest.fail("torchrun started"))
+    monkeypatch.setattr(launch.torchrun_job, "run_torchrun", lambda *a: pytest.fail("torchrun started"))
     out = tmp_path / "runs"
     try:
         rc = launch.run.main([*ours, "--", *train, "--out", str(out), "--limit-train", "512"])
