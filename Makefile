@@ -40,6 +40,6 @@ test: setup browser
 	if [ $$rc = 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 
 # The README's picture, docs/img/report.png: a short real comparison on this machine, its report
-# photographed in headless Chromium (launch/readme_picture.py). ARGS="--keep DIR" keeps the runs.
+# photographed in headless Chromium (devtools/readme_picture.py). ARGS="--keep DIR" keeps the runs.
 readme-picture: setup browser
-	KINETO_LOG_LEVEL=5 $(PY) -m launch.readme_picture $(ARGS)
+	KINETO_LOG_LEVEL=5 $(PY) -m devtools.readme_picture $(ARGS)

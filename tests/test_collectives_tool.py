@@ -16,7 +16,7 @@ from analysis.atscale.step_model import (BN_BWD_FLOATS_PER_CHANNEL, COUNTER_VARI
                                   bn_collectives)
 from bench.run.divergence import DivergenceGuard
 from bench.rundir import DIVERGENCE_CHECK_EVERY
-from bench.tools.collectives import bn_channels
+from bench.tools.collective_bench import bn_channels
 from tests.dist_helpers import run_workers
 from tests.procs import REPO
 

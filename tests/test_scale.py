@@ -179,7 +179,7 @@ def test_collectives_of_another_backend_are_refused(measured, tmp_path, capsys):
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
 ])
 def test_bench_collectives_bad_input_exit_2(args, needle, tmp_path, capsys):
-    from bench.tools.collectives import main
+    from bench.tools.collective_bench import main
 
     assert main([*args, "--out", str(tmp_path / "x.csv")]) == 2
     err = capsys.readouterr().err

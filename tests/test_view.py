@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from launch.view import view_folders
+from launch.tensorboard_view import view_folders
 from bench import rundir
 from tests.procs import REPO, env, torchrun
 from tests.viewer import VIEW_MODULE, Viewer, fetch, get_json, port_is_free, profiler, view_command
