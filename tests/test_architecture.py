@@ -110,8 +110,6 @@ def test_the_cycle_check_sees_type_only_and_in_function_imports(tmp_path):
     assert {"bench.run.loop", "bench.run.job"} <= _imports(tmp_path / "m.py", "bench.run.m")
 
 
-@pytest.mark.xfail(strict=True, reason="analysis/micro.py and analysis/compat.py share bench's command names "
-                   "until analysis/ moves its loaders into a sub-package (issue 22); remove this mark then")
 def test_no_file_name_repeats():
     """A name means one thing: no two modules in these folders share a file name."""
     homes: dict[str, list[str]] = {}
