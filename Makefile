@@ -47,6 +47,6 @@ test: setup browser
 	if [ $$rc = 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 
 # The README's picture, docs/img/report.png: a short real comparison on this machine, its report
-# photographed in headless Chromium (launch/readme_picture.py). ARGS="--keep DIR" keeps the runs.
+# photographed in headless Chromium (devtools/readme_picture.py). ARGS="--keep DIR" keeps the runs.
 readme-picture: setup browser
-	$(PY) -m launch.readme_picture $(ARGS)
+	$(PY) -m devtools.readme_picture $(ARGS)

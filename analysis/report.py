@@ -18,13 +18,15 @@ from pathlib import Path
 
 import markdown
 
-from analysis import (render_compat, render_findings, render_kernels, render_runs, render_steps,
-                      render_sweep)
-from analysis.compat import find_compat, load_compat
-from analysis.labels import run_labels
-from analysis.micro import load_micro
-from analysis.power import ResolveTarget, parse_targets
-from analysis.runs import load_bn_params, load_metrics, load_runs, load_skipped, load_step_times
+from analysis.load.compat_csv import find_compat, load_compat
+from analysis.load.micro_csv import load_micro
+from analysis.load.reference import REFERENCE_ROWS
+from analysis.load.run_dirs import load_bn_params, load_metrics, load_runs, load_skipped, load_step_times
+from analysis.load.trace_dirs import load_traced_runs
+from analysis.render import (compat_section, findings_section, kernels_section, runs_section, steps_section,
+                             sweep_section)
+from analysis.render.labels import run_labels
+from analysis.stats.power import ResolveTarget, parse_targets
 from bench.errors import OneLineParser, UsageError, cli, one_line_warnings
 
 HTML_HEAD = """<!doctype html><html><head><meta charset="utf-8"><title>bnbench report</title><style>
@@ -58,21 +60,22 @@ def build(paths: list[str], out_dir: str | Path, resolve: tuple[ResolveTarget, .
     if runs.empty:
         raise FileNotFoundError(f"no run directories (with config.json) under {', '.join(map(str, paths))}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    render_runs.summary_table(runs).to_csv(out_dir / "summary.csv", index=False)
+    runs_section.summary_table(runs, REFERENCE_ROWS).to_csv(out_dir / "summary.csv", index=False)
     labels, steps = run_labels(runs), load_step_times(runs)
     sections = [
         "# bnbench report", "",
         f"{len(runs)} run(s) from {', '.join(map(str, paths))}; devices: "
         f"{', '.join(sorted(map(str, runs['device'].dropna().unique())))}.", "",
-        render_findings.findings_section(runs, steps),
-        render_runs.not_run_section(load_skipped(paths)),
-        render_runs.runs_section(runs, labels),
-        render_runs.curves_section(load_metrics(runs), load_bn_params(runs), labels, out_dir),
-        render_steps.steps_section(steps, out_dir, labels),
-        render_sweep.sweep_section(runs, out_dir, resolve=resolve, steps=steps),
-        render_kernels.kernel_section([Path(p) for p in runs["path"]], out_dir, labels,
-                                      load_micro(micro) if micro else None),
-        render_compat.compat_section(load_compat(find_compat([*paths, *compat]))),
+        findings_section.findings_section(runs, steps),
+        runs_section.not_run_section(load_skipped(paths)),
+        runs_section.runs_section(runs, labels),
+        runs_section.reference_section(REFERENCE_ROWS),
+        runs_section.curves_section(load_metrics(runs), load_bn_params(runs), labels, out_dir),
+        steps_section.steps_section(steps, out_dir, labels),
+        sweep_section.sweep_section(runs, out_dir, resolve=resolve, steps=steps),
+        kernels_section.kernel_section(load_traced_runs([Path(p) for p in runs["path"]]), out_dir, labels,
+                                       load_micro(micro) if micro else None),
+        compat_section.compat_section(load_compat(find_compat([*paths, *compat]))),
     ]
     if collectives or preset:
         from analysis import scale  # only reports that ask for a prediction pay for the model
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="a compatibility matrix from python -m bench.compat to show (compat.csv files "
                         "under the run folders are found without it); repeatable")
     p.add_argument("--collectives", nargs="+", metavar="CSV", help="bench.collectives CSV(s): add the At-scale section")
-    p.add_argument("--preset", help="collective cost preset (analysis/scale_presets.toml): add the At-scale section")
+    p.add_argument("--preset", help="collective cost preset (analysis/load/scale_presets.toml): add the At-scale section")
     p.add_argument("--micro", action="append", metavar="CSV",
                    help="a bench.micro CSV from the runs' device: the per-layer BN table then gives each "
                         "layer's time over a copy's (repeatable)")

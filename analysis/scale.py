@@ -5,24 +5,29 @@
 
 The runs give each workload's world-size-1 compute, BN layers, gradient bytes and (from multi-rank
 GPU traces) how much of DDP's all-reduce is exposed; the collectives come from a fit to
-``bench.collectives`` CSVs of the runs' backend, or from a preset (analysis/scale_presets.toml).
+``bench.collectives`` CSVs of the runs' backend, or from a preset (analysis/load/scale_presets.toml).
 Writes scale_prediction.csv (one row per workload, BN scope and world size), scale_validation.csv
 (each measured run above world size 1 beside its prediction: ``error``, ``residual``),
 scale_costs.csv (the cost model's parameters), scale.png and scale.md into OUT_DIR.
 """
 from __future__ import annotations
 
+import math
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from analysis.collective_model import CostModel, fit
-from analysis.render_scale import scale_section
-from analysis.scale_inputs import load_collectives, load_measured, load_preset, load_workload, preset_names
-from analysis.scale_model import VALIDATION_COLUMNS, WORLD, predict, validate
-from analysis.scale_workloads import WORKLOAD_COLUMNS, backend_mismatch, workloads
+from analysis.atscale.collective_model import CostModel, fit, preset_model
+from analysis.atscale.step_model import VALIDATION_COLUMNS, WORLD, predict, validate
+from analysis.atscale.traced import trace_facts, traced_steps, traced_table
+from analysis.atscale.workloads import WORKLOAD_COLUMNS, backend_mismatch, workloads
+from analysis.load.scale_files import (PRESETS_FILE, load_collectives, load_measured, load_workload, preset_names,
+                                       read_preset)
+from analysis.load.trace_dirs import find_trace_dirs, load_runs as load_trace_runs
+from analysis.render.scale_section import scale_section
 from bench.errors import OneLineParser, UsageError, cli, one_line_warnings
 
 DEFAULT_WORLD_SIZES = tuple(2 ** k for k in range(13))  # 1 ... 4096
@@ -43,7 +48,7 @@ def cost_model(collectives: list[str] | None, preset: str | None, gpus_per_node:
     if bool(collectives) == bool(preset):
         raise UsageError("give the collectives' cost as exactly one of --collectives CSV or --preset NAME")
     if preset:
-        return load_preset(preset, gpus_per_node)
+        return preset_model(preset, read_preset(preset), PRESETS_FILE.name, gpus_per_node)
     if gpus_per_node:
         raise UsageError("--gpus-per-node sets a preset's node size; a fit to measurements has one level")
     table = load_collectives(collectives)
@@ -51,19 +56,33 @@ def cost_model(collectives: list[str] | None, preset: str | None, gpus_per_node:
     return fit(table, name, str(table["backend"].iloc[0]))
 
 
+def _trace_facts(run: pd.Series) -> tuple[float, float, str]:
+    """(exposed_frac, collective calls per step, note) from a multi-rank run's traces."""
+    if not find_trace_dirs(Path(run["path"])):
+        return math.nan, math.nan, "no trace"
+    try:  # trace parsing only when a run has traces
+        traces = load_trace_runs([run["path"]])
+        steps = traced_steps(traces)
+    except ValueError as e:
+        warnings.warn(f"{run['run']}: traces unreadable ({e})", stacklevel=2)
+        return math.nan, math.nan, "trace unreadable"
+    return trace_facts(traces, steps)
+
+
 def _measured_workloads(paths: list[str], cost: CostModel, strict: bool):
     """Workloads, runs and notes from run directories; the backend check of the collectives."""
-    measured = load_measured(paths)
+    measured, layers = load_measured(paths)
+    traced = traced_table([(r["path"], *_trace_facts(r)) for _, r in measured[measured["world_size"] > 1].iterrows()])
     notes = []
-    if mismatched := backend_mismatch(measured.runs, cost):
+    if mismatched := backend_mismatch(measured, cost):
         if strict:
             raise UsageError(f"the collectives were measured on {cost.backend} but these runs use another backend: "
                              f"{', '.join(mismatched)}; measure bench.collectives on the runs' backend")
         notes.append(f"the preset describes {cost.backend} GPUs, but the compute comes from runs on another "
                      f"backend ({', '.join(mismatched)}): read the prediction as those runs' arithmetic "
                      "on that network")
-    table, workload_notes = workloads(measured.runs, measured.layers, measured.traced)
-    runs = measured.runs.merge(measured.traced[["path", "calls_per_step"]], on="path", how="left")
+    table, workload_notes = workloads(measured, layers, traced)
+    runs = measured.merge(traced[["path", "calls_per_step"]], on="path", how="left")
     return table, runs, notes + workload_notes
 
 

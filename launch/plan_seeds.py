@@ -3,10 +3,10 @@
 The pilot is every run directory under `--pilot DIR`, or under the sweep's `--out` when --pilot is
 not given: a sweep started with a few seeds is its own pilot, and run again with more `--seeds` it
 resumes, running only the new cells. The pilot's runs are grouped and paired as in the report
-(analysis.pairs). Each comparison the report shows (test accuracy, examples/s, p50 step time) with
+(analysis.stats.variant_pairs). Each comparison the report shows (test accuracy, examples/s, p50 step time) with
 at least 2 complete seeds on both sides gets its per-seed spread, the smallest difference
 resolvable with the pilot's seeds and with the sweep's planned seeds, and for each `--resolve`
-target the seeds needed per variant (80 % power, 5 % two-sided Welch t test; analysis.power).
+target the seeds needed per variant (80 % power, 5 % two-sided Welch t test; analysis.stats.power).
 Nothing runs; the plan is printed and the exit code is 0.
 """
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import TextIO
 
 import pandas as pd
 
-from analysis.groups import COMPLETE
-from analysis.mdtable import to_markdown
-from analysis.pairs import PAIR_KEY, pairwise
-from analysis.plot_sweep import varying
-from analysis.power import ResolveTarget, parse_targets, sigma_ci_factors
-from analysis.render_compare import SHOWN_METRICS, plan_view
-from analysis.runs import load_runs
+from analysis.load.run_dirs import load_runs
+from analysis.render.comparison_views import SHOWN_METRICS, plan_view
+from analysis.render.mdtable import to_markdown
+from analysis.render.sweep_figures import varying
+from analysis.stats.power import ResolveTarget, parse_targets, sigma_ci_factors
+from analysis.stats.seed_groups import COMPLETE
+from analysis.stats.variant_pairs import PAIR_KEY, pairwise
 from bench.errors import UsageError
 
 

@@ -1,4 +1,4 @@
-"""Faulty BN layers that tests/test_compat.py plants in the compatibility matrix. Each is right
+"""Faulty BN layers that tests/test_compatmatrix.py plants in the compatibility matrix. Each is right
 except for one fault that one case exists to catch; they live in a module of their own because the
 matrix's child processes import them by name.
 """
@@ -16,7 +16,7 @@ from torch import nn
 
 from bench.bn import make_norm
 from bench.bn.scratch_sync import ScratchSyncBatchNorm
-from bench.tools.compat_checks import VariantSpec
+from bench.tools.compatmatrix.harness import VariantSpec
 
 
 class EvalSyncingBN(nn.BatchNorm2d):

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     """torchvision's FashionMNIST/raw layout, built from Debian's dataset-fashion-mnist files."""
-    from bench.run import data
+    from bench.run.datasets import fashion_mnist as data
 
     return data.prepare(tmp_path_factory.mktemp("fashion-mnist"))
 

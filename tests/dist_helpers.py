@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from bench.tools.compat_measure import COLLECTIVES, CountCollectives  # one home: the compat tool's
+from bench.tools.compatmatrix.counting import COLLECTIVES, CountCollectives  # one home: the compat tool's
 from tests.procs import free_port
 
 __all__ = ["COLLECTIVES", "CountCollectives", "run_workers"]

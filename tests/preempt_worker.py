@@ -6,7 +6,7 @@ run stops.
 
 On each rank listed in RANKS (comma-separated), the STEP-th training step of this attempt (1-based,
 counted across epochs) sends SIGNAL to its own process while it runs, as a scheduler's signal
-arriving mid-step would. In-process tests patch bench.run.train the same way with `signal_at`.
+arriving mid-step would. In-process tests patch bench.run.job the same way with `signal_at`.
 """
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ import os
 import signal
 import sys
 
-import bench.run.train
+import bench.run.job
+import bench.run.runner
 
 
 def signal_at(step: int, signum: int, action=None):
-    """A stand-in for bench.run.train.make_step whose steps signal this process at call `step`, or do
+    """A stand-in for bench.run.job.make_step whose steps signal this process at call `step`, or do
     `action()` there instead (e.g. raise, for a crash)."""
-    real = bench.run.train.make_step
+    real = bench.run.job.make_step
 
     def make_step(*args, **kwargs):
         built = real(*args, **kwargs)
@@ -39,5 +40,5 @@ def signal_at(step: int, signum: int, action=None):
 if __name__ == "__main__":
     step, ranks, name, *flags = sys.argv[1:]
     if os.environ.get("RANK", "0") in ranks.split(","):
-        bench.run.train.make_step = signal_at(int(step), signal.Signals[name])
-    sys.exit(bench.run.train.main(flags))
+        bench.run.job.make_step = signal_at(int(step), signal.Signals[name])
+    sys.exit(bench.run.runner.main(flags))

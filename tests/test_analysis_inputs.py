@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from analysis import report
-from analysis.runs import load_runs
-from analysis.stats import group_stats
+from analysis.load.run_dirs import load_runs
+from analysis.stats.seed_groups import group_stats
 from tests.procs import python_m
 
 

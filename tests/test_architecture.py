@@ -1,8 +1,10 @@
 """The house rules of docs/architecture.md, checked on the source: what each layer imports, no
-import cycle, no torch behind analysis/, and the size limits."""
+import cycle, one file name for one module, the commands table, no torch behind analysis/, and the
+size limits."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,7 @@ import pytest
 
 from tests.procs import REPO, env
 
-PACKAGES = ("bench", "analysis", "launch")
+PACKAGES = ("bench", "analysis", "launch", "devtools")
 MAX_FILE_LINES, MAX_FUNCTION_LINES = 260, 60  # "about 250" and 60
 STDLIB = set(sys.stdlib_module_names)
 # layer -> top-level modules or project packages it may import (beyond the standard library)
@@ -21,6 +23,14 @@ ALLOWED = {
     "bench.nets": {"torch", "torchvision", "bench.nets"},
     "bench.run": {"torch", "bench.bn", "bench.nets", "bench.run", "bench.rundir", "bench.errors", "torchvision",
                   "PIL", "bench.quiet"},
+}
+# bench/tools, the commands, launch/ and devtools/: one block, apart from analysis/'s rules
+BENCH_COMMANDS = ("train", "micro", "modes", "overhead", "compat", "collectives", "variants")
+ALLOWED |= {
+    "bench.tools": {"torch", "torchvision", "triton", "bench"},
+    **{f"bench.{c}": {"bench.run", "bench.tools"} for c in BENCH_COMMANDS},
+    "launch": {"bench", "analysis", "launch", "pandas", "torch"},
+    "devtools": {"bench", "analysis", "launch", "devtools", "torch", "triton", "pandas", "selenium"},
 }
 
 
@@ -75,31 +85,69 @@ def test_nothing_in_bench_imports_analysis_or_launch_and_analysis_imports_no_tor
             assert "torch" not in tops, name
 
 
-def test_no_import_cycle_at_module_level():
-    """Module-level imports only (a function-level import is deferred on purpose)."""
-    graph = {}
-    for name, path in MODULES.items():
-        tree = ast.parse(path.read_text())
-        deps = set()
-        for node in tree.body:
-            if isinstance(node, ast.ImportFrom) and node.module:
-                deps |= {m for m in (node.module, *(f"{node.module}.{a.name}" for a in node.names)) if m in MODULES}
-            elif isinstance(node, ast.Import):
-                deps |= {a.name for a in node.names if a.name in MODULES}
-        graph[name] = deps - {name}
+def test_no_import_cycle_at_all():
+    """Every import counts: module level, inside functions and under TYPE_CHECKING."""
+    graph = {name: {d for d in _imports(path, name) if d in MODULES} - {name} for name, path in MODULES.items()}
     state: dict[str, int] = {}
 
     def visit(n: str, stack: list[str]) -> None:
         state[n] = 1
-        for d in graph[n]:
+        for d in sorted(graph[n]):
             if state.get(d) == 1:
                 pytest.fail(f"import cycle: {' -> '.join(stack + [d])}")
             if d not in state:
                 visit(d, stack + [d])
         state[n] = 2
-    for n in graph:
+    for n in sorted(graph):
         if n not in state:
             visit(n, [n])
+
+
+def test_the_cycle_check_sees_type_only_and_in_function_imports(tmp_path):
+    source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from bench.run import loop\n" \
+             "def f():\n    from bench.run import job\n"
+    (tmp_path / "m.py").write_text(source)
+    assert {"bench.run.loop", "bench.run.job"} <= _imports(tmp_path / "m.py", "bench.run.m")
+
+
+def test_no_file_name_repeats():
+    """A name means one thing: no two modules in these folders share a file name."""
+    homes: dict[str, list[str]] = {}
+    for folder in (*PACKAGES, "benchmarks"):
+        for path in (REPO / folder).rglob("*.py") if (REPO / folder).is_dir() else ():
+            if path.name not in ("__init__.py", "__main__.py"):
+                homes.setdefault(path.name, []).append(str(path.relative_to(REPO)))
+    assert not {n: h for n, h in homes.items() if len(h) > 1}
+
+
+def _command_modules() -> set[str]:
+    """Modules with a command entry point: an ``if __name__ == "__main__"`` block or a package __main__."""
+    found = set()
+    for name, path in MODULES.items():
+        if path.name == "__main__.py":
+            found.add(name.rsplit(".", 1)[0])
+        elif any(isinstance(n, ast.If) and "__main__" in ast.unparse(n.test) for n in ast.parse(path.read_text()).body):
+            found.add(name)
+    return found
+
+
+def test_the_commands_table_lists_every_command_and_nothing_else():
+    text = (REPO / "docs" / "architecture.md").read_text()
+    table = text[text.index("## Commands"):].split("\n## ")[0]
+    listed = set(re.findall(r"^\| `([\w.]+)` \|", table, re.M))
+    assert listed == _command_modules()
+
+
+LAUNCH_COMMANDS = ("compare", "run", "sweep", "view")
+
+
+@pytest.mark.parametrize("name", sorted([*(f"bench.{c}" for c in BENCH_COMMANDS),
+                                         *(f"launch.{c}" for c in LAUNCH_COMMANDS)]))
+def test_a_command_is_thin(name):
+    """A command wires: its only function is main(argv), which calls one module's main."""
+    tree = ast.parse(MODULES[name].read_text())
+    functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+    assert [f.name for f in functions] == ["main"] and len(functions[0].body) == 1
 
 
 def test_analysis_modules_load_without_torch():
@@ -124,3 +172,40 @@ def test_files_and_functions_stay_small(folder):
                 if n > MAX_FUNCTION_LINES:
                     too_big.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}(): {n} lines")
     assert not too_big, too_big
+
+
+# ---- analysis/: its rooms (docs/architecture.md, "Inside analysis/") ----------------------------------
+# Loading reads files with the run-directory format and errors, plus the events table's vocabulary that
+# the trace loader fills; transforms, statistics and the at-scale model import neither loading nor
+# rendering; rendering never loads. The commands at the top level wire them and may import any room.
+ANALYSIS_FORMAT = {"bench.rundir", "bench.errors"}
+ANALYSIS_ALLOWED = {
+    "analysis.load": {*ANALYSIS_FORMAT, "pandas", "numpy", "msgspec", "tomli", "analysis.load",
+                      "analysis.transform.events"},
+    "analysis.transform": {*ANALYSIS_FORMAT, "pandas", "numpy", "analysis.transform"},
+    "analysis.stats": {*ANALYSIS_FORMAT, "pandas", "numpy", "scipy", "analysis.stats"},
+    "analysis.atscale": {*ANALYSIS_FORMAT, "pandas", "numpy", "scipy", "analysis.atscale", "analysis.transform"},
+    "analysis.render": {*ANALYSIS_FORMAT, "pandas", "numpy", "matplotlib", "analysis.render", "analysis.transform",
+                        "analysis.stats", "analysis.atscale"},
+}
+MAX_ANALYSIS_TOP_LEVEL = 8  # the commands and __init__.py
+
+
+@pytest.mark.parametrize("room", sorted(ANALYSIS_ALLOWED))
+def test_analysis_room_imports_only_what_its_rule_allows(room):
+    assert room in MODULES, f"{room}: no such package"
+    bad = {f"{name}: {imp}" for name, path in MODULES.items() if name == room or name.startswith(room + ".")
+           for imp in _imports(path, name) if not _allowed(imp, ANALYSIS_ALLOWED[room])}
+    assert not bad, sorted(bad)
+
+
+def test_analysis_top_level_holds_only_commands():
+    top = sorted(p for p in (REPO / "analysis").glob("*.py"))
+    assert len(top) <= MAX_ANALYSIS_TOP_LEVEL, [p.name for p in top]
+    for path in top:
+        if path.name == "__init__.py":
+            continue
+        names = {n.name for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef)}
+        assert "main" in names, f"{path.name}: a top-level module of analysis/ is a command with main(argv)"
+    rooms = {p.parent.name for p in (REPO / "analysis").rglob("*.py") if p.parent != REPO / "analysis"}
+    assert rooms == {r.split(".")[1] for r in ANALYSIS_ALLOWED}, rooms  # every sub-package has a rule

@@ -8,11 +8,11 @@ import math
 import pandas as pd
 import pytest
 
-from analysis.bn_layers import layer_table, layer_times
-from analysis.render_bn_layers import NO_MICRO, bn_layer_section
-from analysis.tracedirs import load_runs
-from analysis.traces import load_traces
-from tests.test_kernels import kernel, launch, x
+from analysis.load.trace_dirs import load_runs
+from analysis.load.trace_files import load_traces
+from analysis.render.bn_layers_section import NO_MICRO, bn_layer_section
+from analysis.transform.bn_layers import layer_table, layer_times
+from tests.test_gpu_steps import kernel, launch, x
 
 NODE = "autograd::engine::evaluate_function: "
 

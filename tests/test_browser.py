@@ -122,6 +122,12 @@ def _select_after(driver, label: str):
         By.XPATH, f"//*[normalize-space(text())='{label}']/following::*[@aria-haspopup='listbox'][1]")
 
 
+def _option_texts(driver) -> list[str] | None:
+    from selenium.webdriver.common.by import By
+    texts = [o.text for o in driver.find_elements(By.CSS_SELECTOR, "[role=listbox] [role=option]")]
+    return texts if texts and all(texts) else None
+
+
 def test_chromium_shows_tensorboard_with_the_run_and_both_ranks(chromium, two_variant_runs, tmp_path):
     run_dir = runs_by_variant(two_variant_runs)["nn"]  # one run is enough, and half the parsing
     ranks = sorted(p.name.split(".")[0] for p in (run_dir / rundir.TRACES).glob("*.pt.trace.json.gz"))
@@ -145,8 +151,8 @@ def test_chromium_shows_tensorboard_with_the_run_and_both_ranks(chromium, two_va
         workers = wait_for(chromium, "the workers list",
                            lambda d: _select_after(d, "Workers").text and _select_after(d, "Workers"))
         workers.click()
-        offered = wait_for(chromium, "the workers offered", lambda d: [
-            o.text for o in d.find_elements(By.CSS_SELECTOR, "[role=listbox] [role=option]")])
+        # The listbox opens before its options' text is drawn: wait for every option to have text.
+        offered = wait_for(chromium, "the workers offered", lambda d: _option_texts(d))
         chromium.save_screenshot(str(tmp_path / "tensorboard_profiler.png"))
         assert offered == ranks
     finally:

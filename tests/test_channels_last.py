@@ -9,9 +9,9 @@ import torch
 from bench.bn import emulate, make_norm
 from bench.rundir import VARIANTS
 from bench.run.config import TrainConfig
-from bench.run.inputs import resolve_data
-from bench.run.loop import build_net
-from bench.run.sources import load
+from bench.run.datasets.spec import resolve_data
+from bench.run.job import build_net
+from bench.run.datasets.feeds import load
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 CL = torch.channels_last

@@ -21,14 +21,14 @@ import pytest
 
 from tests.procs import REPO
 
-# `python -m` names of the tools. Entry shims (bench/micro.py -> bench.tools.micro) keep these valid
+# `python -m` names of the tools. Entry shims (bench/micro.py -> bench.tools.bn_microbench) keep these valid
 # when modules move; the launcher of TensorBoard is one line here.
 CLI_MODULES = (
     "bench.train", "bench.micro", "bench.modes", "bench.overhead", "bench.collectives", "bench.compat",
-    "bench.variants", "analysis.report", "analysis.kernels", "analysis.render_micro", "analysis.render_compat",
-    "analysis.bench_parse", "analysis.scale", "analysis.machine",
-    "launch.compare", "launch.sweep", "launch.run", "launch.view", "launch.gpu_reliability_check", "launch.gpu_fused_check",
-    "launch.fused_compile_check", "launch.readme_picture",
+    "bench.variants", "analysis.report", "analysis.kernels", "analysis.micro_table", "analysis.compat_table",
+    "analysis.scale", "analysis.machine",
+    "launch.compare", "launch.sweep", "launch.run", "launch.view", "devtools.gpu_reliability_check", "devtools.gpu_fused_check",
+    "devtools.fused_compile_check", "devtools.readme_picture",
 )
 ROOTS = ("bench", "analysis", "launch")
 

@@ -6,17 +6,17 @@ These tests hold the restatements to the real thing.
 """
 from __future__ import annotations
 
-from analysis.scale_inputs import tomllib  # the stdlib parser, or tomli on Python 3.10
+from analysis.load.scale_files import tomllib  # the stdlib parser, or tomli on Python 3.10
 from collections import Counter
 
 import torch
 import torch.distributed as dist
 
-from analysis.scale_model import (BN_BWD_FLOATS_PER_CHANNEL, COUNTER_VARIANTS, GUARD_BYTES, GUARD_EVERY,
+from analysis.atscale.step_model import (BN_BWD_FLOATS_PER_CHANNEL, COUNTER_VARIANTS, GUARD_BYTES, GUARD_EVERY,
                                   bn_collectives)
 from bench.run.divergence import DivergenceGuard
 from bench.rundir import DIVERGENCE_CHECK_EVERY
-from bench.tools.collectives import bn_channels
+from bench.tools.collective_bench import bn_channels
 from tests.dist_helpers import run_workers
 from tests.procs import REPO
 

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from bench import rundir
-from launch import compare
-from launch.compare import plan
+from launch import variant_compare as compare
+from launch.variant_compare import plan
 from tests.procs import python_m
 
 

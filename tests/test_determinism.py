@@ -10,7 +10,7 @@ from tests.reliab_util import TINY, read_rows
 
 
 def test_same_seed_same_metrics(tmp_path, data_dir, monkeypatch, keep_process_state):
-    from bench.run.train import main
+    from bench.run.runner import main
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.run.data import load
+from bench.run.datasets.fashion_mnist import load
 from bench.nets import build_model
 from bench.bn import make_norm
 from tests.procs import env
@@ -44,7 +44,7 @@ def first_bad_step(data_dir, lr: float, factor: float | None = None, batch: int 
 @pytest.mark.parametrize("every", [1, 5])
 def test_nonfinite_run_stops_at_the_step(every, tmp_path, data_dir, keep_process_state):
     from bench.errors import EXIT_DIVERGED
-    from bench.run.train import main
+    from bench.run.runner import main
     out = tmp_path / "runs"
     rc = main(TINY + ["--data-dir", str(data_dir), "--out", str(out), "--run-name", "d", "--epochs", "2",
                       "--lr", LR, "--check-finite-every", str(every), "--diverge-above", "off"])
@@ -62,7 +62,7 @@ def test_finite_blowup_is_divergence_by_default(tmp_path, data_dir, keep_process
     """lr 1e9: every loss stays finite, yet the run diverges where a loss first exceeds 100 × the first."""
     from bench.errors import EXIT_DIVERGED
     from bench.run.divergence import DEFAULT_BOUND
-    from bench.run.train import main
+    from bench.run.runner import main
     out = tmp_path / "runs"
     rc = main(TINY + ["--data-dir", str(data_dir), "--out", str(out), "--run-name", "b", "--epochs", "2",
                       "--lr", BLOWUP_LR])

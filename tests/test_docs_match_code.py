@@ -183,7 +183,7 @@ def test_every_help_shows_every_default(shown_parsers):
 # ---- results pages name their machine from env.json -----------------------------------------------
 
 def test_each_results_page_names_its_machine_as_its_env_json_says():
-    from analysis.machine import machine_line
+    from analysis.render.machine_line import machine_line
 
     results = REPO / "docs" / "results"
     pages = [p for p in sorted(results.glob("*.md")) if (p.with_suffix("") / rundir.ENV).is_file()]
@@ -196,18 +196,18 @@ def test_each_results_page_names_its_machine_as_its_env_json_says():
 # ---- one home for the seed question ---------------------------------------------------------------
 
 def test_the_seed_preset_runs_the_seeds_the_recorded_pilot_asks_for():
-    """σ per variant from the pilot's CSV, the seeds for the textbook's 1.4 points from analysis.power."""
+    """σ per variant from the pilot's CSV, the seeds for the textbook's 1.4 points from analysis.stats.power."""
     import csv
     import statistics
 
-    from analysis.power import seeds_needed
+    from analysis.stats.power import seeds_needed
     from launch.matrix import PRESETS
 
-    with open(REPO / "docs" / "results" / "cpu-2core-2026-12-07" / "seed_pilot.csv") as f:
+    with open(REPO / "docs" / "results" / "cpu-2core-2026-12-07-seed-pilot" / "seed_pilot.csv") as f:
         rows = list(csv.DictReader(f))
     spread = {v: statistics.stdev(float(r["test_acc"]) for r in rows if r["variant"] == v) for v in ("scratch", "nn")}
     assert len(rows) == 6 and all(r["epochs"] == "10" for r in rows)
     needed = seeds_needed(spread["scratch"], spread["nn"], 0.014)
     assert len(PRESETS["seed"]["seeds"]) == needed == 8
     statistics_page = (REPO / "docs" / "statistics.md").read_text()
-    assert "results/cpu-2core-2026-12-07.md" in statistics_page and f"σ = {spread['nn'] * 100:.2f} points" in statistics_page
+    assert "results/cpu-2core-2026-12-07-seed-pilot.md" in statistics_page and f"σ = {spread['nn'] * 100:.2f} points" in statistics_page

@@ -14,7 +14,7 @@ from bench.errors import UsageError
 from bench.nets import build_model
 from bench.bn import ScratchBatchNorm, make_norm
 from bench.rundir import default_run_name
-from bench.run.train import main as train_main
+from bench.run.runner import main as train_main
 from tests.procs import REPO, env
 from tests.emulate_worker import LR, STEPS, VARIANTS, fixed_data
 

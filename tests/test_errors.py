@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from bench.errors import EXIT_USAGE
-from bench.run import data as fmnist
+from bench.run.datasets import fashion_mnist as fmnist
 from tests.procs import env, free_port, python_m
 from tests.reliab_util import TINY, train_cmd
 
 
 def run_main(argv: list[str], capsys) -> tuple[int, list[str]]:
-    from bench.run.train import main
+    from bench.run.runner import main
     try:
         rc = main(argv)
     except SystemExit as e:  # argparse's own exit for flag errors
@@ -198,11 +198,10 @@ def test_sync_on_cpu_two_processes_both_exit_2(tmp_path, data_dir):
 BAD_FLAGS = {
     "compare, unknown variant": ("launch.compare", ["--variants", "bogus"], ["--variants", "invalid choice"]),
     "kernels, unknown flag": ("analysis.kernels", ["runs", "-o", "out", "--bogus"], ["unrecognized", "--bogus"]),
-    "render_micro, unknown flag": ("analysis.render_micro", ["a.csv", "--bogus"], ["unrecognized", "--bogus"]),
-    "bench_parse, size not a number": ("analysis.bench_parse", ["--mb", "lots"], ["--mb", "invalid float"]),
-    "gpu_reliability_check, no data": ("launch.gpu_reliability_check", ["--out", "x"], ["required", "--data-dir"]),
-    "gpu_fused_check, too few reps": ("launch.gpu_fused_check", ["out.csv", "--reps", "5"], ["--reps", ">= 30"]),
-    "fused_compile_check, arch not a number": ("launch.fused_compile_check", ["--arch", "ninety"],
+    "micro_table, unknown flag": ("analysis.micro_table", ["a.csv", "--bogus"], ["unrecognized", "--bogus"]),
+    "gpu_reliability_check, no data": ("devtools.gpu_reliability_check", ["--out", "x"], ["required", "--data-dir"]),
+    "gpu_fused_check, too few reps": ("devtools.gpu_fused_check", ["out.csv", "--reps", "5"], ["--reps", ">= 30"]),
+    "fused_compile_check, arch not a number": ("devtools.fused_compile_check", ["--arch", "ninety"],
                                               ["--arch", "invalid int"]),
     "view, port not a number": ("launch.view", ["runs", "--port", "http"], ["--port", "invalid int"]),
     "run, negative grace": ("launch.run", ["--grace-s", "-1"], ["--grace-s", "-1", "0 or a positive"]),
@@ -213,9 +212,8 @@ BAD_FLAGS = {
     "compare, zero ranks": ("launch.compare", ["--nproc", "0"], ["--nproc", "at least 1"]),
     "compare, negative ranks": ("launch.compare", ["--nproc", "-3"], ["--nproc", "at least 1", "-3"]),
     "compare, mistyped train flag": ("launch.compare", ["--epochz", "3"], ["unrecognized", "--epochz"]),
-    "render_micro, missing csv": ("analysis.render_micro", ["/nonexistent.csv"], ["/nonexistent.csv", "no such file"]),
-    "bench_parse, negative size": ("analysis.bench_parse", ["--mb", "-1"], ["--mb", "positive", "-1"]),
-    "fused_compile_check, negative arch": ("launch.fused_compile_check", ["--arch", "-5"],
+    "micro_table, missing csv": ("analysis.micro_table", ["/nonexistent.csv"], ["/nonexistent.csv", "no such file"]),
+    "fused_compile_check, negative arch": ("devtools.fused_compile_check", ["--arch", "-5"],
                                            ["--arch -5", "compute capability"]),
 }
 
@@ -236,8 +234,8 @@ def test_a_bad_flag_is_one_line_and_exit_2(case, tmp_path):
 
 def test_fused_compile_check_without_a_compiler_is_one_line(tmp_path):
     """Under Triton's interpreter, or without triton at all, nothing can be compiled: one line, exit 2."""
-    p = python_m("launch.fused_compile_check", timeout=120, cwd=tmp_path, extra_env={"TRITON_INTERPRET": "1"})
+    p = python_m("devtools.fused_compile_check", timeout=120, cwd=tmp_path, extra_env={"TRITON_INTERPRET": "1"})
     assert p.returncode == EXIT_USAGE and p.stdout == "", (p.returncode, p.stdout, p.stderr)
     assert len(p.stderr.splitlines()) == 1, p.stderr
-    assert p.stderr.startswith("launch.fused_compile_check: error: ")
+    assert p.stderr.startswith("devtools.fused_compile_check: error: ")
     assert "TRITON_INTERPRET" in p.stderr or "triton is not importable" in p.stderr, p.stderr

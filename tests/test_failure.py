@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import bench.run.loop
-import bench.run.train
+import bench.run.runner
 from tests.procs import env
 from tests.reliab_util import TINY, torchrun_cmd, wait_for, worker_pid
 
@@ -36,7 +36,7 @@ def test_exception_is_recorded(exc, fail_on_eval, reason_start, tmp_path, data_d
                                keep_process_state):
     monkeypatch.setattr(bench.run.loop, "evaluate", _fail_on_call(fail_on_eval, exc))
     out = tmp_path / "runs"
-    rc = bench.run.train.main(TINY + ["--data-dir", str(data_dir), "--out", str(out), "--run-name", "f",
+    rc = bench.run.runner.main(TINY + ["--data-dir", str(data_dir), "--out", str(out), "--run-name", "f",
                                   "--epochs", "3"])
     s = json.loads((out / "f" / "summary.json").read_text())
     assert rc == 1
@@ -81,13 +81,13 @@ def test_killed_rank_ends_job_and_is_named(victim, tmp_path, data_dir):
 
 
 def test_report_lists_failed_runs_apart(tmp_path, data_dir, monkeypatch, capsys, keep_process_state):
-    from analysis.labels import run_labels
-    from analysis.render_runs import runs_section
-    from analysis.runs import load_runs
+    from analysis.render.labels import run_labels
+    from analysis.render.runs_section import runs_section
+    from analysis.load.run_dirs import load_runs
     flags = TINY + ["--data-dir", str(data_dir), "--out", str(tmp_path), "--epochs", "1"]
-    assert bench.run.train.main(flags + ["--run-name", "good"]) == 0
+    assert bench.run.runner.main(flags + ["--run-name", "good"]) == 0
     monkeypatch.setattr(bench.run.loop, "evaluate", _fail_on_call(1, RuntimeError("boom: injected")))
-    assert bench.run.train.main(flags + ["--run-name", "broken"]) == 1
+    assert bench.run.runner.main(flags + ["--run-name", "broken"]) == 1
 
     runs = load_runs([tmp_path])
     md = runs_section(runs, run_labels(runs))

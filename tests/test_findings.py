@@ -2,7 +2,7 @@
 
 Hand-made runs tables; expected ratios, differences and intervals are worked out here from the
 runs' numbers (Student-t quantiles from scipy, an independent library), never read back from
-analysis.findings.
+analysis.stats.findings.
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from analysis.findings import comparisons, configurations, curves_coincide
-from analysis.render_findings import findings_section
+from analysis.render.findings_section import findings_section
+from analysis.stats.findings import comparisons, configurations, curves_coincide
 from tests.statsdata import make_runs
 
 NO_STEPS = pd.DataFrame(columns=["run", "variant", "world_size", "rank", "step_ms"])

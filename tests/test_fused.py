@@ -8,7 +8,7 @@ its own case. The tests at the end need no interpreter and run in the pytest pro
 
 Expected values come from ``reference_batch_norm`` (tests/syncnorm_ref.py): batch norm written out
 in float64 and differentiated by autograd; nothing in bench.bn computes them. Input sizes are tiny
-but chosen so that, with the interpreter's blocks for test-sized inputs (bench.bn.fused_tuning),
+but chosen so that, with the interpreter's blocks for test-sized inputs (bench.bn.fused.tuning),
 every channel spans several tiles and two partial results, and 5 channels span two channel blocks: a mistake
 in the masking or in either level of Chan's merge changes the numbers.
 """
@@ -167,7 +167,7 @@ def _triton_compiled_here() -> bool:
     return isinstance(tl.zeros, triton.runtime.JITFunction)
 
 
-def test_rejects_dtypes_its_kernels_do_not_take():  # dims and channels: test_syncnorm_module.py
+def test_rejects_dtypes_its_kernels_do_not_take():  # dims and channels: test_scratch_sync_module.py
     with pytest.raises(ValueError, match="float32 or bfloat16"):
         FusedBatchNorm(3, 2)(torch.randn(2, 3, dtype=torch.float64))
 

@@ -18,8 +18,8 @@ from bench import rundir
 from bench.errors import UsageError
 from bench.run.config import from_argv
 from bench.run.plan import resolve
-from bench.tools import micro, variants
-from launch import sweep
+from bench.tools import bn_microbench as micro, variant_list as variants
+from launch import sweep_runner as sweep
 from tests.interpreted import run_interpreted
 
 triton = pytest.importorskip("triton", reason="the fused kernels need triton")
@@ -56,7 +56,7 @@ def test_train_refuses_fused_on_cpu_without_the_interpreter(no_interpreter, tmp_
 
 
 def test_train_cli_says_it_in_one_line_with_exit_2(no_interpreter, tmp_path, capsys):
-    from bench.run.train import main
+    from bench.run.runner import main
 
     assert main(["--variant", "fused", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""CUDA-only checks, run by launch/gpu_check.sh on a GPU machine: graph capture trains exactly like eager.
+"""CUDA-only checks, run by devtools/gpu_check.sh on a GPU machine: graph capture trains exactly like eager.
 
 Skipped where no CUDA device is visible (the CPU suite covers eager, compile and bf16). Data: the
 repository's `.gpu/data` when present (the GPU machine has no Debian package), else Debian's files.
@@ -12,12 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.run import data as fmnist
+from bench.run.datasets import fashion_mnist as fmnist
 from bench.run.config import TrainConfig
 from bench.nets import build_model
 from bench.bn import make_norm
 from bench.run.step import make_step
-from bench.run.train import train
+from bench.run.runner import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 REPO = Path(__file__).resolve().parents[1]
@@ -92,6 +92,6 @@ def test_graph_mode_trains_like_eager_through_bench_train(tmp_path, data_dir):
 
 
 def test_graph_mode_refuses_sync(tmp_path, data_dir):
-    from bench.run.train import main
+    from bench.run.runner import main
     assert main(["--mode", "graph", "--variant", "sync", "--data-dir", data_dir, "--out", str(tmp_path)]) == 2
     assert list(tmp_path.iterdir()) == []

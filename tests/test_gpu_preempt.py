@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import bench.run.train
+import bench.run.job
+import bench.run.runner
 from bench import rundir
 from bench.errors import EXIT_DIVERGED, EXIT_FAILED, EXIT_INTERRUPTED
-from bench.run import data as fmnist
+from bench.run.datasets import fashion_mnist as fmnist
 from tests.preempt_worker import signal_at
 from tests.reliab_util import read_rows
 
@@ -43,10 +44,10 @@ def _same(run: Path, ref: Path) -> None:
 def test_one_process_stops_at_the_next_step_and_resumes_exactly(mode, tmp_path, data_dir, monkeypatch,
                                                                 keep_process_state):
     flags = [*FLAGS, "--mode", mode, "--data-dir", data_dir, "--out", str(tmp_path)]
-    main = bench.run.train.main
+    main = bench.run.runner.main
     assert main([*flags, "--run-name", "whole"]) == 0
     with monkeypatch.context() as m:
-        m.setattr(bench.run.train, "make_step", signal_at(21, signal.SIGUSR1))
+        m.setattr(bench.run.job, "make_step", signal_at(21, signal.SIGUSR1))
         assert main([*flags, "--run-name", "cut", "--checkpoint-every-steps", "7"]) == EXIT_INTERRUPTED
     s = json.loads((tmp_path / "cut" / rundir.SUMMARY).read_text())
     assert (s["status"], s["stop_signal"], s["epochs_done"]) == ("interrupted", "SIGUSR1", 1)
@@ -57,14 +58,14 @@ def test_one_process_stops_at_the_next_step_and_resumes_exactly(mode, tmp_path, 
     def crash():
         raise RuntimeError("boom: injected")
     with monkeypatch.context() as m:
-        m.setattr(bench.run.train, "make_step", signal_at(25, 0, action=crash))
+        m.setattr(bench.run.job, "make_step", signal_at(25, 0, action=crash))
         assert main([*flags, "--run-name", "crash", "--checkpoint-every-steps", "7"]) == EXIT_FAILED
     assert main([*flags, "--resume", str(tmp_path / "crash")]) == 0
     _same(tmp_path / "crash", tmp_path / "whole")
 
 
 def test_finite_blowup_diverges_on_cuda(tmp_path, data_dir, keep_process_state):
-    rc = bench.run.train.main([*FLAGS, "--lr", "1e9", "--data-dir", data_dir, "--out", str(tmp_path),
+    rc = bench.run.runner.main([*FLAGS, "--lr", "1e9", "--data-dir", data_dir, "--out", str(tmp_path),
                                "--run-name", "b"])
     s = json.loads((tmp_path / "b" / rundir.SUMMARY).read_text())
     assert rc == EXIT_DIVERGED and s["status"] == "diverged" and s["diverged_bound"] is not None

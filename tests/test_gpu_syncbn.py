@@ -1,7 +1,7 @@
 """scratch-sync against nn.SyncBatchNorm on CUDA tensors: two gloo ranks sharing one GPU.
 
 nn.SyncBatchNorm only synchronises CUDA tensors, so this comparison needs a GPU; on CPU the
-scratch-sync numerics are checked against a float64 reference instead (test_syncnorm.py).
+scratch-sync numerics are checked against a float64 reference instead (test_scratch_sync.py).
 """
 from __future__ import annotations
 

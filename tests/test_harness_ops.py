@@ -13,9 +13,9 @@ import io
 
 import torch
 
-from bench.tools import overhead
+from bench.tools import overhead_measure as overhead
 from bench.run.config import TrainConfig
-from bench.run.train import train
+from bench.run.runner import train
 from tests.oplog import OpLog
 
 BATCH, FEW, MANY = 64, 4, 8

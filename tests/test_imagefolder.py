@@ -10,8 +10,8 @@ import torch
 from bench import rundir
 from bench.run.config import from_argv
 from bench.run.plan import resolve
-from bench.run.sources import load
-from bench.run.train import train
+from bench.run.datasets.feeds import load
+from bench.run.runner import train
 from tests.test_workloads import image_folder
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from analysis.intervals import diff_ci, mean_ci, ratio_ci, t_quantile, welch_df
+from analysis.stats.intervals import diff_ci, mean_ci, ratio_ci, t_quantile, welch_df
 from tests.statsdata import T_TABLE, t_cdf
 
 
@@ -67,7 +67,7 @@ def test_proportion_interval_is_logit_scale_and_stays_in_the_unit_interval():
 
 
 def test_p_value_is_two_sided_from_the_t_distribution():
-    from analysis.intervals import t_p_value
+    from analysis.stats.intervals import t_p_value
     assert t_p_value(T_TABLE[4], 4) == pytest.approx(0.05, abs=1e-6)
     assert t_p_value(-T_TABLE[30], 30) == pytest.approx(0.05, abs=1e-6)
     assert math.isnan(t_p_value(1.0, math.nan))

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.kernels import main, step_table, step_timeline, summarize_steps
-from analysis.traces import load_traces
+from analysis.kernels import main
+from analysis.load.trace_files import load_traces
+from analysis.transform.gpu_steps import step_table, step_timeline, summarize_steps
 
 
 def raw_busy_fractions(path):

@@ -1,6 +1,6 @@
 """launch.run: bench.train's checks at the job's world size before torchrun starts (bad input: one
 line, exit 2, nothing started or created), the torchrun command it builds, and the exit code it
-reads back. Real launches through it are in tests/test_preempt.py and tests/test_multinode.py."""
+reads back. Real launches through it are in tests/test_stepbounds.py and tests/test_multinode.py."""
 from __future__ import annotations
 
 import sys
@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 import launch.run
+import launch.torchrun_job
 from bench import rundir
 from bench.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USAGE
 from tests.procs import python_m
@@ -29,7 +30,7 @@ BAD = {
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_input_is_one_line_before_anything_starts(case, tmp_path, monkeypatch, capsys):
     ours, train, words = BAD[case]
-    monkeypatch.setattr(launch.run, "run_torchrun", lambda *a: pytest.fail("torchrun started"))
+    monkeypatch.setattr(launch.torchrun_job, "run_torchrun", lambda *a: pytest.fail("torchrun started"))
     out = tmp_path / "runs"
     try:
         rc = launch.run.main([*ours, "--", *train, "--out", str(out), "--limit-train", "512"])
@@ -59,14 +60,14 @@ def _args(**kw) -> SimpleNamespace:
 
 
 def test_torchrun_command_one_node_and_several():
-    one = launch.run.torchrun_command(_args(), ["--variant", "nn"])
+    one = launch.torchrun_job.torchrun_command(_args(), ["--variant", "nn"])
     assert one[:4] == [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     assert one[-4:] == ["-m", "bench.train", "--variant", "nn"]
     assert one[one.index("--nproc-per-node") + 1] == "8"
     # SIGUSR1 (Slurm's --signal) reaches the ranks, which get --grace-s to checkpoint
     assert "SIGUSR1" in one[one.index("--signals-to-handle") + 1].split(",")
     assert one[one.index("--shutdown-timeout") + 1] == "30"
-    multi = launch.run.torchrun_command(_args(nnodes=2, rdzv_endpoint="node0:29500", rdzv_id="job42",
+    multi = launch.torchrun_job.torchrun_command(_args(nnodes=2, rdzv_endpoint="node0:29500", rdzv_id="job42",
                                               local_addr="10.0.0.2"), [])
     assert "--standalone" not in multi
     pairs = dict(zip(multi, multi[1:]))
@@ -82,4 +83,4 @@ def test_exit_code_is_the_runs(rc, status, expected, tmp_path):
     """torchrun exits 1 for any failing rank; the run's summary says which failure it was."""
     if status is not None:
         rundir.write_json(tmp_path / rundir.SUMMARY, {"status": status})
-    assert launch.run.exit_code(rc, tmp_path) == expected
+    assert launch.torchrun_job.exit_code(rc, tmp_path) == expected

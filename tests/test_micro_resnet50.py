@@ -8,8 +8,8 @@ import math
 import torch
 
 from bench.nets.resnet50 import bn_input_shapes
-from bench.tools import micro
-from bench.tools.micro_shapes import cases
+from bench.tools import bn_microbench as micro
+from bench.tools.microbench_shapes import cases
 
 
 def test_the_resnet50_group_is_its_12_shapes_at_batch_64_and_256_in_both_formats():

@@ -85,7 +85,7 @@ def test_gpu_check_cpu_smoke_runs_every_piece(tmp_path, data_dir):
     data = data_dir
     out = tmp_path / "out"
     env = {**os.environ, "OUT": str(out), "DATA": str(data), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(["bash", str(REPO / "launch" / "gpu_check.sh"), "--cpu-smoke"], cwd=REPO, env=env,
+    r = subprocess.run(["bash", str(REPO / "devtools" / "gpu_check.sh"), "--cpu-smoke"], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=DEADLINE_S)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "0 piece(s) failed" in r.stdout

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from analysis.multiplicity import holm
+from analysis.stats.multiplicity import holm
 
 
 def test_holm_by_hand():

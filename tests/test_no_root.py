@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.run.data import DEBIAN_DIR
+from bench.run.datasets.fashion_mnist import DEBIAN_DIR
 from tests.procs import REPO, python_m
 
 GZ = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 from torch.profiler import profile
 
-from bench.tools import micro, modes, overhead
+from bench.tools import bn_microbench as micro, mode_compare as modes, overhead_measure as overhead
 from bench.nets import build_model, set_bn_labels
 from bench.bn import ScratchBatchNorm, make_norm
-from bench.run.train import train
+from bench.run.runner import train
 from bench.run.config import TrainConfig
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from analysis import report
-from launch import sweep
+from launch import sweep_runner as sweep
 
 # The textbook question: a per-seed spread of 0.7 points, a difference of 1.4 points (d = 2), which
 # needs 6 runs per group for 80 % power at 5 % (Cohen 1988, Table 2.4.1).

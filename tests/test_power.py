@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from analysis.power import min_resolvable, ncp_for_power, parse_resolve, parse_targets, seeds_needed
+from analysis.stats.power import min_resolvable, ncp_for_power, parse_resolve, parse_targets, seeds_needed
 from bench.errors import UsageError
 
 

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from analysis import report
-from analysis.labels import run_labels
-from analysis.mdtable import fmt_number, to_markdown
-from analysis.plotting import legend_outside, line_style
-from analysis.render_runs import curves_section
+from analysis.render.figures import legend_outside, line_style
+from analysis.render.labels import run_labels
+from analysis.render.mdtable import fmt_number, to_markdown
+from analysis.render.runs_section import curves_section
 from tests.test_analysis_inputs import make_run
 
 

@@ -6,7 +6,7 @@ import html
 import pytest
 
 from analysis import report
-from analysis.runs import load_skipped
+from analysis.load.run_dirs import load_skipped
 from bench import rundir
 from tests.test_analysis_inputs import make_run
 

@@ -14,7 +14,7 @@ from bench.nets import bn_layers, build_model
 from bench.nets.resnet50 import bn_input_shapes
 from bench.run.config import from_argv
 from bench.run.profiler import WINDOW_STEPS
-from bench.run.train import train
+from bench.run.runner import train
 from tests.procs import torchrun
 
 TINY = ["--model", "resnet50", "--data", "synthetic", "--image-size", "32", "--synthetic-size", "16",

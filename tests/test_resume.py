@@ -18,7 +18,7 @@ def _ckpt_epochs(run) -> int:
 
 
 def test_killed_single_process_run_resumes_identically(tmp_path, data_dir, keep_process_state):
-    from bench.run.train import main
+    from bench.run.runner import main
     flags = TINY + ["--data-dir", str(data_dir), "--out", str(tmp_path), "--epochs", EPOCHS, "--variant", "scratch"]
     assert main(flags + ["--run-name", "whole"]) == 0
 

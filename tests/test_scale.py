@@ -25,9 +25,9 @@ import os
 import pandas as pd
 import pytest
 
-import analysis.scale_model as scale_model
+import analysis.atscale.step_model as scale_model
 from analysis import scale
-from analysis.collective_model import collective_us, fit
+from analysis.atscale.collective_model import collective_us, fit
 from tests.procs import python_m, torchrun
 
 STEP_ERROR_BOUND = 0.85
@@ -179,7 +179,7 @@ def test_collectives_of_another_backend_are_refused(measured, tmp_path, capsys):
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
 ])
 def test_bench_collectives_bad_input_exit_2(args, needle, tmp_path, capsys):
-    from bench.tools.collectives import main
+    from bench.tools.collective_bench import main
 
     assert main([*args, "--out", str(tmp_path / "x.csv")]) == 2
     err = capsys.readouterr().err

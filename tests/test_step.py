@@ -14,7 +14,7 @@ from bench.errors import UsageError
 from bench.nets import build_model
 from bench.bn import make_norm
 from bench.run.step import check_mode, make_step
-from bench.run.train import main, train
+from bench.run.runner import main, train
 
 
 def _lenet(variant: str, seed: int = 0) -> torch.nn.Module:

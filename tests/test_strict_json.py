@@ -11,14 +11,15 @@ import signal
 
 import pytest
 
+import bench.run.job
 import bench.run.loop
-import bench.run.train
+import bench.run.runner
 from analysis import report
-from analysis.groups import group_stats
-from analysis.runs import load_runs
+from analysis.load.run_dirs import load_runs
+from analysis.stats.seed_groups import group_stats
 from bench import rundir
 from bench.errors import EXIT_DIVERGED, EXIT_FAILED, EXIT_INTERRUPTED
-from launch import sweep
+from launch import sweep_runner as sweep
 from tests.preempt_worker import signal_at
 from tests.reliab_util import TINY
 
@@ -49,7 +50,7 @@ def run_set(tmp_path_factory, data_dir):
     base = tmp_path_factory.mktemp("strict")
     runs = base / "runs"
     flags = [*FLAGS, "--data-dir", str(data_dir), "--out", str(runs)]
-    main = bench.run.train.main
+    main = bench.run.runner.main
     saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1)}
     mp = pytest.MonkeyPatch()
     try:
@@ -59,7 +60,7 @@ def run_set(tmp_path_factory, data_dir):
                            "--epochs", "2", "--out", str(runs), "--no-report", "--data-dir", str(data_dir),
                            "--limit-train", "256", "--limit-test", "200", "--no-profile"]) == 0
         assert main([*flags, "--seed", "1", "--run-name", "untimed", "--warmup-steps", "100"]) == 0
-        mp.setattr(bench.run.train, "make_step", signal_at(5, signal.SIGTERM))  # epoch 2, after step 1
+        mp.setattr(bench.run.job, "make_step", signal_at(5, signal.SIGTERM))  # epoch 2, after step 1
         assert main([*flags, "--seed", "2", "--run-name", "interrupted"]) == EXIT_INTERRUPTED
         assert main([*flags, "--seed", "3", "--run-name", "diverged"]) == EXIT_INTERRUPTED
         mp.undo()

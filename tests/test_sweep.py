@@ -10,7 +10,8 @@ import pytest
 
 from bench import rundir
 from bench.errors import UsageError
-from launch import matrix, sweep
+from launch import matrix
+from launch import sweep_runner as sweep
 from tests.sweep_cells import PER_RANK, SEEDS, VARIANTS, WORLD_SIZES, expected_names
 
 

@@ -15,7 +15,7 @@ import time
 import pandas as pd
 import pytest
 
-from launch import sweep
+from launch import sweep_runner as sweep
 from tests.procs import REPO, env
 from tests.sweep_cells import PER_RANK, SEEDS, WORLD_SIZES, expected_names, tiny_args
 
@@ -127,7 +127,7 @@ def test_report_has_intervals_comparisons_and_scaling(tiny_sweep):
 def test_emulated_ranks_match_the_sweeps_two_rank_cell(tiny_sweep, data_dir, tmp_path):
     """--bn-emulate-ranks 2 in one process trains like the sweep's real 2-rank gloo run of nn."""
     from bench.run.config import from_argv
-    from bench.run.train import train
+    from bench.run.runner import train
 
     def run(*extra: str) -> dict:
         return train(from_argv(["--variant", "nn", "--batch-size", str(2 * PER_RANK), "--seed", "0",

@@ -127,7 +127,8 @@ def test_bad_flags_exit_2_with_one_line(args, needle, data_dir, tmp_path):
 
 
 def test_missing_data_exits_2(tmp_path, monkeypatch, capsys):
-    from bench.run import data, train
+    from bench.run.datasets import fashion_mnist as data
+    from bench.run import runner as train
     monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "no-debian")
     rc = train.main(["--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "runs")])
     err = capsys.readouterr().err

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from launch.view import view_folders
+from launch.tensorboard_view import view_folders
 from bench import rundir
 from tests.procs import REPO, env, torchrun
 from tests.viewer import VIEW_MODULE, Viewer, fetch, get_json, port_is_free, profiler, view_command
@@ -148,7 +148,7 @@ def test_view_refuses_paths_without_runs(tmp_path, make, message):
 
 
 def test_trace_loader_skips_the_event_file_beside_the_traces(run_dir):
-    from analysis.traces import load_traces
+    from analysis.load.trace_files import load_traces
 
     traces_dir = run_dir / rundir.TRACES
     assert len(list(traces_dir.glob("events.out.tfevents.*"))) == 1
@@ -158,7 +158,7 @@ def test_trace_loader_skips_the_event_file_beside_the_traces(run_dir):
 
 
 def test_viewing_imports_no_torch():
-    code = "import sys, launch.view, analysis.tracedirs; print('torch' in sys.modules)"
+    code = "import sys, launch.view, analysis.load.trace_dirs; print('torch' in sys.modules)"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        cwd=REPO, env=env(OMP_NUM_THREADS="1"))
     assert p.returncode == 0 and p.stdout.strip() == "False", p.stderr

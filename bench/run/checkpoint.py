@@ -3,7 +3,7 @@
 `<run>/checkpoint.pt` holds everything the rest of a run depends on: the network's parameters and
 buffers (BN running statistics included), the optimizer, every rank's RNG states, BN buffers, measured
 step times and divergence-guard state, the epochs done and their metrics. A checkpoint taken inside
-an epoch (`--checkpoint-every-steps`, or a stop request: bench.run.preempt) also holds the position in
+an epoch (`--checkpoint-every-steps`, or a stop request: bench.run.stepbounds) also holds the position in
 that epoch and, per rank, the epoch so far (`MidEpoch`): each step's loss and predictions, for the
 epoch's loss and accuracy, and the step times measured. The data order needs nothing more: each
 epoch's permutation is seeded by (seed, epoch). Rank 0 writes it atomically (bench.rundir), so a
@@ -37,7 +37,7 @@ MAY_DIFFER = frozenset({"epochs", "out", "run_name", "overwrite", "resume", "aut
 class MidEpoch:
     """One rank's part of an epoch an earlier attempt stopped in: its first `steps_done` steps."""
     steps_done: int
-    losses: torch.Tensor          # (steps_done,) float32, as bench.run.outputs holds them
+    losses: torch.Tensor          # (steps_done,) float32, as bench.run.stepstash holds them
     preds: torch.Tensor           # (steps_done, per-rank batch) int64
     timed: list = field(default_factory=list)  # (step, ms) of the steps measured so far
     seconds: float = 0.0          # wall time spent in the epoch's steps so far

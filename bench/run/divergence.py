@@ -1,5 +1,5 @@
 """Stop a diverging run at the step where its loss first goes bad, on every rank at once; and let the
-ranks agree, in the same collective, to stop for a preemption (bench.run.preempt).
+ranks agree, in the same collective, to stop for a preemption (bench.run.stepbounds).
 
 A step's loss is bad when it is NaN or ±inf, or above the bound set by `--diverge-above`:
 `100x` (the default) is 100 times this rank's loss at the run's first step, a number is an absolute
@@ -10,7 +10,7 @@ that means confident wrong answers throughout, which healthy training never reac
 steps stay far below it.
 
 The loop keeps each step's loss on the device (it does already, for the epoch's mean; see
-bench.run.outputs). Every `every` steps, and at the last step of each epoch, the first bad entry
+bench.run.stepstash). Every `every` steps, and at the last step of each epoch, the first bad entry
 since the previous check is found on the device, reduced with MIN over ranks (one tiny collective,
 which also carries the ranks' stop requests), and read by the host: one synchronisation per check
 instead of one per step. The bound of a `100x` rule is a device tensor computed from the first
@@ -27,7 +27,7 @@ import torch
 import torch.distributed as tdist
 
 from bench.rundir import DIVERGENCE_CHECK_EVERY
-from bench.run.outputs import StepOutputs
+from bench.run.stepstash import StepOutputs
 
 DEFAULT_BOUND = "100x"
 

@@ -24,7 +24,7 @@ from bench import rundir
 
 class Terminated(BaseException):
     """SIGTERM or SIGUSR1 arrived before training started (torchrun stops the other ranks this way
-    when one fails, and so do schedulers); once training runs they stop it cleanly (bench.run.preempt)."""
+    when one fails, and so do schedulers); once training runs they stop it cleanly (bench.run.stepbounds)."""
 
 
 def _raise_terminated(signum, frame):

@@ -1,34 +1,28 @@
 """The training loop of one rank, in pieces of one concern each: set-up, one epoch, its metrics.
 
 Every rank trains on its shard of one seeded permutation per epoch (``epoch_order``), its batches
-served by its data source (bench.run.sources); steps are timed by bench.run.timing, their outputs
-kept on the device by bench.run.outputs; between steps, bench.run.preempt checks divergence
-(bench.run.divergence), agrees on stop requests and writes step checkpoints. bench.run.train drives
+served by its data source (bench.run.datasets.feeds); steps are timed by bench.run.steptimer, their outputs
+kept on the device by bench.run.stepstash; between steps, bench.run.stepbounds checks divergence
+(bench.run.divergence), agrees on stop requests and writes step checkpoints. bench.run.runner drives
 these pieces; bench.run.results writes what they found.
 """
 from __future__ import annotations
 
-import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as tdist
 
 from bench import rundir
-from bench.bn import emulate, make_norm
-from bench.nets import FASHION_MNIST_SHAPE, build_model
-from bench.run import dist, envinfo
+from bench.run import checkpoint, dist, scalars
 from bench.run.checkpoint import MidEpoch
-from bench.run.config import TrainConfig
-from bench.run.divergence import Verdict
-from bench.run.inputs import DataSpec
-from bench.run.outputs import StepOutputs
-from bench.run.plan import RunPlan
-from bench.run.preempt import StepBoundaries
-from bench.run.sources import Source
-from bench.run.step import Step
-from bench.run.timing import gc_paused
+from bench.run.datasets.feeds import Source
+from bench.run.divergence import DivergenceGuard, Verdict
+from bench.run.job import Job
+from bench.run.stepbounds import StepBoundaries
+from bench.run.stepstash import StepOutputs
+from bench.run.steptimer import gc_paused
 
 
 def reduce_(t: torch.Tensor, op=tdist.ReduceOp.SUM) -> torch.Tensor:
@@ -51,17 +45,6 @@ def epoch_order(seed: int, epoch: int, n: int, steps: int, global_batch: int) ->
     return order[:need].view(steps, global_batch)
 
 
-def build_net(cfg: TrainConfig, device: torch.device, group=None, data: DataSpec | None = None) -> torch.nn.Module:
-    """The seeded network of ``cfg`` with its BN variant (synchronising over ``group``), on ``device``,
-    for the images of ``data`` (default Fashion-MNIST's), in channels_last where ``cfg`` asks."""
-    torch.manual_seed(cfg.seed)
-    norm = lambda c, d: emulate.wrap(make_norm(cfg.variant, c, d, process_group=group),  # noqa: E731
-                                     cfg.bn_emulate_ranks)
-    shape, classes = (data.input_shape, data.num_classes) if data else (FASHION_MNIST_SHAPE, 10)
-    net = build_model(cfg.model, norm, shape, classes).to(device)
-    return net.to(memory_format=torch.channels_last) if cfg.channels_last else net
-
-
 def evaluate(data: Source, model: torch.nn.Module, info: dist.DistInfo, batch: int) -> float | None:
     """Accuracy over the whole test set exactly once (each rank scores a contiguous slice, counts
     summed); None where the source has no test set."""
@@ -73,40 +56,6 @@ def sync_buffers(model: torch.nn.Module) -> None:
     if tdist.is_initialized():
         for b in model.buffers():
             tdist.broadcast(b, src=0)
-
-
-def start_run_dir(plan: RunPlan, info: dist.DistInfo) -> None:
-    """Rank 0 lays out the run directory (fresh, or as left for a resume) and records what runs."""
-    if info.distributed:
-        tdist.barrier()  # every rank has validated before rank 0 touches the file system
-    if info.is_main:
-        if not plan.resume:
-            if plan.run_dir.exists():
-                shutil.rmtree(plan.run_dir)
-            (plan.run_dir / rundir.TRACES).mkdir(parents=True)
-        config = {**plan.record(), "launcher": info.launcher, "backend": info.backend,
-                  "device_type": info.device.type, "restart_count": info.restart_count}
-        rundir.write_json(plan.run_dir / rundir.CONFIG, config)
-        rundir.write_json(plan.run_dir / rundir.ENV, envinfo.collect(info.device))
-        rundir.write_json(plan.run_dir / rundir.SUMMARY, {"status": rundir.RUNNING, "run_name": plan.run_name,
-                                                          "resumed": plan.resume,
-                                                          "restart_count": info.restart_count})
-    if info.distributed:
-        tdist.barrier()
-
-
-@dataclass
-class Job:
-    """What one rank trains with: the plan, its place in the world, data, network and step."""
-    plan: RunPlan
-    info: dist.DistInfo
-    data: Source                       # where batches come from (bench.run.sources)
-    net: torch.nn.Module               # the network itself (checkpoints, BN parameters)
-    model: torch.nn.Module             # what the step calls: the network, or DDP around it
-    opt: torch.optim.Optimizer
-    step: Step
-    metrics: list[dict] = field(default_factory=list)  # one row per finished epoch (metrics.csv)
-    measured_ms: list = field(default_factory=list)    # (epoch index, step, ms) of every timed step
 
 
 @dataclass
@@ -133,7 +82,7 @@ def run_epoch(job: Job, epoch: int, prof, bounds: StepBoundaries, mid: MidEpoch 
     order = order.view(steps, plan.world_size, plan.per_rank_batch)[:, info.rank].to(info.device)
     first = done = bounds.begin(epoch, mid)
     batches, wait_ms, verdict = data.batches(order[first:]), {}, Verdict()
-    with gc_paused():  # a full collection would land in one timed step (bench.run.timing)
+    with gc_paused():  # a full collection would land in one timed step (bench.run.steptimer)
         timer.mark()
         for i in range(first, steps):
             t = time.perf_counter()
@@ -174,3 +123,46 @@ def epoch_metrics(job: Job, ep: Epoch, outputs: StepOutputs) -> dict:
             "train_acc": train_acc, "test_acc": test_acc,
             "examples_per_s": G * len(timed) / timed_s if timed else float("nan"), "epoch_s": ep.seconds,
             "data_wait_s": wait_s if timed else float("nan")}
+
+
+def train_epochs(job: Job, start: int, mid: MidEpoch | None, prof, bounds: StepBoundaries,
+                 epoch_scalars: scalars.EpochScalars, log) -> tuple[str, Epoch | None]:
+    """Train from epoch `start` (step `mid.steps_done` of it, when resuming mid-epoch) until the last
+    epoch, a divergence or an agreed stop; (status, last epoch)."""
+    plan, cfg = job.plan, job.plan.cfg
+    ep = None
+    for epoch in range(start, cfg.epochs):
+        ep = run_epoch(job, epoch, prof, bounds, mid if epoch == start else None)
+        if ep.bad_step is not None:
+            log(f"epoch {epoch + 1}: loss went bad (non-finite or above --diverge-above {cfg.diverge_above}) at "
+                f"step {ep.bad_step} on some rank; stopping every rank")
+            return rundir.DIVERGED, ep
+        if ep.steps_done < plan.steps_per_epoch:
+            return rundir.INTERRUPTED, ep  # the step checkpoint is written
+        job.metrics.append(epoch_metrics(job, ep, bounds.outputs))
+        ep.stop_signal = end_epoch(job, epoch_scalars, bounds.guard, bounds.stop.signal, log)
+        if ep.stop_signal and epoch + 1 < cfg.epochs:
+            return rundir.INTERRUPTED, ep
+    return rundir.COMPLETE, ep
+
+
+def end_epoch(job: Job, epoch_scalars: scalars.EpochScalars, guard: DivergenceGuard, stop_signal: int,
+              log) -> int:
+    """Record the epoch just finished: metrics.csv, the checkpoint, TensorBoard scalars, one line.
+    Returns the stop request of any rank (agreed in the checkpoint's gather), 0 for none."""
+    m, info = job.metrics[-1], job.info
+    if info.is_main:
+        rundir.write_csv(job.plan.run_dir / rundir.METRICS, rundir.METRICS_COLUMNS, job.metrics)
+    agreed = checkpoint.save(job.plan.run_dir, net=job.net, opt=job.opt, epochs_done=m["epoch"],
+                             metrics=job.metrics, measured_ms=job.measured_ms, rank=info.rank, device=info.device,
+                             guard=guard.state(), stop_signal=stop_signal)
+    epoch_scalars.log(m)
+    acc = format_acc
+    log(f"epoch {m['epoch']}/{job.plan.cfg.epochs}  loss {m['train_loss']:.3f}  train acc {acc(m['train_acc'])}  "
+        f"test acc {acc(m['test_acc'])}  {m['examples_per_s']:,.1f} examples/s  {m['epoch_s']:.1f} s", flush=True)
+    return agreed
+
+
+def format_acc(value: float | None) -> str:
+    """An accuracy as printed: three decimals, or n/a where it is not measured (never 0)."""
+    return "n/a" if value is None else f"{value:.3f}"

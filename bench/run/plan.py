@@ -15,7 +15,7 @@ from bench.bn import emulate, unavailable_reason
 from bench.errors import UsageError
 from bench.run import checkpoint
 from bench.run.config import TrainConfig
-from bench.run.inputs import FASHION_MNIST, DataSpec, image_size, resolve_data
+from bench.run.datasets.spec import FASHION_MNIST, DataSpec, image_size, resolve_data
 from bench.run.profiler import WINDOW_STEPS
 from bench.run.step import check_mode
 
@@ -31,7 +31,7 @@ class RunPlan:
     run_dir: Path
     resume: bool           # continue run_dir from its checkpoint
     per_rank_batch: int
-    data: DataSpec         # the data source: image shape, classes, set sizes (bench.run.inputs)
+    data: DataSpec         # the data source: image shape, classes, set sizes (bench.run.datasets.spec)
     steps_per_epoch: int   # --steps, else one pass: the last incomplete global batch is dropped, as
                            # DistributedSampler can
     bn_group_size: int     # ranks whose samples one BN layer normalises together (1 = local statistics)

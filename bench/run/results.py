@@ -1,14 +1,40 @@
-"""What a finished (or diverged) run leaves: every rank's step times, the summary, BN parameters."""
+"""The run directory's files: laid out before the job is built (config, environment, a running
+summary), and what a finished (or diverged) run leaves: every rank's step times, the summary, BN
+parameters."""
 from __future__ import annotations
+
+import shutil
 
 import torch
 import torch.distributed as tdist
 
 from bench import rundir
 from bench.nets import bn_layers
-from bench.run import dist
-from bench.run.loop import Job, reduce_
-from bench.run.timing import percentile
+from bench.run import dist, envinfo
+from bench.run.job import Job
+from bench.run.loop import reduce_
+from bench.run.plan import RunPlan
+from bench.run.steptimer import percentile
+
+
+def start_run_dir(plan: RunPlan, info: dist.DistInfo) -> None:
+    """Rank 0 lays out the run directory (fresh, or as left for a resume) and records what runs."""
+    if info.distributed:
+        tdist.barrier()  # every rank has validated before rank 0 touches the file system
+    if info.is_main:
+        if not plan.resume:
+            if plan.run_dir.exists():
+                shutil.rmtree(plan.run_dir)
+            (plan.run_dir / rundir.TRACES).mkdir(parents=True)
+        config = {**plan.record(), "launcher": info.launcher, "backend": info.backend,
+                  "device_type": info.device.type, "restart_count": info.restart_count}
+        rundir.write_json(plan.run_dir / rundir.CONFIG, config)
+        rundir.write_json(plan.run_dir / rundir.ENV, envinfo.collect(info.device))
+        rundir.write_json(plan.run_dir / rundir.SUMMARY, {"status": rundir.RUNNING, "run_name": plan.run_name,
+                                                          "resumed": plan.resume,
+                                                          "restart_count": info.restart_count})
+    if info.distributed:
+        tdist.barrier()
 
 
 def gather_step_ms(times: list[float], info: dist.DistInfo) -> list[list[float]]:
