@@ -95,13 +95,14 @@ def commands(markdown: str) -> list[str]:
 
 def targets(line: str) -> list[tuple[tuple[str, ...], list[str]]]:
     """(modules whose flags may appear, the flags) for one command line of this project's (not pip's,
-    venv's or torchrun's own)."""
+    venv's or torchrun's own; `bench.X` is a placeholder)."""
     words = shlex.split(line.replace("[", " ").replace("]", " "))
     if words[:2] == ["make", "compare"]:
         args = next((w.split("=", 1)[1] for w in words if w.startswith("ARGS=")), "")
         return [(PASSES_ON["launch.compare"], shlex.split(args))]
     for i, word in enumerate(words):
-        if word == "-m" and i + 1 < len(words) and words[i + 1].split(".")[0] in ("bench", "analysis", "launch"):
+        package, _, command = words[i + 1].partition(".") if i + 1 < len(words) else ("", "", "")
+        if word == "-m" and package in ("bench", "analysis", "launch", "devtools") and command.islower():
             module, rest = words[i + 1], words[i + 2:]
             if "--" in rest:
                 cut = rest.index("--")
