@@ -64,8 +64,11 @@ def output_dir(flag: str, path: str | Path) -> Path:
 # Numbers: 0 or a negative value is refused where it makes no sense. Paths: returned as given (str).
 
 def positive_int(text: str) -> int:
-    """>>> positive_int("3")
-    3"""
+    """A count, a size, a rank number: 1 or more.
+
+    >>> positive_int("3")
+    3
+    """
     v = int(text)
     if v <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
@@ -117,5 +120,6 @@ def out_dir(text: str) -> str:
     return _as_type(output_dir, text)
 
 
+# each number type and the values it refuses, which the bad-input test tries on every flag of that type
 NUMBER_TYPES = {positive_int: ("0", "-1"), non_negative_int: ("-1",), positive_float: ("0", "-1")}
 PATH_TYPES = (in_file, in_path, out_file, out_dir)

@@ -10,7 +10,7 @@ import pytest
 
 from bench.errors import EXIT_USAGE
 from bench.run.datasets import fashion_mnist as fmnist
-from tests.procs import env, free_port, python_m
+from tests.procs import REPO, env, free_port, python_m
 from tests.reliab_util import TINY, train_cmd
 
 
@@ -197,13 +197,13 @@ def test_sync_on_cpu_two_processes_both_exit_2(tmp_path, data_dir):
 # command has one, so its type is tested too; launch.compare passes unknown flags on to bench.train.
 BAD_FLAGS = {
     "compare, unknown variant": ("launch.compare", ["--variants", "bogus"], ["--variants", "invalid choice"]),
-    "kernels, unknown flag": ("analysis.kernels", ["runs", "-o", "out", "--bogus"], ["unrecognized", "--bogus"]),
-    "micro_table, unknown flag": ("analysis.micro_table", ["a.csv", "--bogus"], ["unrecognized", "--bogus"]),
+    "kernels, unknown flag": ("analysis.kernels", [".", "-o", "out", "--bogus"], ["unrecognized", "--bogus"]),
+    "micro_table, unknown flag": ("analysis.micro_table", [str(REPO / "README.md"), "--bogus"], ["unrecognized", "--bogus"]),
     "gpu_reliability_check, no data": ("devtools.gpu_reliability_check", ["--out", "x"], ["required", "--data-dir"]),
     "gpu_fused_check, too few reps": ("devtools.gpu_fused_check", ["out.csv", "--reps", "5"], ["--reps", ">= 30"]),
     "fused_compile_check, arch not a number": ("devtools.fused_compile_check", ["--arch", "ninety"],
-                                              ["--arch", "invalid int"]),
-    "view, port not a number": ("launch.view", ["runs", "--port", "http"], ["--port", "invalid int"]),
+                                              ["--arch", "invalid positive_int value"]),
+    "view, port not a number": ("launch.view", [".", "--port", "http"], ["--port", "invalid positive_int value"]),
     "run, negative grace": ("launch.run", ["--grace-s", "-1"], ["--grace-s", "-1", "0 or a positive"]),
     "run, negative restarts": ("launch.run", ["--max-restarts", "-2"], ["--max-restarts", "0 or a positive"]),
     "modes, negative batch": ("bench.modes", ["--batches", "-4"], ["--batches", "positive integer", "-4"]),
