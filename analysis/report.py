@@ -108,9 +108,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-    for flag, files in (("--compat", args.compat), ("--micro", args.micro or [])):
-        if missing := [c for c in files if not Path(c).is_file()]:
-            raise UsageError(f"{flag} {missing[0]}: no such file")
     with one_line_warnings():
         try:
             path = build(args.paths, args.out, parse_targets(args.resolve), tuple(args.compat),
