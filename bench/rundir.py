@@ -47,11 +47,14 @@ STATUSES = RUNNING, COMPLETE, DIVERGED, FAILED, INTERRUPTED = (
 FINISHED = (COMPLETE, DIVERGED)
 # The BN variants a run can name (config.json's "variant"), and which of them synchronise statistics
 # across ranks; bench.bn builds them, analysis groups by them.
-VARIANTS = ("scratch", "nn", "sync", "scratch-sync", "fused", "fused-sync")
+VARIANTS = ("scratch", "nn", "sync", "scratch-sync", "fused", "fused-sync", "gn")
 SYNCHRONISING = ("sync", "scratch-sync", "fused-sync")
 VARIANT_NAMES = {"scratch": "from-scratch BN (textbook)", "nn": "nn.BatchNorm1d/2d",
                  "sync": "nn.SyncBatchNorm", "scratch-sync": "from-scratch cross-rank BN",
-                 "fused": "fused Triton BN", "fused-sync": "fused Triton cross-rank BN"}
+                 "fused": "fused Triton BN", "fused-sync": "fused Triton cross-rank BN",
+                 "gn": "nn.GroupNorm (no batch statistics)"}
+# The variants that are not batch norm: no running statistics, nothing depends on the batch.
+BATCH_FREE = ("gn",)
 # The variants that run Triton kernels: only where bench.bn.fused.unavailable_reason allows.
 TRITON_VARIANTS = ("fused", "fused-sync")
 # Steps between divergence checks by device type when --check-finite-every is not given: each check

@@ -29,10 +29,12 @@ def gather_step_ms(times: list[float], info: dist.DistInfo) -> list[list[float]]
 
 
 def bn_param_rows(net: torch.nn.Module) -> list[dict]:
-    """Final scale, shift and running statistics of every BN layer, one row per channel."""
+    """Final scale, shift and running statistics of every norm layer, one row per channel; a layer
+    without running statistics (gn) has them empty."""
     rows = []
     for name, m in bn_layers(net):
-        cols = [m.weight, m.bias, m.running_mean, m.running_var]
+        none = torch.full_like(m.weight, float("nan"))
+        cols = [m.weight, m.bias, getattr(m, "running_mean", none), getattr(m, "running_var", none)]
         for c, vals in enumerate(zip(*(t.detach().float().cpu().tolist() for t in cols))):
             rows.append(dict(zip(rundir.BN_PARAMS_COLUMNS, (name, c, *vals))))
     return rows

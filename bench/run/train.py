@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from bench import rundir
 from bench.errors import EXIT_DIVERGED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 from bench.nets import set_bn_labels
-from bench.run import checkpoint, dist, failure, loop, preempt, results, scalars, sources
+from bench.run import checkpoint, dist, failure, loop, preempt, recipe, results, results_file, scalars, sources
 from bench.run import data as fmnist
 from bench.run.config import TrainConfig, from_argv
 from bench.run.divergence import DivergenceGuard
@@ -50,7 +50,9 @@ def train(cfg: TrainConfig, stop: preempt.StopRequest | None = None) -> dict:
     peers = [("", -1)] * world_size
     try:
         peers = failure.peer_table()
-        return run(plan, info, stop)
+        summary = run(plan, info, stop)
+        results_file.append(cfg.results_file, plan, summary, info.is_main)
+        return summary
     except UsageError:
         raise
     except BaseException as e:  # record who failed and why, then let the caller exit non-zero
@@ -72,9 +74,11 @@ def build_job(plan: RunPlan, info: dist.DistInfo) -> loop.Job:
     model = net
     if info.distributed:
         model = DDP(net, device_ids=[info.device.index] if info.device.type == "cuda" else None)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    opt = recipe.make_optimizer(model, plan.recipe)
     # Built before the profiler starts, so graph capture never runs under it.
-    step = make_step(model, opt, cfg.mode, cfg.amp, data.example(plan.per_rank_batch))
+    step = make_step(model, opt, cfg.mode, cfg.amp, data.example(plan.per_rank_batch), plan.recipe.label_smoothing)
+    step.run = recipe.per_step(step.run, opt, plan.recipe, plan.steps_per_epoch, cfg.epochs, cfg.print_freq,
+                               print if info.is_main else (lambda *a, **k: None))
     return loop.Job(plan, info, data, net, model, opt, step)
 
 
