@@ -18,9 +18,10 @@ from pathlib import Path
 
 import markdown
 
-from analysis import (render_compat, render_findings, render_kernels, render_runs, render_steps,
-                      render_sweep)
+from analysis import (render_compat, render_findings, render_kernels, render_runs, render_small_batch,
+                      render_steps, render_sweep)
 from analysis.compat import find_compat, load_compat
+from analysis.groups import group_stats
 from analysis.labels import run_labels
 from analysis.micro import load_micro
 from analysis.power import ResolveTarget, parse_targets
@@ -70,6 +71,7 @@ def build(paths: list[str], out_dir: str | Path, resolve: tuple[ResolveTarget, .
         render_runs.curves_section(load_metrics(runs), load_bn_params(runs), labels, out_dir),
         render_steps.steps_section(steps, out_dir, labels),
         render_sweep.sweep_section(runs, out_dir, resolve=resolve, steps=steps),
+        render_small_batch.small_batch_section(group_stats(runs), out_dir),
         render_kernels.kernel_section([Path(p) for p in runs["path"]], out_dir, labels,
                                       load_micro(micro) if micro else None),
         render_compat.compat_section(load_compat(find_compat([*paths, *compat]))),
