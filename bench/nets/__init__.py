@@ -46,7 +46,7 @@ def input_problem(name: str, input_shape: tuple[int, int, int]) -> str | None:
     """
     if name not in MODELS:
         from bench.nets import torchvision_models
-        return torchvision_models.name_problem(name) or torchvision_models.input_problem(name, input_shape)
+        return torchvision_models.name_problem(name) or torchvision_models.input_problem(name, tuple(input_shape))
     c, h, w = input_shape
     if name == "lenet" and tuple(input_shape) != FASHION_MNIST_SHAPE:
         return f"lenet is the textbook network for 1×28×28 Fashion-MNIST images, not {c}×{h}×{w}"

@@ -61,6 +61,7 @@ def name_problem(name: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)  # a pure function of its arguments; each check builds the network
 def input_problem(name: str, input_shape: tuple[int, int, int]) -> str | None:
     """Why torchvision's ``name`` cannot take (C, H, W) inputs, or None: a forward pass on the meta device."""
     c, h, w = input_shape

@@ -33,9 +33,9 @@ def bn_param_rows(net: torch.nn.Module) -> list[dict]:
     without running statistics (gn) has them empty."""
     rows = []
     for name, m in bn_layers(net):
-        none = torch.full_like(m.weight, float("nan"))
-        cols = [m.weight, m.bias, getattr(m, "running_mean", none), getattr(m, "running_var", none)]
-        for c, vals in enumerate(zip(*(t.detach().float().cpu().tolist() for t in cols))):
+        cols = [m.weight, m.bias, getattr(m, "running_mean", None), getattr(m, "running_var", None)]
+        empty = [None] * m.weight.numel()
+        for c, vals in enumerate(zip(*(empty if t is None else t.detach().float().cpu().tolist() for t in cols))):
             rows.append(dict(zip(rundir.BN_PARAMS_COLUMNS, (name, c, *vals))))
     return rows
 
