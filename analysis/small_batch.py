@@ -51,7 +51,7 @@ def curve(groups: pd.DataFrame) -> pd.DataFrame:
     parts = []
     for _, c in g.groupby(CURVE_KEY, dropna=False, sort=True):
         local = c[[_local(v) for v in c["variant"]]]
-        if local.groupby("variant")["bn_emulate_ranks"].nunique().max(initial=0) < 2:
+        if local.empty or local.groupby("variant")["bn_emulate_ranks"].nunique().max() < 2:
             continue
         xs = sorted(local[X].unique(), reverse=True)
         others = c[[not _local(v) and k == 1 for v, k in zip(c["variant"], c["bn_emulate_ranks"])]]
