@@ -25,7 +25,7 @@ from tests.procs import REPO
 # when modules move; the launcher of TensorBoard is one line here.
 CLI_MODULES = (
     "bench.train", "bench.micro", "bench.modes", "bench.overhead", "bench.collectives", "bench.compat",
-    "bench.variants", "analysis.report", "analysis.kernels", "analysis.render_micro", "analysis.render_compat",
+    "bench.variants", "bench.nets", "analysis.report", "analysis.kernels", "analysis.render_micro", "analysis.render_compat",
     "analysis.bench_parse", "analysis.scale",
     "launch.compare", "launch.sweep", "launch.run", "launch.view", "launch.gpu_reliability_check", "launch.gpu_fused_check",
     "launch.fused_compile_check", "launch.readme_picture",

@@ -38,6 +38,7 @@ from bench.tools.compat_procs import Cell, Outcome, run_cell
 
 LOCAL_NA = "local BN shares nothing across ranks: no global statistics to compare"
 NO_COLLECTIVE = "local BN issues no collective: a rank skipping a call leaves nothing waiting"
+NO_RUNNING = "group norm keeps no running statistics: evaluation is its training arithmetic (fp32 checks it)"
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Case:
     pg_timeout_s: float | None = None  # None: the time limit (a hang then shows as timeout)
     synced: bool = True  # trains with statistics shared across ranks (nn.SyncBatchNorm: CUDA only)
     needs_cuda: str | None = None  # n/a reason on other devices
+    batch_free_na: str | None = None  # n/a reason for a variant without batch statistics (gn)
 
 
 CASES: dict[str, Case] = {
@@ -64,13 +66,14 @@ CASES: dict[str, Case] = {
     "compile": Case(num.compile_default, "variant", 300),
     "compile-fullgraph": Case(num.compile_fullgraph, "variant", 300),
     "cuda-graph": Case(num.cuda_graph, "variant", 120, needs_cuda=num.NEEDS_CUDA),
-    "eval-no-collective": Case(ranked.eval_no_collective, "two", 60, synced=False),
+    "eval-no-collective": Case(ranked.eval_no_collective, "two", 60, synced=False, batch_free_na=NO_RUNNING),
     "uneven-batches": Case(ranked.uneven_batches, "variant", 60, local_na=LOCAL_NA),
     "empty-rank": Case(ranked.empty_rank, "variant", 60),
     "skipped-call": Case(ranked.skipped_call, "two", 60, local_na=NO_COLLECTIVE, deciding=(0,),
                          clean_death_s=ranked.SKIP_PG_TIMEOUT_S + ranked.SKIP_GRACE_S,
                          pg_timeout_s=ranked.SKIP_PG_TIMEOUT_S),
-    "convert-subclass": Case(ranked.convert_subclass, "one", 60, synced=False),
+    "convert-subclass": Case(ranked.convert_subclass, "one", 60, synced=False,
+                             batch_free_na="convert_sync_batchnorm converts batch norm only; group norm is not one"),
     "no-process-group": Case(num.no_process_group, "one", 60),
     "deterministic": Case(num.deterministic, "variant", 60),
 }
@@ -94,6 +97,8 @@ def plan_cell(spec: VariantSpec, name: str, device: str, backend: str, reps: int
     case = CASES[name]
     if case.local_na and not spec.synchronising:
         return case.local_na
+    if case.batch_free_na and spec.name in rundir.BATCH_FREE:
+        return case.batch_free_na
     if case.needs_cuda and device != "cuda":
         return case.needs_cuda
     ranks = {"one": 1, "two": 2, "variant": 2 if spec.synchronising else 1}[case.ranks]
