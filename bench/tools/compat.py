@@ -166,6 +166,28 @@ def parse_shape(text: str) -> tuple[int, int, int, int]:
     return shape
 
 
+def model_shape(model: str, image_size: int, n: int) -> tuple[int, int, int, int]:
+    """(n, C, H, W) most of ``model``'s BN layers see at ``image_size``² (H·W >= 2, so channels_last
+    differs); UsageError naming the problem when the network cannot take the images."""
+    from collections import Counter
+
+    from bench.nets import model_problem
+    from bench.nets.shapes import bn_inputs
+
+    if (problem := model_problem(model)) is not None:
+        raise UsageError(problem)
+    try:
+        seen = [s[1:] for _, s in bn_inputs(model, image_size) if len(s) == 4 and s[2] * s[3] >= 2]
+    except ValueError as e:
+        raise UsageError(f"--model {model} --image-size {image_size}: {e}") from None
+    if not seen:
+        raise UsageError(f"--model {model} has no 4-d BN input of 2 or more positions at {image_size}²: "
+                         f"raise --image-size")
+    c, h, w = Counter(seen).most_common(1)[0][0]
+    print(f"--model {model}: cases at its most common BN input, {n}×{c}×{h}×{w} per rank", flush=True)
+    return (n, c, h, w)
+
+
 def build_parser() -> OneLineParser:
     p = OneLineParser(prog="bench.compat", description=__doc__.splitlines()[0])
     p.add_argument("--variants", help="comma-separated BN variants (default all: "
@@ -181,6 +203,9 @@ def build_parser() -> OneLineParser:
     p.add_argument("--shape", default=",".join(map(str, SHAPE)),
                    help=f"each rank's input N,C,H,W (default {','.join(map(str, SHAPE))}); "
                         "also the timed shape")
+    p.add_argument("--model", metavar="NAME", help="run the cases at the BN input shape most layers of this "
+                   "network see (any --model of bench.train; N from --shape), at --image-size")
+    p.add_argument("--image-size", type=int, default=32, metavar="N", help="--model's images, N×N (default 32)")
     p.add_argument("--reps", type=int, default=20,
                    help="timed steps for the step-time ratios (default 20; 0: no timing)")
     p.add_argument("--time-limit-scale", type=float, default=1.0,
@@ -201,6 +226,8 @@ def _run(args, extra: dict[str, VariantSpec]) -> int:
     if args.reps < 0 or args.time_limit_scale <= 0:
         raise UsageError("--reps must be >= 0 and --time-limit-scale > 0")
     shape = parse_shape(args.shape)
+    if args.model:
+        shape = model_shape(args.model, args.image_size, shape[0])
     device = resolve_device(args.device, 0).type
     backend = resolve_backend(args.backend, device)
     print(f"compatibility matrix: torch {torch.__version__}, device {device}, backend {backend} "
