@@ -37,7 +37,9 @@ SKIPPED_COLUMNS = ("variant", "reason")
 STEP_TIMES_COLUMNS = ("rank", "epoch", "step", "step_ms")
 # train_acc and test_acc are empty where accuracy is not measured (synthetic data: random labels);
 # data_wait_s: host seconds the slowest rank waited for its batches over the epoch's timed steps.
-METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "test_acc", "examples_per_s", "epoch_s", "data_wait_s")
+# test_acc5: top-5 test accuracy, empty with 5 classes or fewer (and where test_acc is).
+METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "test_acc", "examples_per_s", "epoch_s", "data_wait_s",
+                   "test_acc5")
 BN_PARAMS_COLUMNS = ("layer", "channel", "weight", "bias", "running_mean", "running_var")
 # summary.json's "status". A finished run (complete, or diverged: a result, and a re-run would diverge
 # again) is never resumed or re-run; "running" is also what a killed run leaves behind; "interrupted"

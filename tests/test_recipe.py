@@ -109,3 +109,13 @@ def test_fp16_with_a_gradient_scaler_trains(tmp_path, data_dir, keep_process_sta
     assert half["status"] == "complete" and half["amp"] == "fp16"
     assert half["train_loss"] != full["train_loss"]  # float16 arithmetic ran
     assert half["train_loss"] == pytest.approx(full["train_loss"], rel=0.05)
+
+
+def test_top5_counts_a_hit_among_the_five_largest_logits():
+    from bench.run.sources import _count_correct, _sum_correct
+
+    logits = torch.tensor([[9.0, 8, 7, 6, 5, 4, 0], [0.0, 1, 2, 3, 4, 5, 6], [6.0, 5, 4, 3, 2, 1, 0]])
+    y = torch.tensor([4, 0, 0])  # 5th largest (a top-5 hit), the smallest (a miss), the largest (both)
+    counts = torch.zeros(2, dtype=torch.int64)
+    _count_correct(counts, logits, y)
+    assert _sum_correct(counts, 3, 7) == pytest.approx((1 / 3, 2 / 3))

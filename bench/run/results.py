@@ -70,6 +70,7 @@ def summarise(job: Job, by_rank: list[list[float]], status: str, start: int) -> 
         "world_size": W, "per_rank_batch": plan.per_rank_batch, "global_batch": G, "epochs": cfg.epochs,
         "epochs_done": len(job.metrics), "seed": cfg.seed,
         "train_loss": last["train_loss"], "train_acc": last["train_acc"], "test_acc": last["test_acc"],
+        "test_acc5": last.get("test_acc5"),
         "examples_per_s": eps, "examples_per_s_per_rank": eps / W, "measured_steps": len(times),
         "step_ms_p50": percentile(times, 50), "step_ms_p90": percentile(times, 90),
         "step_ms_rank": slowest, "peak_mem_bytes": _peak_mem(info), "device": str(info.device),

@@ -11,7 +11,7 @@ from pathlib import Path
 from bench import rundir
 
 FIELDS = ("run_name", "status", "model", "variant", "world_size", "global_batch", "per_rank_batch", "epochs_done",
-          "seed", "train_loss", "train_acc", "test_acc", "examples_per_s", "step_ms_p50", "mode", "amp",
+          "seed", "train_loss", "train_acc", "test_acc", "test_acc5", "examples_per_s", "step_ms_p50", "mode", "amp",
           "bn_emulate_ranks", "data")
 
 
