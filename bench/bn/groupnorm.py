@@ -29,8 +29,9 @@ class GroupNormLayer(nn.GroupNorm):
     (N, C), 4 for (N, C, H, W)) and ``num_features``, as the BN variants do, so the converter can turn
     it back into batch norm and the reports can list it beside them.
 
-    >>> GroupNormLayer(64, 4)
-    GroupNormLayer(32, 64, eps=1e-05, affine=True)
+    >>> layer = GroupNormLayer(64, 4)
+    >>> layer.num_groups, layer.num_channels, layer.dims
+    (32, 64, 4)
     """
 
     def __init__(self, num_features: int, dims: int, eps: float = 1e-5, affine: bool = True):
