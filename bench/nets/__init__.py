@@ -1,5 +1,6 @@
-"""Networks built from a norm factory. Rule: imports torch, torchvision and bench.nets.base only; a
-network never names a BN variant — it calls the factory it is given (bench.bn.make_norm, wrapped).
+"""Networks built from a norm factory. Rule: imports torch, torchvision, bench.nets and bench.bn's
+converter only; a network never names a BN variant — it calls the factory it is given
+(bench.bn.make_norm, wrapped), directly or through bench.bn.convert.
 
     lenet     LeNet-BN, the textbook's network, on 1×28×28 Fashion-MNIST (bench.nets.lenet)
     resnet18  torchvision's ResNet-18: on 1×28×28 Fashion-MNIST with a small-input stem, on 3-channel
