@@ -95,3 +95,10 @@ def test_micro_shapes_are_the_distinct_inputs_forward_hooks_see():
     assert sorted(c.shape for c in todo) == sorted(set(seen))
     assert all(c.shape_name.startswith("regnet_y_400mf.trunk_output.") or c.shape_name == "regnet_y_400mf.stem.1"
                for c in todo)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "regnet_x_400mf", "convnext_tiny"])
+def test_bn_counts_built_on_the_meta_device_match_the_real_network(name):
+    from bench.nets.torchvision_models import bn_count
+
+    assert bn_count(name) == len(_bn_paths(name))
