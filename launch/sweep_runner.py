@@ -35,6 +35,7 @@ from typing import TextIO
 from bench import rundir
 from bench.errors import EXIT_INTERRUPTED, OneLineParser, cli
 from bench.rundir import FINISHED
+from bench.run.config import positive_int
 from launch.matrix import PRESET_HELP, PRESETS, Cell, Sweep, build, drop_unavailable, load_toml, merge
 from launch import plan_seeds, preflight
 LOG_TAIL_LINES = 8
@@ -197,6 +198,8 @@ def build_parser() -> OneLineParser:
     batch.add_argument("--batch-sizes", nargs="+", type=int, help="global batches")
     batch.add_argument("--per-rank-batch-sizes", nargs="+", type=int, help="global = per-rank × world size")
     p.add_argument("--seeds", nargs="+", type=int, help="seeds, one cell each (default 0)")
+    p.add_argument("--bn-emulate-ranks", nargs="+", type=positive_int, metavar="K",
+                   help="local variants (scratch, nn) once per K emulated ranks (bench.bn.emulate); others once")
     p.add_argument("--epochs", type=int, help="epochs of every cell (default 10)")
     p.add_argument("--out", help="parent of the run directories (default: runs)")
     p.add_argument("--report", metavar="DIR", help="report directory (default: <out>/report)")
