@@ -1,4 +1,4 @@
-"""--model takes torchvision's BN networks by name: five families train a few steps with nn, scratch
+"""--model takes torchvision's BN networks by name: five families train one step each with nn, scratch
 and gn (and on 2 gloo ranks with scratch-sync); networks without BN and inputs a network cannot take
 are refused with one line; BN input shapes agree with forward hooks on torchvision's own network."""
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _bn_paths(name: str) -> list[str]:
 
 def _cfg(tmp_path, name: str, variant: str, **kw) -> TrainConfig:
     return TrainConfig(model=name, variant=variant, data="synthetic", image_size=32, num_classes=10,
-                       synthetic_size=8, batch_size=4, epochs=1, profile=False, warmup_steps=0, device="cpu",
+                       synthetic_size=4, batch_size=4, epochs=1, profile=False, warmup_steps=0, device="cpu",
                        out=str(tmp_path), **kw)
 
 
@@ -51,7 +51,7 @@ def test_each_family_trains_with_nn_scratch_and_gn(tmp_path, name, keep_process_
 
 def test_two_gloo_ranks_with_scratch_sync(tmp_path):
     r = torchrun(2, "bench.train", "--model", "mobilenet_v3_small", "--variant", "scratch-sync", "--data",
-                 "synthetic", "--image-size", "32", "--num-classes", "10", "--synthetic-size", "8", "--batch-size",
+                 "synthetic", "--image-size", "32", "--num-classes", "10", "--synthetic-size", "4", "--batch-size",
                  "4", "--epochs", "1", "--no-profile", "--warmup-steps", "0", "--device", "cpu", "--out", tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads(next(tmp_path.glob("*/summary.json")).read_text())
