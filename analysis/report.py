@@ -23,10 +23,11 @@ from analysis.load.micro_csv import load_micro
 from analysis.load.reference import REFERENCE_ROWS
 from analysis.load.run_dirs import load_bn_params, load_metrics, load_runs, load_skipped, load_step_times
 from analysis.load.trace_dirs import load_traced_runs
-from analysis.render import (compat_section, findings_section, kernels_section, runs_section, steps_section,
-                             sweep_section)
+from analysis.render import (compat_section, findings_section, kernels_section, runs_section,
+                             small_batch_section, steps_section, sweep_section)
 from analysis.render.labels import run_labels
 from analysis.stats.power import ResolveTarget, parse_targets
+from analysis.stats.seed_groups import group_stats
 from bench.argcheck import in_file, in_path, out_dir
 from bench.errors import OneLineParser, UsageError, cli, one_line_warnings
 
@@ -74,6 +75,7 @@ def build(paths: list[str], out_dir: str | Path, resolve: tuple[ResolveTarget, .
         runs_section.curves_section(load_metrics(runs), load_bn_params(runs), labels, out_dir),
         steps_section.steps_section(steps, out_dir, labels),
         sweep_section.sweep_section(runs, out_dir, resolve=resolve, steps=steps),
+        small_batch_section.small_batch_section(group_stats(runs), out_dir),
         kernels_section.kernel_section(load_traced_runs([Path(p) for p in runs["path"]]), out_dir, labels,
                                        load_micro(micro) if micro else None),
         compat_section.compat_section(load_compat(find_compat([*paths, *compat]))),

@@ -89,6 +89,13 @@ def positive_float(text: str) -> float:
     return v
 
 
+def non_negative_float(text: str) -> float:
+    v = float(text)
+    if not 0 <= v < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive finite number, got {text}")
+    return v
+
+
 def _as_type(check: Callable[[str, str], object], text: str) -> str:
     try:
         check("", text)
@@ -121,5 +128,6 @@ def out_dir(text: str) -> str:
 
 
 # each number type and the values it refuses, which the bad-input test tries on every flag of that type
-NUMBER_TYPES = {positive_int: ("0", "-1"), non_negative_int: ("-1",), positive_float: ("0", "-1")}
+NUMBER_TYPES = {positive_int: ("0", "-1"), non_negative_int: ("-1",), positive_float: ("0", "-1"),
+                non_negative_float: ("-1",)}
 PATH_TYPES = (in_file, in_path, out_file, out_dir)

@@ -37,7 +37,9 @@ SKIPPED_COLUMNS = ("variant", "reason")
 STEP_TIMES_COLUMNS = ("rank", "epoch", "step", "step_ms")
 # train_acc and test_acc are empty where accuracy is not measured (synthetic data: random labels);
 # data_wait_s: host seconds the slowest rank waited for its batches over the epoch's timed steps.
-METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "test_acc", "examples_per_s", "epoch_s", "data_wait_s")
+# test_acc5: top-5 test accuracy, empty with 5 classes or fewer (and where test_acc is).
+METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "test_acc", "examples_per_s", "epoch_s", "data_wait_s",
+                   "test_acc5")
 BN_PARAMS_COLUMNS = ("layer", "channel", "weight", "bias", "running_mean", "running_var")
 # summary.json's "status". A finished run (complete, or diverged: a result, and a re-run would diverge
 # again) is never resumed or re-run; "running" is also what a killed run leaves behind; "interrupted"
@@ -47,11 +49,14 @@ STATUSES = RUNNING, COMPLETE, DIVERGED, FAILED, INTERRUPTED = (
 FINISHED = (COMPLETE, DIVERGED)
 # The BN variants a run can name (config.json's "variant"), and which of them synchronise statistics
 # across ranks; bench.bn builds them, analysis groups by them.
-VARIANTS = ("scratch", "nn", "sync", "scratch-sync", "fused", "fused-sync")
+VARIANTS = ("scratch", "nn", "sync", "scratch-sync", "fused", "fused-sync", "gn")
 SYNCHRONISING = ("sync", "scratch-sync", "fused-sync")
 VARIANT_NAMES = {"scratch": "from-scratch BN (textbook)", "nn": "nn.BatchNorm1d/2d",
                  "sync": "nn.SyncBatchNorm", "scratch-sync": "from-scratch cross-rank BN",
-                 "fused": "fused Triton BN", "fused-sync": "fused Triton cross-rank BN"}
+                 "fused": "fused Triton BN", "fused-sync": "fused Triton cross-rank BN",
+                 "gn": "nn.GroupNorm (no batch statistics)"}
+# The variants that are not batch norm: no running statistics, nothing depends on the batch.
+BATCH_FREE = ("gn",)
 # The variants that run Triton kernels: only where bench.bn.fused.unavailable_reason allows.
 TRITON_VARIANTS = ("fused", "fused-sync")
 # Steps between divergence checks by device type when --check-finite-every is not given: each check

@@ -12,6 +12,7 @@ by their TrainConfig field names:
     world_sizes = [1, 2]
     per_rank_batch_sizes = [64]    # or batch_sizes = [...] (global)
     seeds = [0, 1, 2]
+    bn_emulate_ranks = [1, 8]      # local variants (scratch, nn) once per K; the others once
     epochs = 2
     out = "runs/my-sweep"
     [train]
@@ -27,7 +28,8 @@ from pathlib import Path
 from bench.run.config import TrainConfig, build_parser, from_argv
 from bench.errors import UsageError
 
-MATRIX_KEYS = ("variants", "world_sizes", "batch_sizes", "per_rank_batch_sizes", "seeds", "epochs", "out")
+MATRIX_KEYS = ("variants", "world_sizes", "batch_sizes", "per_rank_batch_sizes", "seeds", "epochs", "out",
+               "bn_emulate_ranks")
 # bench.train options a sweep sets per cell, or that would break finding cells again
 OWNED_FLAGS = {"--variant": "--variants", "--batch-size": "--batch-sizes or --per-rank-batch-sizes",
                "--seed": "--seeds", "--epochs": "--epochs (the sweep's)", "--out": "--out (the sweep's)",
@@ -50,13 +52,21 @@ PRESETS: dict[str, dict] = {
     "resnet50-imagefolder": {"variants": ["scratch", "nn", "sync", "scratch-sync"], "world_sizes": [1],
                              "per_rank_batch_sizes": [64], "seeds": [0], "epochs": 1,
                              "train": {**RESNET50, "data": "imagefolder", "workers": 8, "steps": 200}},
+    # The small-batch cliff: one global batch (256) on one device, BN statistics over 256, 32, 16, 8, 4
+    # and 2 examples (nn on K emulated ranks, bench.bn.emulate), against statistics over the whole
+    # batch (sync) and none at all (gn); docs/workloads.md.
+    "small-batch": {"variants": ["nn", "sync", "gn"], "world_sizes": [1], "batch_sizes": [256],
+                    "bn_emulate_ranks": [1, 8, 16, 32, 64, 128], "seeds": [0, 1, 2, 3, 4], "epochs": 10,
+                    "train": {"model": "lenet"}},
 }
 PRESET_HELP = {"seed": "LeNet, 10 epochs, batch 256, lr 1.0, scratch and nn, 8 seeds (what the pilot in "
                        "docs/statistics.md says resolves 1.4 accuracy points)",
                "resnet50-synthetic": "ResNet-50, synthetic 224² images, bf16, channels_last, lr 0.1, per-rank batch "
                                      "64, 100 steps, scratch, nn, sync and scratch-sync",
                "resnet50-imagefolder": "as resnet50-synthetic, images from --data-dir (train/, val/), 8 "
-                                       "workers, 200 steps"}
+                                       "workers, 200 steps",
+               "small-batch": "LeNet, global batch 256, BN statistics over 256..2 examples (nn on emulated "
+                              "ranks) against sync and gn, 10 epochs, 5 seeds"}
 
 
 def preset_args(name: str, world_size: int) -> tuple[list[str], list[str]]:
@@ -162,6 +172,19 @@ def merge(toml: dict, flags: dict, passthrough: list[str]) -> tuple[dict, list[s
     return matrix, train_flags(train) + list(passthrough)
 
 
+def _variant_emulations(matrix: dict) -> list[tuple[str, int | None]]:
+    """(variant, emulated ranks or None) of each cell of one (seed, world size, batch): a local variant
+    once per --bn-emulate-ranks value, the others once (their statistics do not depend on the split).
+
+    >>> _variant_emulations({"variants": ["nn", "gn"], "bn_emulate_ranks": [1, 8]})
+    [('nn', 1), ('nn', 8), ('gn', None)]
+    """
+    from bench.bn.emulate import LOCAL_VARIANTS
+
+    ks = matrix.get("bn_emulate_ranks")
+    return [(v, k) for v in matrix["variants"] for k in (ks if ks and v in LOCAL_VARIANTS else [None])]
+
+
 def build(matrix: dict, train_args: list[str]) -> Sweep:
     """Every cell of the matrix, seeds outermost (a partial sweep already has every configuration)."""
     from bench.run.plan import run_name  # torch; only once there is something to build
@@ -179,10 +202,11 @@ def build(matrix: dict, train_args: list[str]) -> Sweep:
     for seed in matrix["seeds"]:
         for ws in matrix["world_sizes"]:
             for b in batches:
-                for variant in matrix["variants"]:
+                for variant, k in _variant_emulations(matrix):
                     global_batch = b * ws if per_rank else b
                     args = ("--variant", str(variant), "--batch-size", str(global_batch), "--seed", str(seed),
-                            "--epochs", str(matrix["epochs"]), "--out", str(matrix["out"]), *train_args)
+                            "--epochs", str(matrix["epochs"]), "--out", str(matrix["out"]),
+                            *(("--bn-emulate-ranks", str(k)) if k else ()), *train_args)
                     cfg = from_argv(list(args))
                     first = first or cfg
                     cells.append(Cell(variant, ws, global_batch, seed, run_name(cfg, ws), args))

@@ -198,6 +198,8 @@ def build_parser() -> OneLineParser:
     batch.add_argument("--batch-sizes", nargs="+", type=positive_int, help="global batches")
     batch.add_argument("--per-rank-batch-sizes", nargs="+", type=positive_int, help="global = per-rank × world size")
     p.add_argument("--seeds", nargs="+", type=non_negative_int, help="seeds, one cell each (default 0)")
+    p.add_argument("--bn-emulate-ranks", nargs="+", type=positive_int, metavar="K",
+                   help="local variants (scratch, nn) once per K emulated ranks (bench.bn.emulate); others once")
     p.add_argument("--epochs", type=positive_int, help="epochs of every cell (default 10)")
     p.add_argument("--out", type=out_dir, help="parent of the run directories (default: runs)")
     p.add_argument("--report", type=out_dir, metavar="DIR", help="report directory (default: <out>/report)")

@@ -39,6 +39,14 @@ class _Parsed(Exception):
     """Raised in place of parsing: the parser is caught, nothing runs."""
 
 
+def entry_point(module: str):
+    """The ``main`` that ``python -m module`` runs (a package's is in its ``__main__``)."""
+    entry = importlib.import_module(module)
+    if not hasattr(entry, "main") and hasattr(entry, "__path__"):
+        entry = importlib.import_module(f"{module}.__main__")
+    return entry.main
+
+
 def parser_of(module: str) -> argparse.ArgumentParser:
     """The first parser ``module``'s ``main(argv)`` parses with: its own flags, as its code declares them.
     The command stops at that point, before any work."""
@@ -48,7 +56,7 @@ def parser_of(module: str) -> argparse.ArgumentParser:
         seen.append(self)
         raise _Parsed
 
-    main = importlib.import_module(module).main
+    main = entry_point(module)
     with mock.patch.object(argparse.ArgumentParser, "parse_known_args", catch):
         try:
             main([])

@@ -20,7 +20,7 @@ STDLIB = set(sys.stdlib_module_names)
 ALLOWED = {
     "bench.rundir": set(), "bench.errors": set(), "bench.quiet": set(), "bench.argcheck": {"bench.errors"},
     "bench.bn": {"torch", "bench.rundir", "bench.errors", "bench.bn", "triton"},
-    "bench.nets": {"torch", "torchvision", "bench.nets"},
+    "bench.nets": {"torch", "torchvision", "bench.nets", "bench.bn", "bench.errors"},
     "bench.run": {"torch", "bench.bn", "bench.nets", "bench.run", "bench.rundir", "bench.errors", "torchvision",
                   "PIL", "bench.quiet", "bench.argcheck"},
 }

@@ -19,7 +19,7 @@ import pytest
 from bench.argcheck import (NUMBER_TYPES, PATH_TYPES, in_file, in_path, non_negative_int, out_dir, out_file,
                             positive_int)
 from bench.errors import EXIT_USAGE
-from tests.commands import PACKAGES, command_modules, parser_of
+from tests.commands import PACKAGES, command_modules, entry_point, parser_of
 from tests.procs import python_m
 
 COMMANDS = sorted(command_modules())
@@ -70,9 +70,8 @@ def bad_inputs(parser: argparse.ArgumentParser, tmp: Path) -> tuple[list[tuple[l
 
 
 def run_in_process(module: str, argv: list[str], capsys) -> tuple[int, str, str]:
-    import importlib
     try:
-        rc = importlib.import_module(module).main(argv)
+        rc = entry_point(module)(argv)
     except SystemExit as e:
         rc = e.code
     out, err = capsys.readouterr()

@@ -41,6 +41,9 @@ EXPECTED = {
     # nn.SyncBatchNorm cannot synchronise CPU tensors; eval, conversion and one process need no sync
     "sync": {**{c: "n/a" for c in RUN_CASES if c not in ("eval-no-collective", "no-process-group")},
              "convert-subclass": "fail"},
+    # group norm against a float64 group norm; no running statistics, no collectives, not a batch norm
+    "gn": {c: "n/a" for c in ("cuda-graph", "uneven-batches", "skipped-call", "eval-no-collective",
+                              "convert-subclass")},
 }
 # bench/bn/fused/__init__.py's contract: float32 and bfloat16 only; an empty rank contributes count 0 and
 # still joins both collectives. fp32 of the local layer, the cross-rank one with an empty rank.

@@ -25,7 +25,7 @@ README = (REPO / "README.md").read_text()
                                            (rundir.BN_PARAMS, rundir.BN_PARAMS_COLUMNS)])
 def test_measurement_lists_each_csv_s_columns_as_rundir_writes_them(name, columns):
     row = next(line for line in MEASUREMENT.splitlines() if line.startswith(f"| `{name}` |"))
-    listed = max(re.findall(r"`([a-z_]+(?:, [a-z_]+)+)`", row), key=len).split(", ")
+    listed = max(re.findall(r"`([a-z0-9_]+(?:, [a-z0-9_]+)+)`", row), key=len).split(", ")
     assert listed == list(columns)
 
 

@@ -52,7 +52,7 @@ def _damaged_copy(src: Path, dst_root: Path, name: str, content: bytes) -> Path:
 # (flags, environment as rank 0 of a world, words the one line must contain)
 CASES = {
     "unknown variant": (["--variant", "batchnorm"], {}, ["--variant", "batchnorm", "choose from"]),
-    "unknown model": (["--model", "vgg99"], {}, ["--model", "vgg99", "choose from"]),
+    "unknown model": (["--model", "vgg99"], {}, ["--model", "vgg99", "python -m bench.nets lists them"]),
     "batch not divisible": (["--batch-size", "65"], {"WORLD_SIZE": "2"}, ["65", "not divisible", "multiple of 2"]),
     "per-rank batch 1, one rank": (["--batch-size", "1"], {}, ["per-rank batch 1", "synchronised variant"]),
     "per-rank batch 1, two ranks": (["--batch-size", "2", "--variant", "scratch"], {"WORLD_SIZE": "2"},

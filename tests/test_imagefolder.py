@@ -65,9 +65,10 @@ def test_evaluation_scores_every_test_image_once_without_padding(folder, tmp_pat
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
                               torch.nn.Linear(4, 3))
-    whole = source.evaluate(net, 0, 1, batch=5)
+    whole, top5 = source.evaluate(net, 0, 1, batch=5)
+    assert top5 is None  # 3 classes: no top-5
     # without a process group each rank returns its own count over all 39: the shares must add up
     for world in (2, 4):
-        shares = [source.evaluate(net, r, world, batch=5) for r in range(world)]
+        shares = [source.evaluate(net, r, world, batch=5)[0] for r in range(world)]
         assert sum(shares) == pytest.approx(whole)
     assert (whole * 39) == pytest.approx(round(whole * 39))

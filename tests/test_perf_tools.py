@@ -29,8 +29,8 @@ def test_micro_rows_agree_with_their_raw_samples(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "median_us" in printed and "x_copy" in printed
     rows, samples = _read(out), _read(tmp_path / "micro_samples.csv")
-    # 2 shapes x 2 dtypes x (copy + 2 variants x 2 ops)
-    assert len(rows) == 20 and len(samples) == 20 * 20
+    # 2 shapes x 2 dtypes x (copy + 3 variants (scratch, nn, gn) x 2 ops)
+    assert len(rows) == 28 and len(samples) == 28 * 20
     elems = {"lenet.bn3": 4 * 120, "lenet.bn1": 4 * 6 * 24 * 24}
     size = {"float32": 4, "bfloat16": 2}
     copy_us = {}

@@ -72,7 +72,8 @@ def test_bf16_autocast_runs_in_bf16_and_keeps_float32_state(variant):
     ("graph", "bf16", "nn", 2, "cuda", 12, "one process only"),
     ("compile", "none", "nn", 1, "cpu", 0, "--warmup-steps >= 1"),
     ("fast", "none", "nn", 1, "cpu", 12, "unknown --mode"),
-    ("eager", "fp16", "nn", 1, "cpu", 12, "unknown --amp"),
+    ("eager", "fp8", "nn", 1, "cpu", 12, "unknown --amp"),
+    ("graph", "fp16", "nn", 1, "cuda", 12, "gradient"),
 ])
 def test_impossible_modes_are_usage_errors(mode, amp, variant, world_size, device, skip, fragment):
     with pytest.raises(UsageError, match=fragment.replace("+", r"\+").replace("-", r"\-")):

@@ -102,7 +102,8 @@ def _per_run_csv(runs: pd.DataFrame, name: str, columns: Iterable[str], missing_
 def load_metrics(runs: pd.DataFrame) -> pd.DataFrame:
     """Per-epoch metrics of every run in `runs`, with the run's grouping columns attached."""
     return _per_run_csv(runs, rundir.METRICS, rundir.METRICS_COLUMNS, missing_ok=False,
-                        fill={"data_wait_s": float("nan")})  # before the input wait was recorded
+                        fill={"data_wait_s": float("nan"),  # before the input wait was recorded
+                              "test_acc5": float("nan")})  # before top-5 was
 
 
 def load_bn_params(runs: pd.DataFrame) -> pd.DataFrame:

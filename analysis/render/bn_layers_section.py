@@ -17,6 +17,7 @@ import pandas as pd  # noqa: E402
 from analysis.render.figures import legend_outside, save  # noqa: E402
 from analysis.render.mdtable import fmt_number, to_markdown  # noqa: E402
 from analysis.transform.bn_layers import layer_table, layer_times  # noqa: E402
+from bench.rundir import BATCH_FREE  # noqa: E402
 
 PNG = "bn_layers.png"
 HEADERS = {"layer": "layer", "shape": "input", "dtype": "dtype", "fwd_us": "fwd (us)", "bwd_us": "bwd (us)",
@@ -37,11 +38,13 @@ NO_MICRO = ("The × copy columns need a bench.micro CSV measured on the same dev
 
 
 def tables(runs: list, labels: Mapping[str, str], micro: pd.DataFrame | None) -> dict[str, pd.DataFrame]:
-    """Run label -> its per-layer table (analysis.transform.bn_layers.layer_table); runs without BN ranges left out."""
+    """Run label -> its per-layer table (analysis.transform.bn_layers.layer_table); runs without BN ranges left out.
+    A run whose layers are not batch norm (bench.rundir.BATCH_FREE: gn) says so in ``attrs["noun"]``."""
     out = {}
     for run in runs:
         table = layer_table(layer_times(run.traces.events), micro)
         if len(table):
+            table.attrs["noun"] = "norm layers" if run.meta.get("variant") in BATCH_FREE else "BN layers"
             out[labels.get(run.name, run.name)] = table
     return out
 
@@ -67,7 +70,7 @@ def plot_layers(by_run: Mapping[str, pd.DataFrame], path: Path) -> None:
 def _sentence(label: str, t: pd.DataFrame) -> str:
     fwd_ms, bwd_ms = t["fwd_us"].sum() / 1e3, t["bwd_us"].sum() / 1e3
     where = "GPU kernel time" if (t["time_source"] == "gpu").all() else "CPU time (no GPU in the trace)"
-    text = (f"**{label}**: {len(t)} BN layers, {fmt_number(fwd_ms)} ms forward + {fmt_number(bwd_ms)} ms "
+    text = (f"**{label}**: {len(t)} {t.attrs.get('noun', 'BN layers')}, {fmt_number(fwd_ms)} ms forward + {fmt_number(bwd_ms)} ms "
             f"backward per step ({where}), {fmt_number(100 * t['step_share'].sum(), '.3g')} % of the step")
     if t["fwd_gb_per_s"].notna().any():
         text += (f"; median layer {fmt_number(t['fwd_gb_per_s'].median(), '.3g')} GB/s forward, "

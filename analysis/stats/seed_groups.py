@@ -19,7 +19,7 @@ import pandas as pd
 
 from analysis.stats.intervals import mean_ci
 from bench import rundir  # torch-free: the run-directory format
-from bench.rundir import SYNCHRONISING, VARIANTS
+from bench.rundir import BATCH_FREE, SYNCHRONISING, VARIANTS
 
 # Columns that define a configuration: everything except seed, run, status and metrics.
 # Columns not listed here (and not metrics) are ignored, so two runs differing only in such a
@@ -36,7 +36,7 @@ DEFAULT_METRICS: tuple[str, ...] = (
 COMPLETE = rundir.COMPLETE
 VARIANT_ORDER: tuple[str, ...] = VARIANTS
 SYNC_VARIANTS = frozenset(SYNCHRONISING)
-LOCAL_VARIANTS = frozenset(VARIANTS) - SYNC_VARIANTS
+LOCAL_VARIANTS = frozenset(VARIANTS) - SYNC_VARIANTS - frozenset(BATCH_FREE)  # gn: no batch statistic at all
 ONE_SEED_NOTE = "1 seed: no interval"
 # With two seeds t_0.975,1 = 12.7: the interval is honest (and, in the metric's own space, inside
 # its range) but too wide to say much; say so next to it.

@@ -1,8 +1,10 @@
 """The batch-norm layers and their factory. Rule: imports torch, bench.rundir and bench.errors only;
 nothing here knows of networks, the training loop or run directories.
 
-All variants expose Parameters ``weight``, ``bias`` and buffers ``running_mean``, ``running_var``, each
-of shape (C,), so state_dicts, DDP's buffer broadcast and the reports treat them alike.
+All batch-norm variants expose Parameters ``weight``, ``bias`` and buffers ``running_mean``,
+``running_var``, each of shape (C,), so state_dicts, DDP's buffer broadcast and the reports treat them
+alike; ``gn`` has the Parameters only. ``bench.bn.convert`` turns every norm layer of a network into any
+variant.
 
     scratch       the textbook's from-scratch BN (bench.bn.scratch): batch mean and biased variance,
                   running stats 0.9·running + 0.1·batch (biased variance kept)
@@ -12,6 +14,8 @@ of shape (C,), so state_dicts, DDP's buffer broadcast and the reports treat them
     fused         Triton kernels at the memory system's limit (bench.bn.fused; docs/fused.md): CUDA,
                   or CPU under TRITON_INTERPRET=1 (bench.bn.fused.unavailable_reason says why not)
     fused-sync    the same with statistics over the ranks of a process group (gloo and NCCL)
+    gn            nn.GroupNorm (bench.bn.groupnorm): per-example statistics over groups of channels, the
+                  batch-independent alternative; weight and bias only, no running statistics
 
 ``bench.bn.emulate`` wraps a local variant to behave as on K ranks in one process.
 """
@@ -59,6 +63,9 @@ def make_norm(variant: str, num_features: int, dims: int, process_group=None) ->
     if variant == "scratch-sync":
         from bench.bn.scratch_sync import ScratchSyncBatchNorm
         return ScratchSyncBatchNorm(num_features, dims, process_group=process_group)
+    if variant == "gn":
+        from bench.bn.groupnorm import GroupNormLayer
+        return GroupNormLayer(num_features, dims)
     if variant in TRITON_VARIANTS:
         from bench.bn.fused import FusedBatchNorm
         return FusedBatchNorm(num_features, dims, process_group=process_group, sync=variant == "fused-sync")

@@ -1,10 +1,13 @@
-"""Networks built from a norm factory. Rule: imports torch, torchvision and bench.nets.base only; a
-network never names a BN variant — it calls the factory it is given (bench.bn.make_norm, wrapped).
+"""Networks built from a norm factory. Rule: imports torch, torchvision, bench.nets and bench.bn's
+converter only; a network never names a BN variant — it calls the factory it is given
+(bench.bn.make_norm, wrapped), directly or through bench.bn.convert.
 
     lenet     LeNet-BN, the textbook's network, on 1×28×28 Fashion-MNIST (bench.nets.lenet)
     resnet18  torchvision's ResNet-18: on 1×28×28 Fashion-MNIST with a small-input stem, on 3-channel
               images as torchvision builds it (bench.nets.resnet)
     resnet50  torchvision's ResNet-50, unchanged, on 3-channel images (bench.nets.resnet50)
+    any other torchvision classification network with BN, by its torchvision name, unchanged, on
+              3-channel images (bench.nets.torchvision_models; python -m bench.nets lists them)
 
 bench.nets.base holds what they share: the factory type and the BN-layer labels for the profiler.
 """
@@ -15,10 +18,23 @@ from torch import nn
 from bench.nets.base import NormFactory, bn_layers, set_bn_labels
 
 __all__ = ["FASHION_MNIST_SHAPE", "MODELS", "NormFactory", "bn_layers", "build_model", "input_problem",
+           "model_problem",
            "set_bn_labels"]
 
 MODELS = ("lenet", "resnet18", "resnet50")
 FASHION_MNIST_SHAPE = (1, 28, 28)  # (C, H, W)
+
+
+def model_problem(name: str) -> str | None:
+    """Why ``name`` is no network bnbench can train (unknown, or without BN layers), or None.
+
+    >>> model_problem("resnet18") is None
+    True
+    """
+    if name in MODELS:
+        return None
+    from bench.nets.torchvision_models import name_problem
+    return name_problem(name)
 
 
 def input_problem(name: str, input_shape: tuple[int, int, int]) -> str | None:
@@ -29,6 +45,9 @@ def input_problem(name: str, input_shape: tuple[int, int, int]) -> str | None:
     >>> input_problem("resnet18", (3, 32, 32)) is None
     True
     """
+    if name not in MODELS:
+        from bench.nets import torchvision_models
+        return torchvision_models.name_problem(name) or torchvision_models.input_problem(name, tuple(input_shape))
     c, h, w = input_shape
     if name == "lenet" and tuple(input_shape) != FASHION_MNIST_SHAPE:
         return f"lenet is the textbook network for 1×28×28 Fashion-MNIST images, not {c}×{h}×{w}"
@@ -43,11 +62,12 @@ def input_problem(name: str, input_shape: tuple[int, int, int]) -> str | None:
 def build_model(name: str, norm: NormFactory, input_shape: tuple[int, int, int] = FASHION_MNIST_SHAPE,
                 num_classes: int = 10) -> nn.Module:
     """The network ``name`` with every BN layer from ``norm``, for (C, H, W) inputs and ``num_classes``."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
     problem = input_problem(name, input_shape)
     if problem:
         raise ValueError(problem)
+    if name not in MODELS:
+        from bench.nets.torchvision_models import TorchvisionBN
+        return TorchvisionBN(name, norm, num_classes)
     if name == "lenet":
         from bench.nets.lenet import LeNetBN
         return LeNetBN(norm)

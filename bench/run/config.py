@@ -11,10 +11,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Iterable
 
-from bench.argcheck import in_path, non_negative_int, out_dir, positive_float, positive_int  # noqa: F401 (re-exported)
+from bench.argcheck import (in_path, non_negative_float, non_negative_int, out_dir, out_file,  # noqa: F401 (re-exported)
+                            positive_float, positive_int)
 from bench.errors import OneLineParser
-from bench.nets import MODELS
+from bench.nets import model_problem
 from bench.run.divergence import DEFAULT_BOUND, parse_bound
+from bench.run.recipe import OPTIMIZERS, SCHEDULERS
 from bench.run.step import AMPS, MODES
 from bench.rundir import VARIANTS
 
@@ -24,10 +26,10 @@ DATA_SOURCES = ("fashion-mnist", "synthetic", "imagefolder")
 @dataclass(frozen=True)
 class TrainConfig:
     variant: str = "nn"            # BN implementation: one of bench.rundir.VARIANTS
-    model: str = "lenet"           # network
+    model: str = "lenet"           # network: lenet, resnet18, resnet50 or a torchvision name (python -m bench.nets)
     epochs: int = 10               # the textbook's 10
     batch_size: int = 256          # GLOBAL batch over all ranks; per-rank batch = batch_size / world size
-    lr: float = 1.0                # SGD, no momentum, as the textbook
+    lr: float | None = None        # peak learning rate; None: the model's recipe (bench.run.recipe; lenet 1.0)
     seed: int = 0                  # model init and the shared per-epoch permutation
     data_dir: str = "data"         # torchvision layout goes here (laid out from Debian's files if needed)
     download: bool = False         # let torchvision download when no local copy exists
@@ -58,10 +60,28 @@ class TrainConfig:
     checkpoint_every_steps: int = 0  # step checkpoints every N steps as well as at epoch ends; 0 = none
     auto_resume: bool = False      # continue the run directory when it holds an unfinished checkpointed run
     mode: str = "eager"            # eager | compile (torch.compile) | graph (whole step in a CUDA graph)
-    amp: str = "none"              # none | bf16 (autocast forward and loss to bfloat16)
+    amp: str = "none"              # none | bf16 | fp16 (autocast forward and loss; fp16 with a gradient scaler)
+    # The recipe (bench.run.recipe): None takes the model's default (lenet: the textbook's; others torchvision's)
+    opt: str | None = None         # sgd | adamw
+    momentum: float | None = None  # SGD momentum
+    weight_decay: float | None = None
+    norm_weight_decay: float = 0.0  # weight decay on norm layers' weight and bias (torchvision's --norm-weight-decay)
+    lr_scheduler: str | None = None  # none | step | cosine, applied per step after the warm-up
+    lr_warmup_epochs: float | None = None  # linear warm-up from 1 % of the lr
+    label_smoothing: float = 0.0
+    print_freq: int = 0            # a progress line every N steps (0: epoch lines only)
+    results_file: str | None = None  # append one JSON line per finished run (timm-style)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def model_name(text: str) -> str:
+    """An argparse type: a network bnbench can train (bench.nets.model_problem says why not)."""
+    problem = model_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def loss_bound(text: str) -> str:
@@ -100,11 +120,28 @@ _D = TrainConfig()
 FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
     "variant": (("--variant",), dict(choices=VARIANTS, help="BN implementation (default %(default)s); "
                 "python -m bench.variants lists which run on this machine")),
-    "model": (("--model",), dict(choices=MODELS, help="network (default %(default)s)")),
+    "model": (("--model",), dict(type=model_name, metavar="NAME", help="lenet, resnet18, resnet50 or any "
+              "torchvision classification network with BN (python -m bench.nets lists them; default %(default)s)")),
     "epochs": (("--epochs",), dict(type=positive_int, help="training epochs (default %(default)s)")),
     "batch_size": (("--batch-size",), dict(type=positive_int, metavar="N",
                    help="GLOBAL batch over all ranks; each rank takes N / world size (default %(default)s)")),
-    "lr": (("--lr",), dict(type=positive_float, help="SGD learning rate, no momentum (default %(default)s)")),
+    "lr": (("--lr",), dict(type=positive_float, help="peak learning rate (default: the model's recipe: lenet "
+           "1.0, torchvision networks 0.1 × global batch / 256; adamw 1e-3 × global batch / 256)")),
+    "opt": (("--opt",), dict(choices=OPTIMIZERS, help="optimiser (default sgd)")),
+    "momentum": (("--momentum",), dict(type=non_negative_float, help="SGD momentum (default: lenet 0, others 0.9)")),
+    "weight_decay": (("--weight-decay",), dict(type=non_negative_float, help="weight decay (default: lenet 0, "
+                     "others 1e-4)")),
+    "norm_weight_decay": (("--norm-weight-decay",), dict(type=non_negative_float, help="weight decay on norm "
+                          "layers' weight and bias (default %(default)s)")),
+    "lr_scheduler": (("--lr-scheduler",), dict(choices=SCHEDULERS, help="per-step schedule after the warm-up "
+                     "(default: lenet none, others cosine)")),
+    "lr_warmup_epochs": (("--lr-warmup-epochs",), dict(type=non_negative_float, metavar="E", help="linear warm-up "
+                         "over E epochs, fractions allowed (default: lenet 0, others min(5, epochs / 5))")),
+    "label_smoothing": (("--label-smoothing",), dict(type=non_negative_float, help="cross-entropy label "
+                        "smoothing (default %(default)s)")),
+    "print_freq": (("--print-freq",), dict(type=non_negative_int, metavar="N", help="a progress line every N "
+                   "steps, each one host synchronisation (default 0: epoch lines only)")),
+    "results_file": (("--results-file",), dict(type=out_file, metavar="PATH", help="append one JSON line per finished run")),
     "seed": (("--seed",), dict(type=non_negative_int, help="seed of the initial weights and the data order (default %(default)s)")),
     "data_dir": (("--data-dir",), dict(type=out_dir, metavar="DIR", help="Fashion-MNIST folder, laid out there from Debian's "
                  "dataset-fashion-mnist when absent; imagefolder: the folder holding train/ and val/ "
@@ -143,7 +180,8 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
                       help="sync variants: normalise over groups of K consecutive ranks (default: all ranks)")),
     "mode": (("--mode",), dict(choices=MODES, help="eager | compile (torch.compile) | graph (whole step in a "
              "CUDA graph; CUDA only)")),
-    "amp": (("--amp",), dict(choices=AMPS, help="bf16: autocast forward and loss to bfloat16")),
+    "amp": (("--amp",), dict(choices=AMPS, help="bf16: autocast forward and loss to bfloat16; fp16: to float16, "
+            "with a gradient scaler")),
     "bn_emulate_ranks": (("--bn-emulate-ranks",), dict(type=positive_int, metavar="K",
                          help="local BN as on K ranks: each 1/K slice of the batch uses its own statistics")),
     "pg_timeout_s": (("--pg-timeout-s",), dict(type=positive_float, metavar="S",

@@ -14,7 +14,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from bench import rundir
 from bench.bn import emulate, make_norm
 from bench.nets import FASHION_MNIST_SHAPE, build_model
-from bench.run import dist
+from bench.run import dist, recipe
 from bench.run.config import TrainConfig
 from bench.run.datasets import feeds
 from bench.run.datasets.feeds import Source
@@ -60,7 +60,9 @@ def build_job(plan: RunPlan, info: dist.DistInfo) -> Job:
     model = net
     if info.distributed:
         model = DDP(net, device_ids=[info.device.index] if info.device.type == "cuda" else None)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    opt = recipe.make_optimizer(model, plan.recipe)
     # Built before the profiler starts, so graph capture never runs under it.
-    step = make_step(model, opt, cfg.mode, cfg.amp, data.example(plan.per_rank_batch))
+    step = make_step(model, opt, cfg.mode, cfg.amp, data.example(plan.per_rank_batch), plan.recipe.label_smoothing)
+    step.run = recipe.per_step(step.run, opt, plan.recipe, plan.steps_per_epoch, cfg.epochs, cfg.print_freq,
+                               print if info.is_main else (lambda *a, **k: None))
     return Job(plan, info, data, net, model, opt, step)

@@ -45,9 +45,10 @@ def epoch_order(seed: int, epoch: int, n: int, steps: int, global_batch: int) ->
     return order[:need].view(steps, global_batch)
 
 
-def evaluate(data: Source, model: torch.nn.Module, info: dist.DistInfo, batch: int) -> float | None:
-    """Accuracy over the whole test set exactly once (each rank scores a contiguous slice, counts
-    summed); None where the source has no test set."""
+def evaluate(data: Source, model: torch.nn.Module, info: dist.DistInfo,
+             batch: int) -> tuple[float, float | None] | None:
+    """(top-1, top-5) accuracy over the whole test set exactly once (each rank scores a contiguous
+    slice, counts summed; top-5 None with 5 classes or fewer); None where the source has no test set."""
     return data.evaluate(model, info.rank, info.world_size, batch)
 
 
@@ -116,13 +117,13 @@ def epoch_metrics(job: Job, ep: Epoch, outputs: StepOutputs) -> dict:
                                 (outputs.preds(steps) == labels).sum().double(),
                                 torch.tensor(float(steps * P), dtype=torch.float64, device=info.device)]))
     sync_buffers(job.net)
-    test_acc = evaluate(data, job.net, info, plan.cfg.eval_batch)
+    test_acc, test_acc5 = evaluate(data, job.net, info, plan.cfg.eval_batch) or (None, None)
     # random labels (synthetic data): an accuracy would look like a result, so there is none
     train_acc = (sums[1] / sums[2]).item() if plan.data.accuracy else None
     return {"epoch": ep.index + 1, "train_loss": (sums[0] / (sums[2] / P)).item(),
             "train_acc": train_acc, "test_acc": test_acc,
             "examples_per_s": G * len(timed) / timed_s if timed else float("nan"), "epoch_s": ep.seconds,
-            "data_wait_s": wait_s if timed else float("nan")}
+            "data_wait_s": wait_s if timed else float("nan"), "test_acc5": test_acc5}
 
 
 def train_epochs(job: Job, start: int, mid: MidEpoch | None, prof, bounds: StepBoundaries,

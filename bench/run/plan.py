@@ -17,6 +17,8 @@ from bench.run import checkpoint
 from bench.run.config import TrainConfig
 from bench.run.datasets.spec import FASHION_MNIST, DataSpec, image_size, resolve_data
 from bench.run.profiler import WINDOW_STEPS
+from bench.run.recipe import Recipe
+from bench.run.recipe import resolve as resolve_recipe
 from bench.run.step import check_mode
 
 N_TRAIN = FASHION_MNIST["n_train"]  # Fashion-MNIST's training images
@@ -38,6 +40,7 @@ class RunPlan:
     bn_description: str
     profile: bool          # a profiler window in this attempt (a resumed attempt keeps the first's trace)
     untimed_steps: int     # first steps of this attempt left out of the timing: profiler window + warm-up
+    recipe: Recipe         # optimiser, learning rate and schedule (bench.run.recipe)
 
     @property
     def run_name(self) -> str:
@@ -52,7 +55,7 @@ class RunPlan:
         return {**self.cfg.as_dict(), "world_size": self.world_size, "per_rank_batch": self.per_rank_batch,
                 "global_batch": self.global_batch, "bn_group_size": self.bn_group_size,
                 "bn_description": self.bn_description, "run_name": self.run_name,
-                "steps_per_epoch": self.steps_per_epoch, **self.data.record()}
+                "steps_per_epoch": self.steps_per_epoch, **self.data.record(), **self.recipe.record()}
 
 
 def run_name(cfg: TrainConfig, world_size: int) -> str:
@@ -73,6 +76,8 @@ def _group_size(cfg: TrainConfig, world_size: int) -> int:
 
 def _describe_bn(cfg: TrainConfig, k: int, world_size: int) -> str:
     impl = rundir.VARIANT_NAMES[cfg.variant]
+    if cfg.variant in rundir.BATCH_FREE:
+        return f"{impl}: statistics of each example on its own, whatever the batch or the ranks"
     if cfg.variant in rundir.SYNCHRONISING and k == 1:
         return f"{impl}: local statistics only (world size {world_size}), no synchronisation"
     if k > 1:
@@ -85,10 +90,10 @@ def _describe_bn(cfg: TrainConfig, k: int, world_size: int) -> str:
 def _check_numbers(cfg: TrainConfig, world_size: int) -> None:
     if cfg.variant not in rundir.VARIANTS:
         raise UsageError(f"unknown variant {cfg.variant!r}: choose one of {', '.join(rundir.VARIANTS)}")
-    from bench.nets import MODELS
-    if cfg.model not in MODELS:
-        raise UsageError(f"unknown model {cfg.model!r}: choose one of {', '.join(MODELS)}")
-    if cfg.epochs <= 0 or not 0 < cfg.lr <= torch.finfo(torch.float32).max:
+    from bench.nets import model_problem
+    if (problem := model_problem(cfg.model)) is not None:
+        raise UsageError(problem)
+    if cfg.epochs <= 0 or not 0 < (cfg.lr or 1.0) <= torch.finfo(torch.float32).max:
         raise UsageError(f"--epochs and --lr must be positive and --lr a finite float32 (got {cfg.epochs}, "
                          f"{cfg.lr}): pass e.g. --epochs 10 --lr 0.9")
     if cfg.batch_size % world_size:
@@ -112,6 +117,18 @@ def _check_out(out: Path, create: bool) -> None:
     existing = next(p for p in (out, *out.absolute().parents) if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"--out {out} is not writable: pass a writable directory")
+
+
+def _check_results_file(path: str | None) -> None:
+    """--results-file names a file that can be appended to: not a folder, no file on the way to it."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"--results-file {p}: is a folder; name a file to append to")
+    blocker = next((q for q in p.absolute().parents if q.exists() and not q.is_dir()), None)
+    if blocker is not None:
+        raise UsageError(f"--results-file {p}: {blocker} is a file, not a folder; choose a path under a folder")
 
 
 def resolve(cfg: TrainConfig, world_size: int, device: torch.device, restarted: bool = False,
@@ -138,11 +155,13 @@ def resolve(cfg: TrainConfig, world_size: int, device: torch.device, restarted: 
     if (why := unavailable_reason(cfg.variant, device)) is not None:
         raise UsageError(f"--variant {cfg.variant} cannot run on {device.type}: {why}")
     out = Path(cfg.out)
+    _check_results_file(cfg.results_file)
     _check_out(out, create)
-    options = {**cfg.as_dict(), "bn_group_size": k}
+    recipe = resolve_recipe(cfg, cfg.batch_size)
+    options = {**cfg.as_dict(), "bn_group_size": k, **recipe.record()}
     run_dir, resume = checkpoint.choose_run_dir(options, out / run_name(cfg, world_size), world_size, restarted)
     profile = cfg.profile and not resume
     return RunPlan(cfg=cfg, world_size=world_size, device=device, run_dir=run_dir, resume=resume,
                    per_rank_batch=per_rank, data=data, steps_per_epoch=cfg.steps or data.n_train // cfg.batch_size,
                    bn_group_size=k, bn_description=_describe_bn(cfg, k, world_size), profile=profile,
-                   untimed_steps=(WINDOW_STEPS if profile else 0) + cfg.warmup_steps)
+                   untimed_steps=(WINDOW_STEPS if profile else 0) + cfg.warmup_steps, recipe=recipe)

@@ -55,11 +55,13 @@ def gather_step_ms(times: list[float], info: dist.DistInfo) -> list[list[float]]
 
 
 def bn_param_rows(net: torch.nn.Module) -> list[dict]:
-    """Final scale, shift and running statistics of every BN layer, one row per channel."""
+    """Final scale, shift and running statistics of every norm layer, one row per channel; a layer
+    without running statistics (gn) has them empty."""
     rows = []
     for name, m in bn_layers(net):
-        cols = [m.weight, m.bias, m.running_mean, m.running_var]
-        for c, vals in enumerate(zip(*(t.detach().float().cpu().tolist() for t in cols))):
+        cols = [m.weight, m.bias, getattr(m, "running_mean", None), getattr(m, "running_var", None)]
+        empty = [None] * m.weight.numel()
+        for c, vals in enumerate(zip(*(empty if t is None else t.detach().float().cpu().tolist() for t in cols))):
             rows.append(dict(zip(rundir.BN_PARAMS_COLUMNS, (name, c, *vals))))
     return rows
 
@@ -94,6 +96,7 @@ def summarise(job: Job, by_rank: list[list[float]], status: str, start: int) -> 
         "world_size": W, "per_rank_batch": plan.per_rank_batch, "global_batch": G, "epochs": cfg.epochs,
         "epochs_done": len(job.metrics), "seed": cfg.seed,
         "train_loss": last["train_loss"], "train_acc": last["train_acc"], "test_acc": last["test_acc"],
+        "test_acc5": last.get("test_acc5"),
         "examples_per_s": eps, "examples_per_s_per_rank": eps / W, "measured_steps": len(times),
         "step_ms_p50": percentile(times, 50), "step_ms_p90": percentile(times, 90),
         "step_ms_rank": slowest, "peak_mem_bytes": _peak_mem(info), "device": str(info.device),

@@ -21,7 +21,7 @@ import traceback
 from bench import rundir
 from bench.errors import EXIT_DIVERGED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 from bench.nets import set_bn_labels
-from bench.run import checkpoint, dist, failure, loop, results, scalars, stepbounds
+from bench.run import checkpoint, dist, failure, loop, results, results_file, scalars, stepbounds
 from bench.run.config import TrainConfig, from_argv
 from bench.run.datasets import feeds
 from bench.run.divergence import DivergenceGuard
@@ -48,7 +48,9 @@ def train(cfg: TrainConfig, stop: stepbounds.StopRequest | None = None) -> dict:
     peers = [("", -1)] * world_size
     try:
         peers = failure.peer_table()
-        return run(plan, info, stop)
+        summary = run(plan, info, stop)
+        results_file.append(cfg.results_file, plan, summary, info.is_main)
+        return summary
     except UsageError:
         raise
     except BaseException as e:  # record who failed and why, then let the caller exit non-zero

@@ -9,7 +9,8 @@
 `(loss, logits)`. In graph mode both are the graph's static outputs, overwritten by the next call,
 so read them (in stream order, as train.py's per-step stash does) before calling again.
 
-`--amp bf16` runs forward and loss under autocast to bfloat16 in every mode; parameters, gradients
+`--amp bf16` runs forward and loss under autocast to bfloat16 in every mode (`--amp fp16` to float16,
+with a gradient scaler, eager and compile only); parameters, gradients
 and BN running statistics stay float32. Graph mode turns autocast's weight-cast cache off: cached
 casts would be made during capture and never refreshed after the optimizer changes the weights.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from functools import partial
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -26,7 +28,8 @@ import torch.nn.functional as F
 from bench.errors import UsageError
 
 MODES = ("eager", "compile", "graph")
-AMPS = ("none", "bf16")
+AMPS = ("none", "bf16", "fp16")
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 GRAPH_WARMUP_STEPS = 3  # eager steps on a side stream before capture (cuDNN/cuBLAS pick their kernels)
 
 
@@ -45,6 +48,9 @@ def check_mode(mode: str, amp: str, variant: str, world_size: int, device: torch
                          "keep --warmup-steps >= 1 (or the profiler on)")
     if mode != "graph":
         return
+    if amp == "fp16":
+        raise UsageError("--amp fp16 scales the loss and skips steps whose gradients overflow, a host decision "
+                         "a CUDA graph cannot hold: use --amp bf16 or --mode eager/compile")
     if device.type != "cuda":
         raise UsageError("--mode graph captures CUDA graphs and needs a CUDA device: "
                          "use --mode eager or --mode compile on CPU")
@@ -61,7 +67,7 @@ def check_mode(mode: str, amp: str, variant: str, world_size: int, device: torch
 def autocast(device: torch.device, amp: str, cache: bool = True) -> contextlib.AbstractContextManager:
     if amp == "none":
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
+    return torch.autocast(device.type, dtype=AMP_DTYPES[amp], cache_enabled=cache)
 
 
 @dataclass
@@ -95,20 +101,29 @@ def _synchronize(device: torch.device) -> None:
 
 
 def _eager_step(model: torch.nn.Module, opt: torch.optim.Optimizer, device: torch.device, amp: str,
-                cache: bool = True):
+                cache: bool = True, label_smoothing: float = 0.0):
+    loss_fn = F.cross_entropy if not label_smoothing else partial(F.cross_entropy, label_smoothing=label_smoothing)
+    # fp16 gradients underflow without loss scaling; the scaler skips a step whose gradients overflow
+    scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
+
     def run(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast(device, amp, cache):
             logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            loss = loss_fn(logits, y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
         return loss, logits
     return run
 
 
 def make_step(model: torch.nn.Module, opt: torch.optim.Optimizer, mode: str, amp: str,
-              example: tuple[torch.Tensor, torch.Tensor]) -> Step:
+              example: tuple[torch.Tensor, torch.Tensor], label_smoothing: float = 0.0) -> Step:
     """A step of `mode` for `model` (possibly DDP-wrapped) and `opt`.
 
     `example` is one batch of the shape every call will have; graph mode warms up and captures on it
@@ -117,12 +132,12 @@ def make_step(model: torch.nn.Module, opt: torch.optim.Optimizer, mode: str, amp
     """
     device = example[0].device
     if mode == "eager":
-        return Step(mode, amp, _eager_step(model, opt, device, amp))
+        return Step(mode, amp, _eager_step(model, opt, device, amp, label_smoothing=label_smoothing))
     if mode == "compile":
-        return Step(mode, amp, _eager_step(torch.compile(model), opt, device, amp))
+        return Step(mode, amp, _eager_step(torch.compile(model), opt, device, amp, label_smoothing=label_smoothing))
     if mode == "graph":
         t0 = time.perf_counter()
-        run = _capture(model, opt, amp, example)
+        run = _capture(model, opt, amp, example, label_smoothing)
         return Step(mode, amp, run, graph_capture_s=time.perf_counter() - t0)
     raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
 
@@ -132,7 +147,7 @@ def _optimizer_state_tensors(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
 
 
 def _capture(model: torch.nn.Module, opt: torch.optim.Optimizer, amp: str,
-             example: tuple[torch.Tensor, torch.Tensor]):
+             example: tuple[torch.Tensor, torch.Tensor], label_smoothing: float = 0.0):
     device = example[0].device
     if device.type != "cuda":
         raise ValueError("graph mode needs CUDA tensors")
@@ -140,7 +155,7 @@ def _capture(model: torch.nn.Module, opt: torch.optim.Optimizer, amp: str,
         raise ValueError("graph mode restores only parameters and buffers after warm-up: build the step "
                          "before the optimizer has state")
     static_x, static_y = example[0].clone(), example[1].clone()
-    eager = _eager_step(model, opt, device, amp, cache=False)
+    eager = _eager_step(model, opt, device, amp, cache=False, label_smoothing=label_smoothing)
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     side = torch.cuda.Stream(device)

@@ -39,11 +39,11 @@ from bench.errors import OneLineParser, UsageError, cli
 from bench.run.config import comma_list
 from bench.run.dist import resolve_device
 from bench.run.steptimer import percentile
-from bench.tools.microbench_shapes import GROUP_BATCHES, MEMORY_FORMATS, SHAPES, Case, cases
+from bench.tools.microbench_shapes import MEMORY_FORMATS, SHAPES, Case, cases, shape_or_model
 
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-VARIANTS = ("scratch", "nn", "fused")  # the local ones: in one process the synchronising ones have no peers
+VARIANTS = ("scratch", "nn", "fused", "gn")  # the local ones: in one process the synchronising ones have no peers
 EAGER_ONLY = {"fused": "torch.compile does not trace the fused layer, which is its kernels already"}
 COLUMNS = ("device", "shape_name", "shape", "dtype", "variant", "compiled", "op", "reps",
            "time_us_median", "time_us_q1", "time_us_q3", "iqr_over_median", "bytes_min",
@@ -212,11 +212,13 @@ def run(todo: list[Case], dtypes: list[str], variants: tuple[str, ...], device: 
 
 def build_parser() -> OneLineParser:
     p = OneLineParser(prog="bench.micro", description="BN forward / forward+backward vs a copy.")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="auto: CUDA when visible, else CPU")
-    p.add_argument("--shapes", type=comma_list(str, (*SHAPES, *GROUP_BATCHES)), default=list(SHAPES),
-                   help=f"comma-separated BN input shapes (default: {','.join(SHAPES)}); resnet50: every "
-                        f"distinct ResNet-50 BN input at 224², at batch 64 and 256 unless --batch is given")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when visible, else CPU")
+    p.add_argument("--shapes", type=comma_list(shape_or_model), default=list(SHAPES),
+                   help=f"comma-separated BN input shapes (default: {','.join(SHAPES)}); a network's name "
+                        f"(resnet50, regnet_y_400mf, ...; python -m bench.nets): every distinct BN input of it "
+                        f"at --image-size; resnet50 at batch 64 and 256 unless --batch is given")
+    p.add_argument("--image-size", type=positive_int, default=None, metavar="N",
+                   help="network shapes: N×N images (default 224; lenet 28×28 always)")
     p.add_argument("--dtypes", type=comma_list(str, tuple(DTYPES)), default=list(DTYPES),
                    help="comma-separated input dtypes (default float32,bfloat16)")
     p.add_argument("--variants", type=comma_list(str, VARIANTS), default=list(VARIANTS),
@@ -224,9 +226,8 @@ def build_parser() -> OneLineParser:
                    "run: see python -m bench.variants)")
     p.add_argument("--batch", type=comma_list(int), default=None, metavar="N[,N...]",
                    help="N of every shape, comma-separated for several (default 256; resnet50: 64,256)")
-    p.add_argument("--memory-formats", type=comma_list(str, MEMORY_FORMATS), default=None,
-                   help="comma-separated: contiguous, channels_last (4-d shapes only; default contiguous, "
-                   "and both for resnet50)")
+    p.add_argument("--memory-formats", type=comma_list(str, MEMORY_FORMATS), default=None, help="comma-separated: "
+                   "contiguous, channels_last (4-d shapes only; default contiguous, and both for resnet50)")
     p.add_argument("--compile", choices=tuple(COMPILE), default="both",
                    help="eager and torch.compile rows (both), eager only (no), compiled only (only)")
     p.add_argument("--no-compile", dest="compile", action="store_const", const="no", help="= --compile no")
@@ -237,8 +238,7 @@ def build_parser() -> OneLineParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return cli("bench.micro", lambda: _run(args))
+    return cli("bench.micro", lambda: _run(build_parser().parse_args(argv)))
 
 
 def _run(a) -> int:
@@ -248,7 +248,10 @@ def _run(a) -> int:
     out = Path(a.out) if a.out else None
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-    todo = cases(a.shapes, a.batch, a.memory_formats)
+    try:
+        todo = cases(a.shapes, a.batch, a.memory_formats, a.image_size)
+    except ValueError as e:  # a network that cannot take --image-size
+        raise UsageError(f"--shapes: {e}") from None
     run(todo, a.dtypes, tuple(a.variants), device, COMPILE[a.compile], a.reps, a.warmup, out)
     if out is not None:
         print(f"wrote {out}")

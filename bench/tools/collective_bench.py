@@ -77,9 +77,12 @@ def bn_channels(model: str) -> list[int]:
         if model == "resnet50":
             import torchvision
             torchvision.models.resnet50(norm_layer=record)
-        else:
+        elif model in BN_MODELS:
             from bench.nets import build_model
             build_model(model, record)
+    if model not in BN_MODELS:  # a torchvision network: its BN layers as torchvision builds them
+        from bench.nets.shapes import bn_channels as of_network
+        seen = [c for _, c in of_network(model, 224)]
     return seen
 
 
@@ -191,7 +194,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-bytes", default="64M", help="largest default size")
     p.add_argument("--collectives", default="all_reduce,all_gather",
                    help="comma-separated collectives to time (default all_reduce,all_gather)")
-    p.add_argument("--bn-models", default=",".join(BN_MODELS), help="networks whose BN shapes to time; '' for none")
+    p.add_argument("--bn-models", default=",".join(BN_MODELS), help="networks whose BN shapes to time (any --model "
+                   "of bench.train; default %(default)s); '' for none")
     p.add_argument("--warmup", type=non_negative_int, default=5, help="untimed calls per size first (default 5)")
     p.add_argument("--iters", type=positive_int, default=20, help="timed calls per size (default 20)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -208,8 +212,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.bn_models = [m for m in a.bn_models.split(",") if m]
     if not a.collectives or any(c not in rundir.COLLECTIVES for c in a.collectives):
         raise UsageError(f"--collectives: choose from {', '.join(rundir.COLLECTIVES)} (got {a.collectives or 'none'})")
-    if bad := [m for m in a.bn_models if m not in BN_MODELS]:
-        raise UsageError(f"--bn-models: {', '.join(bad)} unknown; choose from {', '.join(BN_MODELS)}")
+    from bench.nets import model_problem  # any network --model takes, its BN sizes from the network itself
+    if bad := [p for m in a.bn_models if (p := model_problem(m))]:
+        raise UsageError(f"--bn-models: {bad[0]}")
     if not (a.sizes or a.bn_models):
         raise UsageError("nothing to time: give --sizes or --bn-models")
     return a

@@ -5,6 +5,9 @@ shape of a network, each at one or more batches and memory formats.
     resnet50                                 every distinct (C, H, W) a ResNet-50 BN layer sees at 224²
                                              (12, named by the first layer that sees it, e.g.
                                              resnet50.layer1.0.bn3), at per-GPU batch 64 and 256
+    any network --model takes (regnet_y_400mf, …)  every distinct BN input of that network at
+                                             --image-size (default 224), found with forward hooks
+                                             (bench.nets.shapes), at batch 256 unless --batch is given
 """
 from __future__ import annotations
 
@@ -27,16 +30,22 @@ class Case:
     memory_format: str
 
 
-def group_shapes(group: str) -> dict[str, tuple[int, ...]]:
+def is_group(name: str) -> bool:
+    """A group of shapes (a network's), not one named shape."""
+    return name not in SHAPES
+
+
+def group_shapes(group: str, image_size: int | None = None) -> dict[str, tuple[int, ...]]:
     """Name -> (C[, H, W]) of every shape in a group, in network order."""
-    from bench.nets.resnet50 import bn_input_shapes
+    if group == "resnet50" and image_size in (None, 224):
+        from bench.nets.resnet50 import bn_input_shapes
+        return {f"resnet50.{layer}": chw for chw, layer in bn_input_shapes(224).items()}
+    from bench.nets.shapes import distinct_shapes
+    return {f"{group}.{path}": shape[1:] for shape, path in distinct_shapes(group, image_size, batch=2).items()}
 
-    if group != "resnet50":
-        raise ValueError(f"unknown shape group {group!r}")
-    return {f"resnet50.{layer}": chw for chw, layer in bn_input_shapes(224).items()}
 
-
-def cases(names: list[str], batches: list[int] | None, memory_formats: list[str] | None = None) -> list[Case]:
+def cases(names: list[str], batches: list[int] | None, memory_formats: list[str] | None = None,
+          image_size: int | None = None) -> list[Case]:
     """Every (shape, batch, memory format) to measure. Without ``batches`` a named shape runs at 256 and
     a group at its own batches; without ``memory_formats`` a named shape runs contiguous and a group in
     both formats. channels_last applies to 4-d shapes only (2-d ones run contiguous).
@@ -49,10 +58,25 @@ def cases(names: list[str], batches: list[int] | None, memory_formats: list[str]
     """
     out: list[Case] = []
     for name in names:
-        chws = group_shapes(name) if name in GROUP_BATCHES else {name: SHAPES[name][1:]}
+        chws = group_shapes(name, image_size) if is_group(name) else {name: SHAPES[name][1:]}
         for n in batches or GROUP_BATCHES.get(name, (DEFAULT_BATCH,)):
             for shape_name, chw in chws.items():
-                for fmt in memory_formats or (MEMORY_FORMATS if name in GROUP_BATCHES else ("contiguous",)):
+                for fmt in memory_formats or (MEMORY_FORMATS if is_group(name) else ("contiguous",)):
                     if fmt == "contiguous" or len(chw) == 3:
                         out.append(Case(shape_name, (n, *chw), fmt))
     return out
+
+
+def shape_or_model(text: str) -> str:
+    """An argparse type: a named shape, or a network --model takes (bench.nets.model_problem)."""
+    import argparse
+
+    from bench.nets import model_problem
+
+    if text in SHAPES:
+        return text
+    problem = model_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{text} is neither a named shape ({', '.join(SHAPES)}) nor a network: "
+                                         f"{problem}")
+    return text

@@ -34,6 +34,7 @@ from bench import rundir
 from bench.argcheck import out_file
 from bench.errors import EXIT_FAILED, OneLineParser, UsageError, cli
 from bench.run.datasets import fashion_mnist as fmnist
+from bench.run import recipe
 from bench.run.config import TrainConfig, add_flags, positive_int
 from bench.run.dist import resolve_device
 from bench.run.job import build_net
@@ -56,7 +57,7 @@ def bare_loop(cfg: TrainConfig, device: torch.device, skip: int, marks: bool = F
     closing clock)."""
     data = fmnist.load(cfg.data_dir, device, False, cfg.limit_train, cfg.limit_test)
     net = build_net(cfg, device)
-    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr)
+    opt = recipe.make_optimizer(net, recipe.resolve(cfg, cfg.batch_size))  # bench.train's, the textbook's for lenet
     B = cfg.batch_size
     steps = len(data.train_x) // B
     spans, measured = [], 0

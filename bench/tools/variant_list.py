@@ -20,7 +20,8 @@ SYNC_ON_CPU = "one process only: nn.SyncBatchNorm synchronises CUDA tensors only
 
 
 def availability(device: torch.device) -> list[dict[str, str]]:
-    """Per variant: name, statistics ('local' or 'ranks'), description, and whether it runs.
+    """Per variant: name, statistics ('local', 'ranks', or 'example': gn's, each example's own),
+    description, and whether it runs.
 
     >>> rows = availability(torch.device("cpu"))
     >>> [r["variant"] for r in rows] == list(rundir.VARIANTS), rows[1]["runs"]
@@ -33,7 +34,8 @@ def availability(device: torch.device) -> list[dict[str, str]]:
         if runs == "yes" and variant == "sync" and device.type != "cuda":
             runs = SYNC_ON_CPU
         rows.append({"variant": variant,
-                     "statistics": "ranks" if variant in rundir.SYNCHRONISING else "local",
+                     "statistics": "ranks" if variant in rundir.SYNCHRONISING
+                     else "example" if variant in rundir.BATCH_FREE else "local",
                      "implementation": rundir.VARIANT_NAMES[variant], "runs": runs})
     return rows
 

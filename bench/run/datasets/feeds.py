@@ -34,10 +34,19 @@ def memory_format(cfg: TrainConfig) -> torch.memory_format:
     return torch.channels_last if cfg.channels_last else torch.contiguous_format
 
 
-def _sum_correct(correct: torch.Tensor, n: int) -> float:
+def _count_correct(counts: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+    """Add a batch's top-1 (argmax, as always) and top-5 hits to ``counts`` (int64, 2)."""
+    counts[0] += (logits.argmax(1) == y).sum()
+    if logits.size(1) > 5:
+        counts[1] += (logits.topk(5, dim=1).indices == y[:, None]).any(1).sum()
+
+
+def _sum_correct(counts: torch.Tensor, n: int, classes: int) -> tuple[float, float | None]:
+    """(top-1, top-5 or None with 5 classes or fewer) accuracy over all ranks' ``counts``."""
     if tdist.is_initialized():
-        tdist.all_reduce(correct)
-    return correct.item() / n
+        tdist.all_reduce(counts)
+    top1, top5 = counts.tolist()
+    return top1 / n, (top5 / n if classes > 5 else None)
 
 
 def _slice(n: int, rank: int, world_size: int) -> range:
@@ -62,17 +71,20 @@ class DeviceSource:
         return self.prepare(self.train_x[:n]), self.train_y[:n]
 
     @torch.no_grad()
-    def evaluate(self, model: torch.nn.Module, rank: int, world_size: int, batch: int) -> float | None:
+    def evaluate(self, model: torch.nn.Module, rank: int, world_size: int,
+                 batch: int) -> tuple[float, float | None] | None:
         if self.test_x is None:
             return None
         part = _slice(len(self.test_x), rank, world_size)
         model.eval()
-        correct = torch.zeros((), dtype=torch.int64, device=self.test_x.device)
+        counts, classes = torch.zeros(2, dtype=torch.int64, device=self.test_x.device), 0
         for i in range(part.start, part.stop, batch):
             j = min(i + batch, part.stop)
-            correct += (model(self.prepare(self.test_x[i:j])).argmax(1) == self.test_y[i:j]).sum()
+            logits = model(self.prepare(self.test_x[i:j]))
+            _count_correct(counts, logits, self.test_y[i:j])
+            classes = logits.size(1)
         model.train()
-        return _sum_correct(correct, len(self.test_x))
+        return _sum_correct(counts, len(self.test_x), classes)
 
 
 @dataclass
@@ -104,19 +116,20 @@ class FolderSource:
         return self._to_device(*next(iter(images.loader(data, batch_size=n))))
 
     @torch.no_grad()
-    def evaluate(self, model: torch.nn.Module, rank: int, world_size: int, batch: int) -> float | None:
+    def evaluate(self, model: torch.nn.Module, rank: int, world_size: int,
+                 batch: int) -> tuple[float, float | None] | None:
         if not self.spec.test_files:
             return None
         files = self.spec.test_files
         part = _slice(len(files), rank, world_size)
         data = images.ImageFiles(files[part.start:part.stop], images.transforms(self.spec.input_shape[1], False))
         model.eval()
-        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        counts = torch.zeros(2, dtype=torch.int64, device=self.device)
         for x, y in images.loader(data, batch_size=batch, workers=self.cfg.workers, pin=self.device.type == "cuda"):
             x, y = self._to_device(x, y)
-            correct += (model(x).argmax(1) == y).sum()
+            _count_correct(counts, model(x), y)
         model.train()
-        return _sum_correct(correct, len(files))
+        return _sum_correct(counts, len(files), self.spec.num_classes)
 
 
 Source = DeviceSource | FolderSource

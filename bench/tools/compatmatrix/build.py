@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 
 from bench import rundir
-from bench.argcheck import non_negative_int, out_file, positive_float
+from bench.argcheck import non_negative_int, out_file, positive_float, positive_int
 from bench.errors import OneLineParser, UsageError, cli
 from bench.run.dist import resolve_device
 from bench.tools.compatmatrix import cases_numeric as num
@@ -38,6 +38,7 @@ from bench.tools.compatmatrix.childprocs import Cell, Outcome, run_cell
 
 LOCAL_NA = "local BN shares nothing across ranks: no global statistics to compare"
 NO_COLLECTIVE = "local BN issues no collective: a rank skipping a call leaves nothing waiting"
+NO_RUNNING = "group norm keeps no running statistics: evaluation is its training arithmetic (fp32 checks it)"
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Case:
     pg_timeout_s: float | None = None  # None: the time limit (a hang then shows as timeout)
     synced: bool = True  # trains with statistics shared across ranks (nn.SyncBatchNorm: CUDA only)
     needs_cuda: str | None = None  # n/a reason on other devices
+    batch_free_na: str | None = None  # n/a reason for a variant without batch statistics (gn)
 
 
 CASES: dict[str, Case] = {
@@ -64,13 +66,14 @@ CASES: dict[str, Case] = {
     "compile": Case(num.compile_default, "variant", 300),
     "compile-fullgraph": Case(num.compile_fullgraph, "variant", 300),
     "cuda-graph": Case(num.cuda_graph, "variant", 120, needs_cuda=num.NEEDS_CUDA),
-    "eval-no-collective": Case(ranked.eval_no_collective, "two", 60, synced=False),
+    "eval-no-collective": Case(ranked.eval_no_collective, "two", 60, synced=False, batch_free_na=NO_RUNNING),
     "uneven-batches": Case(ranked.uneven_batches, "variant", 60, local_na=LOCAL_NA),
     "empty-rank": Case(ranked.empty_rank, "variant", 60),
     "skipped-call": Case(ranked.skipped_call, "two", 60, local_na=NO_COLLECTIVE, deciding=(0,),
                          clean_death_s=ranked.SKIP_PG_TIMEOUT_S + ranked.SKIP_GRACE_S,
                          pg_timeout_s=ranked.SKIP_PG_TIMEOUT_S),
-    "convert-subclass": Case(ranked.convert_subclass, "one", 60, synced=False),
+    "convert-subclass": Case(ranked.convert_subclass, "one", 60, synced=False,
+                             batch_free_na="convert_sync_batchnorm converts batch norm only; group norm is not one"),
     "no-process-group": Case(num.no_process_group, "one", 60),
     "deterministic": Case(num.deterministic, "variant", 60),
 }
@@ -94,6 +97,8 @@ def plan_cell(spec: VariantSpec, name: str, device: str, backend: str, reps: int
     case = CASES[name]
     if case.local_na and not spec.synchronising:
         return case.local_na
+    if case.batch_free_na and spec.name in rundir.BATCH_FREE:
+        return case.batch_free_na
     if case.needs_cuda and device != "cuda":
         return case.needs_cuda
     ranks = {"one": 1, "two": 2, "variant": 2 if spec.synchronising else 1}[case.ranks]
@@ -161,6 +166,28 @@ def parse_shape(text: str) -> tuple[int, int, int, int]:
     return shape
 
 
+def model_shape(model: str, image_size: int, n: int) -> tuple[int, int, int, int]:
+    """(n, C, H, W) most of ``model``'s BN layers see at ``image_size``² (H·W >= 2, so channels_last
+    differs); UsageError naming the problem when the network cannot take the images."""
+    from collections import Counter
+
+    from bench.nets import model_problem
+    from bench.nets.shapes import bn_inputs
+
+    if (problem := model_problem(model)) is not None:
+        raise UsageError(problem)
+    try:
+        seen = [s[1:] for _, s in bn_inputs(model, image_size) if len(s) == 4 and s[2] * s[3] >= 2]
+    except ValueError as e:
+        raise UsageError(f"--model {model} --image-size {image_size}: {e}") from None
+    if not seen:
+        raise UsageError(f"--model {model} has no 4-d BN input of 2 or more positions at {image_size}²: "
+                         f"raise --image-size")
+    c, h, w = Counter(seen).most_common(1)[0][0]
+    print(f"--model {model}: cases at its most common BN input, {n}×{c}×{h}×{w} per rank", flush=True)
+    return (n, c, h, w)
+
+
 def build_parser() -> OneLineParser:
     p = OneLineParser(prog="bench.compat", description=__doc__.splitlines()[0])
     p.add_argument("--variants", help="comma-separated BN variants (default all: "
@@ -176,6 +203,9 @@ def build_parser() -> OneLineParser:
     p.add_argument("--shape", default=",".join(map(str, SHAPE)),
                    help=f"each rank's input N,C,H,W (default {','.join(map(str, SHAPE))}); "
                         "also the timed shape")
+    p.add_argument("--model", metavar="NAME", help="run the cases at the BN input shape most layers of this "
+                   "network see (any --model of bench.train; N from --shape), at --image-size")
+    p.add_argument("--image-size", type=positive_int, default=32, metavar="N", help="--model's images, N×N (default 32)")
     p.add_argument("--reps", type=non_negative_int, default=20,
                    help="timed steps for the step-time ratios (default 20; 0: no timing)")
     p.add_argument("--time-limit-scale", type=positive_float, default=1.0,
@@ -196,6 +226,8 @@ def _run(args, extra: dict[str, VariantSpec]) -> int:
     if args.reps < 0 or args.time_limit_scale <= 0:
         raise UsageError("--reps must be >= 0 and --time-limit-scale > 0")
     shape = parse_shape(args.shape)
+    if args.model:
+        shape = model_shape(args.model, args.image_size, shape[0])
     device = resolve_device(args.device, 0).type
     backend = resolve_backend(args.backend, device)
     print(f"compatibility matrix: torch {torch.__version__}, device {device}, backend {backend} "

@@ -118,13 +118,20 @@ def rows(per_rank: tuple[int, ...], rank: int) -> slice:
     return slice(start, start + per_rank[rank])
 
 
-def reference(x: torch.Tensor, dy: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Batch norm over all of x in float64, with autograd's gradients of sum(dy * y)."""
+def reference(x: torch.Tensor, dy: torch.Tensor, groups: int | None = None) -> dict[str, torch.Tensor]:
+    """Batch norm over all of x in float64 (group norm in ``groups`` groups, each example on its own,
+    for a layer without batch statistics), with autograd's gradients of sum(dy * y)."""
     x = x.double().requires_grad_()
     weight, bias = (t.double().requires_grad_() for t in affine(x.size(1)))
-    mean = x.mean((0, 2, 3), keepdim=True)
-    var = ((x - mean) ** 2).mean((0, 2, 3), keepdim=True)
-    y = (x - mean) / torch.sqrt(var + EPS) * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+    if groups:
+        g = x.reshape(x.size(0), groups, -1)
+        mean, var = g.mean(-1, keepdim=True), g.var(-1, unbiased=False, keepdim=True)
+        x_hat = ((g - mean) / torch.sqrt(var + EPS)).reshape(x.shape)
+    else:
+        mean = x.mean((0, 2, 3), keepdim=True)
+        var = ((x - mean) ** 2).mean((0, 2, 3), keepdim=True)
+        x_hat = (x - mean) / torch.sqrt(var + EPS)
+    y = x_hat * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
     y.backward(dy.double())
     return {"y": y.detach(), "dx": x.grad, "dweight": weight.grad, "dbias": bias.grad,
             "mean": mean.flatten().detach(), "var": var.flatten().detach(),
@@ -208,9 +215,12 @@ def check_training(ctx: Ctx, layer: nn.Module, per_rank: tuple[int, ...], steps:
     what the layer gets, e.g. channels_last or bfloat16; the reference sees the same values.
     Returns the last step's outputs and which running-variance convention matched."""
     mine, refs, got = rows(per_rank, ctx.rank), [], {}
+    groups = layer.num_groups if isinstance(layer, nn.GroupNorm) else None
     for step in range(steps):
         x, dy = (prepare(t) for t in global_batch(ctx, per_rank, step))
-        refs.append(reference(x, dy))
+        refs.append(reference(x, dy, groups))
         got = train_step(layer, x[mine].to(ctx.device), dy[mine].to(ctx.device), autocast)
         check_step(ctx, got, refs[-1], mine, atol, rtol)
+    if groups:
+        return got, "no running statistics (group norm)"
     return got, check_running(layer, refs, atol, rtol)
