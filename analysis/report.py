@@ -18,8 +18,10 @@ from pathlib import Path
 
 import markdown
 
-from analysis import (render_compat, render_findings, render_kernels, render_runs, render_steps,
-                      render_sweep)
+from analysis import (render_compat, render_findings, render_interleaved, render_kernels, render_runs,
+                      render_steps, render_sweep)
+from analysis.interleaved import load_timing
+from analysis.render_interleaved import Speed
 from analysis.compat import find_compat, load_compat
 from analysis.labels import run_labels
 from analysis.micro import load_micro
@@ -54,17 +56,23 @@ def build(paths: list[str], out_dir: str | Path, resolve: tuple[ResolveTarget, .
     CSVs) or `preset` adds the "At scale (predicted)" section. `micro`: bench.micro CSVs of the runs'
     device, for the per-layer BN table's ratio to a copy."""
     out_dir = Path(out_dir)
-    runs = load_runs(paths)
-    if runs.empty:
+    runs, timing = load_runs(paths), load_timing(paths)
+    if runs.empty and timing.runs.empty:
         raise FileNotFoundError(f"no run directories (with config.json) under {', '.join(map(str, paths))}")
     out_dir.mkdir(parents=True, exist_ok=True)
+    if runs.empty:  # only timing runs: their findings and table are the whole report
+        return _write(out_dir, "\n".join(["# bnbench report", "", f"{len(timing.runs)} timing run(s) from "
+                                          f"{', '.join(map(str, paths))}.", "",
+                                          render_findings.findings_section(runs, load_step_times(runs), timing),
+                                          render_interleaved.timing_section(Speed.of(timing))]))
     render_runs.summary_table(runs).to_csv(out_dir / "summary.csv", index=False)
     labels, steps = run_labels(runs), load_step_times(runs)
     sections = [
         "# bnbench report", "",
         f"{len(runs)} run(s) from {', '.join(map(str, paths))}; devices: "
         f"{', '.join(sorted(map(str, runs['device'].dropna().unique())))}.", "",
-        render_findings.findings_section(runs, steps),
+        render_findings.findings_section(runs, steps, timing),
+        render_interleaved.timing_section(Speed.of(timing)),
         render_runs.not_run_section(load_skipped(paths)),
         render_runs.runs_section(runs, labels),
         render_runs.curves_section(load_metrics(runs), load_bn_params(runs), labels, out_dir),
@@ -77,7 +85,11 @@ def build(paths: list[str], out_dir: str | Path, resolve: tuple[ResolveTarget, .
     if collectives or preset:
         from analysis import scale  # only reports that ask for a prediction pay for the model
         sections.append(scale.section(paths, out_dir, collectives, preset))
-    md = "\n".join(sections)
+    return _write(out_dir, "\n".join(sections))
+
+
+def _write(out_dir: Path, md: str) -> Path:
+    """report.md and report.html (images inlined) in out_dir; report.md's path."""
     (out_dir / "report.md").write_text(md)
     body = markdown.markdown(md, extensions=["tables"])
     (out_dir / "report.html").write_text(HTML_HEAD + _embed_images(body, out_dir) + "\n</body></html>\n")
