@@ -36,7 +36,7 @@ from bench import rundir
 from bench.errors import EXIT_INTERRUPTED, OneLineParser, cli
 from bench.rundir import FINISHED
 from launch.matrix import PRESET_HELP, PRESETS, Cell, Sweep, build, drop_unavailable, load_toml, merge
-from launch import plan_seeds, preflight
+from launch import plan_seeds, preflight, timing_phase
 LOG_TAIL_LINES = 8
 CELL_GRACE_S = 60  # a stopped cell's time to checkpoint and exit (torchrun gives its ranks 30 s)
 
@@ -76,11 +76,8 @@ def fmt_duration(seconds: float) -> str:
 
 def estimate_left_s(todo: list[Cell], took_s: dict[int, list[float]]) -> float | None:
     """Seconds for the cells in `todo`: mean time so far at each world size (any size if unseen)."""
-    every = [t for ts in took_s.values() for t in ts]
-    if not every:
-        return None
-    mean = lambda ts: sum(ts) / len(ts)  # noqa: E731
-    return sum(mean(took_s.get(c.world_size) or every) for c in todo)
+    every, mean = [t for ts in took_s.values() for t in ts], lambda ts: sum(ts) / len(ts)  # noqa: E731
+    return sum(mean(took_s.get(c.world_size) or every) for c in todo) if every else None
 
 
 def check_devices(sweep: Sweep) -> str:
@@ -202,6 +199,9 @@ def build_parser() -> OneLineParser:
     p.add_argument("--report", metavar="DIR", help="report directory (default: <out>/report)")
     p.add_argument("--no-report", action="store_true", help="skip the report after the cells")
     p.add_argument("--dry-run", action="store_true", help="print the cells and their commands; run nothing")
+    p.add_argument("--timing", action="store_true", help="then a timing phase per configuration (bench.timing)")
+    p.add_argument("--timing-rounds", type=int, metavar="R", help="its rounds (default: sized to ~1/5 of the time)")
+    p.add_argument("--timing-steps", type=int, metavar="K", help="its timed steps per arm per round")
     plan_seeds.add_arguments(p)  # --resolve, --plan-seeds, --pilot
     return p
 
@@ -240,7 +240,11 @@ def _main(args, passthrough: list[str]) -> int:
     for s in (signal.SIGTERM, signal.SIGUSR1):  # unwinds through run(), which stops the cell first
         signal.signal(s, lambda *_: sys.exit(EXIT_INTERRUPTED))
     try:
+        t0 = time.perf_counter()
         rc = run(sweep)
+        if args.timing and not rc:  # bench.timing per configuration: the report's speed verdicts
+            rc = int(bool(timing_phase.run_for_sweep(sweep.cells, str(sweep.out), time.perf_counter() - t0,
+                                                     args.timing_rounds, args.timing_steps)))
     except (KeyboardInterrupt, SystemExit) as e:
         print("launch.sweep: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130 if isinstance(e, KeyboardInterrupt) else EXIT_INTERRUPTED

@@ -37,6 +37,7 @@ from bench.run.train import build_job
 from bench.tools.machineload import LoadSampler
 
 QUIET_WINDOW_S = 0.5  # the start sample: other processes' CPU share while this job sits idle
+PROGRESS_LINES = 20   # at most about this many round lines, however many rounds
 SPARE_STEPS = 50      # batches beyond the rounds', for a tool's own extra steps (a calibration)
 
 
@@ -140,7 +141,8 @@ def time_rounds(arms: list[Arm], orders: list[list[tuple[str, int]]], k: int, in
                 medians[key] = sorted(ms)[len(ms) // 2]
             if sampler is not None:
                 loads.append(sampler.sample("round", r))
-            log(_progress(r, len(orders), medians, loads[-1] if loads else None))
+            if (r + 1) % max(1, len(orders) // PROGRESS_LINES) == 0 or r + 1 == len(orders):
+                log(_progress(r, len(orders), medians, loads[-1] if loads else None))
     return rows, loads
 
 

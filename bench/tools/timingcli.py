@@ -51,7 +51,8 @@ def from_argv(argv: list[str] | None = None) -> TimingConfig:
 
 
 def timing_args(train_argv: list[str]) -> list[str]:
-    """The bench.timing flags of a bench.train command line: those bench.timing takes, as given.
+    """The bench.timing flags of a bench.train command line: those bench.timing takes, as given, but
+    for --out, --run-name and --overwrite, which the launcher decides.
 
     >>> timing_args(["--epochs", "1", "--limit-train", "4096", "--no-profile", "--batch-size", "64"])
     ['--batch-size', '64', '--limit-train', '4096']
@@ -60,6 +61,8 @@ def timing_args(train_argv: list[str]) -> list[str]:
     defaults = vars(build_parser().parse_args([]))
     out = []
     for name in TRAIN_FLAGS:
+        if name in ("out", "run_name", "overwrite"):  # where the phase's own directory goes: the launcher's
+            continue
         value = getattr(ns, name)
         if value == defaults[name]:
             continue
