@@ -9,5 +9,7 @@ steps, timing and loop pieces rather than copying them); nothing in bench/ impor
     compat       which variant survives which reported failure: a matrix of small real checks, each
                  in its own processes with its own time limit (python -m bench.compat; compat_checks,
                  compat_measure, compat_cases, compat_dist and compat_procs are its parts)
+    interleave   every variant timed side by side in shuffled rounds, the baseline twice as an A/A
+                 control (python -m bench.timing; timingcli holds its flags, machineload the load samples)
     variants     the BN variants and whether each can run on this machine (python -m bench.variants)
 """
