@@ -127,3 +127,23 @@ def test_a_timing_run_directory_round_trips_through_the_report(tmp_path):
     assert f"| scratch | {np.median(scratch):.4g} |" in md
     assert f"{np.median(scratch) / np.median(nn):.2f}× nn's median step" in md
     assert (tmp_path / "report" / "report.html").is_file()
+
+
+def test_findings_name_the_slow_steps_where_mean_throughput_and_the_median_step_disagree():
+    table = make_runs({"variant": "nn"}, {"variant": "scratch"}).assign(failure="")
+    nn_run, scratch_run = table["run"]
+    quiet = [10.0] * 100
+    slow = [10.0] * 90 + [50.0 + i for i in range(10)]  # steps 90-99 of epoch 1: 50-59 ms
+    steps = pd.DataFrame([{"run": run, "variant": v, "world_size": 1, "rank": 0, "epoch": 1, "step": i,
+                           "step_ms": ms} for run, v, series in ((nn_run, "nn", quiet), (scratch_run, "scratch", slow))
+                          for i, ms in enumerate(series)])
+    batch = int(table["global_batch"].iloc[0])
+    mean_eps = [batch * 100 / (sum(s) / 1e3) for s in (quiet, slow)]  # what the Runs table holds
+    table["examples_per_s"] = mean_eps
+    md = findings_section(table, steps)
+    gap = 1 - mean_eps[1] / (batch / 0.010)
+    assert f"**{scratch_run}**: its mean throughput in the Runs table, {mean_eps[1]:,.0f} examples/s, is " \
+           f"{gap:.0%} below the {batch / 0.010:,.0f} examples/s of its median step" in md
+    assert "10 of 100 steps took over 1.5× its 10 ms median, from epoch 1 step 90 to epoch 1 step 99, " \
+           "the slowest 59 ms." in md
+    assert f"**{nn_run}**: its mean" not in md
