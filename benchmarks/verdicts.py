@@ -1,21 +1,22 @@
 """Calibrate the speed verdicts: how often identical arms are called different, and how often a
 planted slowdown of known size is found, by bench.timing's interleaved design and by the old one.
 
-    python benchmarks/verdicts.py [--repeats 20] [--load] [--slowdown 0.10] [--seed 0] [--sequential]
+    python benchmarks/verdicts.py [--repeats 20] [--load] [--slowdown 0.10] [--seed 0] [--design both]
 
 Each repeat is one interleaved timing job (bench.tools.interleave) of LeNet with nn: copies A and
-A′ of nn, and a third copy of nn whose every step ends in a busy-wait of F × that step's time (the
-planted slowdown, 1 + F by construction; it exists only here, never as a user variant). The
+A′ of nn, and a third copy of nn whose every step ends in busy CPU work of F × that step's own CPU
+time (the planted slowdown, 1 + F by construction; it exists only here, never as a user variant).
+The script runs torch on one intra-op thread, so a step's CPU time is its thread's. The
 report's own analysis (analysis.interleaved) gives the A/A control's interval, the planted arm's
 ratio and verdict. Counted over the repeats:
     A/A false positives   the control's interval excludes 1
     detections            the planted arm reads "slower" (which needs the control within noise)
     ratio error           |estimated ratio − (1 + F)| / (1 + F), median over repeats
-`--sequential` also measures the old design: two bench.train runs of nn one after another (separate
+`--design sequential` (or both) measures the old design: two bench.train runs of nn one after another (separate
 processes), the ratio of their median steps and the within-run block-bootstrap interval the report
 gave it; a false positive is an interval that excludes 1.
 `--load` runs benchmarks/cpuhog.py's bursty CPU hog throughout (one process per CPU).
-Last line: `verdicts: aa_false_positive=X/N detected=Y/N ratio_error=Z%`.
+Last line (interleaved design): `verdicts: aa_false_positive=X/N detected=Y/N ratio_error=Z%`.
 """
 from __future__ import annotations
 
@@ -36,26 +37,29 @@ from analysis.runs import load_runs, load_step_times  # noqa: E402
 from bench.run.config import TrainConfig  # noqa: E402
 from bench.tools import interleave  # noqa: E402
 from benchmarks.cpuhog import Hog  # noqa: E402
+import torch  # noqa: E402
 
 PLANTED = "nn-planted"
 
 
 def planted_arm(tc: interleave.TimingConfig, fraction: float):
-    """extra_arms for interleave.run: a fresh nn copy whose every step ends in a busy-wait of `fraction`
-    × that step's own time. Proportional to the step it follows, it is the same share of the step
-    however busy the machine is at that moment: the planted ratio is 1 + F by construction, where a
-    fixed wait calibrated beforehand would be a different share of a step slowed by a neighbour."""
+    """extra_arms for interleave.run: a fresh nn copy whose every step ends in busy CPU work of
+    `fraction` × that step's own CPU time. Counted in CPU time, the wait is stretched by a busy
+    machine exactly as the step is, and a preemption inside it adds no overshoot; so the planted
+    ratio of wall-clock medians is 1 + F by construction, however loaded the machine. (A wait of a
+    fixed wall time calibrated beforehand becomes another share of a step a neighbour slowed, and a
+    wall-clock spin overshoots by a scheduler slice whenever it is preempted.)"""
     def extra(arms: list[interleave.Arm]) -> list[interleave.Arm]:
         arm = interleave.build_arm(arms[0].job.plan, arms[0].job.info, 0, interleave.SPARE_STEPS +
                                    tc.warmup + tc.rounds * tc.steps)
         step = arm.step
 
         def slowed(x, y):
-            t = time.perf_counter()
+            t = time.process_time()
             out = step(x, y)
-            now = time.perf_counter()
+            now = time.process_time()
             end = now + fraction * (now - t)
-            while time.perf_counter() < end:
+            while time.process_time() < end:
                 pass
             return out
         arm = replace(arm, variant=PLANTED, step=slowed)
@@ -131,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--load", action="store_true", help="run a bursty CPU hog (one process per CPU) throughout")
     p.add_argument("--slowdown", type=float, default=0.10, help="planted busy-wait, × nn's median step")
     p.add_argument("--seed", type=int, default=0, help="first repeat's seed (repeat i: seed + i)")
-    p.add_argument("--sequential", action="store_true", help="also measure the old design (two runs in a row)")
+    p.add_argument("--design", choices=("interleaved", "sequential", "both"), default="interleaved",
+                   help="bench.timing's interleaved rounds, the old design (two runs in a row), or both")
     p.add_argument("--rounds", type=int, default=20, help="rounds per timing job (default %(default)s)")
     p.add_argument("--steps", type=int, default=10, help="steps per arm per round (default %(default)s)")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps per arm (default %(default)s)")
@@ -142,12 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1 or args.slowdown <= 0:
         p.error("--repeats must be >= 1 and --slowdown > 0")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds through Hog's exit
+    torch.set_num_threads(1)  # the planted wait is one thread's CPU time, as the step's then is
     print(f"verdicts: {args.repeats} repeats, {args.rounds} rounds × {args.steps} steps per arm, LeNet batch "
           f"{args.batch_size}, planted slowdown {_pct(args.slowdown)}, load {'on' if args.load else 'off'}", flush=True)
     with tempfile.TemporaryDirectory() as tmp, Hog(seed=args.seed) if args.load else _Nothing():
-        if args.sequential:
+        if args.design in ("sequential", "both"):
             run_sequential(args, Path(tmp))
-        print(run_interleaved(args, Path(tmp)))
+        if args.design in ("interleaved", "both"):
+            print(run_interleaved(args, Path(tmp)))
     return 0
 
 

@@ -12,6 +12,7 @@ from bench import rundir
 from bench.tools.interleave import arm_keys, round_orders
 from bench.tools.timingcli import from_argv
 from launch import timing_phase
+from launch.matrix import Cell
 from tests.procs import python_m, torchrun
 
 SMALL = ("--steps", "2", "--warmup", "1", "--limit-train", "512", "--batch-size", "32", "--device", "cpu")
@@ -68,3 +69,15 @@ def test_launchers_run_the_phase_under_their_launcher_with_the_baseline_first():
     assert cmd[i + 1:i + 3] == ["nn", "scratch"] and "--epochs" not in cmd
     assert cmd[cmd.index("--limit-train") + 1] == "4096" and cmd[cmd.index("--rounds") + 1] == "12"
     assert timing_phase.command(["nn"], 1, "o", [], 10, 5)[:3] == [sys.executable, "-m", "bench.timing"]
+
+
+def test_a_sweep_gets_one_timing_phase_per_configuration_at_its_first_seed():
+    def cell(variant, ws, seed, batch=64):
+        args = ("--variant", variant, "--batch-size", str(batch), "--seed", str(seed), "--epochs", "1",
+                "--out", "runs/s", "--limit-train", "1024")
+        return Cell(variant, ws, batch, seed, f"{variant}-{ws}-{seed}", args)
+    cells = [cell(v, ws, s) for ws in (1, 2) for v in ("nn", "scratch") for s in (0, 1)]
+    groups = timing_phase.sweep_groups(cells)
+    assert [(variants, ws) for variants, ws, _ in groups] == [(["nn", "scratch"], 1), (["nn", "scratch"], 2)]
+    args = groups[0][2]
+    assert args[args.index("--seed") + 1] == "0" and args[args.index("--limit-train") + 1] == "1024"
