@@ -137,8 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="first repeat's seed (repeat i: seed + i)")
     p.add_argument("--design", choices=("interleaved", "sequential", "both"), default="interleaved",
                    help="bench.timing's interleaved rounds, the old design (two runs in a row), or both")
-    p.add_argument("--rounds", type=int, default=20, help="rounds per timing job (default %(default)s)")
-    p.add_argument("--steps", type=int, default=10, help="steps per arm per round (default %(default)s)")
+    p.add_argument("--rounds", type=int, default=interleave.TimingConfig.rounds,
+                   help="rounds per timing job (default: bench.timing's, %(default)s)")
+    p.add_argument("--steps", type=int, default=interleave.TimingConfig.steps,
+                   help="steps per arm per round (default: bench.timing's, %(default)s)")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps per arm (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=64, help="LeNet batch (default %(default)s)")
     p.add_argument("--limit-train", type=int, default=4096, help="training images (default %(default)s)")

@@ -85,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timing-rounds", type=positive_int, metavar="R",
                    help="rounds of the timing phase (default: sized to about a fifth of the comparison's time)")
     p.add_argument("--timing-steps", type=positive_int, metavar="K",
-                   help=f"timed steps per arm per round (default {timing_phase.DEFAULT_STEPS}, fewer where "
-                        "the phase would not fit)")
+                   help=f"timed steps per arm per round (default {timing_phase.DEFAULT_STEPS})")
     args, extra = p.parse_known_args(argv)
     return cli("launch.compare", lambda: _run(args, extra))
 

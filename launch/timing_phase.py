@@ -18,28 +18,28 @@ from bench import rundir
 from bench.tools.timingcli import timing_args
 
 PHASE_SHARE = 0.2                    # of the whole comparison's time (the runs' plus this phase's)
-DEFAULT_STEPS = 5                    # timed steps per arm per round
-MIN_ROUNDS, MAX_ROUNDS = 10, 40
+DEFAULT_STEPS = 1                    # timed steps per arm per round (bench.timing's default)
+MIN_ROUNDS, MAX_ROUNDS = 30, 300
 FIXED_S_PER_ARM = 3.0                # building an arm (data, network, step) and its warm-up, roughly
 FIXED_S = 8.0                        # the job's start (imports, process group), roughly
 
 
-def size(runs_s: float, arm_step_ms: list[float], steps: int = DEFAULT_STEPS) -> tuple[int, int]:
-    """(rounds, steps per round) so the phase takes at most about PHASE_SHARE of runs + phase:
-    the rounds that fit, clipped to [MIN_ROUNDS, MAX_ROUNDS]; where even MIN_ROUNDS do not fit,
-    fewer steps per round (at least 1).
+def size(runs_s: float, arm_step_ms: list[float], steps: int = DEFAULT_STEPS) -> int:
+    """Rounds of `steps` steps per arm that take at most about PHASE_SHARE of runs + phase, clipped
+    to [MIN_ROUNDS, MAX_ROUNDS] (MIN_ROUNDS even where they take longer: fewer give no interval
+    worth printing).
 
-    >>> size(600.0, [10.0, 10.0, 20.0])   # budget 150 s: 40 rounds of 5 steps take 8 s
-    (40, 5)
-    >>> size(60.0, [500.0, 500.0, 900.0])  # budget 15 s, less the set-up: 1 step a round
-    (10, 1)
+    >>> size(600.0, [10.0, 10.0, 20.0])   # a 150 s budget holds far more than 300 rounds of 40 ms
+    300
+    >>> size(300.0, [50.0, 50.0, 100.0])  # 75 s, less ~17 s of set-up, at 0.2 s a round
+    290
+    >>> size(60.0, [500.0, 500.0, 900.0])
+    30
     """
     budget = runs_s * PHASE_SHARE / (1 - PHASE_SHARE) - FIXED_S - FIXED_S_PER_ARM * len(arm_step_ms)
-    per_step_s = sum(arm_step_ms) / 1e3
-    rounds = math.floor(budget / (steps * per_step_s)) if per_step_s > 0 else MAX_ROUNDS
-    if rounds >= MIN_ROUNDS:
-        return min(rounds, MAX_ROUNDS), steps
-    return MIN_ROUNDS, max(1, min(steps, math.floor(budget / (MIN_ROUNDS * per_step_s)) if per_step_s else 1))
+    per_round_s = steps * sum(arm_step_ms) / 1e3
+    rounds = math.floor(budget / per_round_s) if per_round_s > 0 else MAX_ROUNDS
+    return max(MIN_ROUNDS, min(rounds, MAX_ROUNDS))
 
 
 def ordered(variants: list[str]) -> list[str]:
@@ -79,9 +79,8 @@ def run(variants: list[str], nproc: int, out: str, train_argv: list[str], runs_s
     """Size (unless `rounds` is given), announce and run the phase; bench.timing's exit code."""
     medians = median_steps(out)
     arms = [medians.get(v, 0.0) for v in [ordered(variants)[0], *ordered(variants)]]
-    if rounds is None:
-        rounds, steps = size(runs_s, arms, steps or DEFAULT_STEPS)
     steps = steps or DEFAULT_STEPS
+    rounds = rounds or size(runs_s, arms, steps)
     guess = (sum(arms) * rounds * steps / 1e3) if all(arms) else math.nan
     print(f"timing phase: {', '.join(ordered(variants))} interleaved, {rounds} rounds × {steps} steps per arm"
           + (f" (~{guess:.0f} s of steps)" if guess == guess else ""), flush=True)

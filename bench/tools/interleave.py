@@ -1,6 +1,6 @@
 """Interleaved timing: every variant built side by side, timed in short rounds of shuffled order.
 
-    python -m bench.timing --variants nn scratch [--rounds 20] [--steps 10] [--warmup 5] [--seed 0]
+    python -m bench.timing --variants nn scratch [--rounds 200] [--steps 1] [--warmup 5] [--seed 0]
                            [bench.train flags] --out DIR
     torchrun --standalone --nproc_per_node=2 -m bench.timing --variants nn scratch-sync --out DIR
 
@@ -45,8 +45,9 @@ SPARE_STEPS = 50      # batches beyond the rounds', for a tool's own extra steps
 class TimingConfig:
     train: TrainConfig       # every other option, as bench.train reads it (its variant is unused)
     variants: tuple[str, ...]  # the first is the baseline, built twice
-    rounds: int = 20         # rounds of the shuffled arms
-    steps: int = 10          # timed steps of each arm per round
+    rounds: int = 200        # rounds of the shuffled arms
+    steps: int = 1           # timed steps of each arm per round: arms alternate every step, finer
+                             # than a neighbour's bursts (benchmarks/verdicts.py measured coarser rounds)
     warmup: int = 5          # untimed steps of each arm before the first round
 
 
@@ -118,37 +119,46 @@ def run_steps(arm: Arm, k: int, timer: StepTimer | None = None) -> list[float]:
     """`k` steps of `arm` (batch fetch and step, as bench.train times them); their ms when timed."""
     if timer is not None:
         timer.mark()
+    _chain(arm, k, timer)
+    return timer.read_ms() if timer is not None else []
+
+
+def _chain(arm: Arm, k: int, timer: StepTimer | None) -> None:
     for _ in range(k):
         x, y = next(arm.batches)
         arm.step(x, y)
         if timer is not None:
             timer.mark()
-    return timer.read_ms() if timer is not None else []
 
 
 def time_rounds(arms: list[Arm], orders: list[list[tuple[str, int]]], k: int, info: dist.DistInfo,
                 sampler: LoadSampler | None, log: Callable[[str], None]) -> tuple[list[dict], list[dict]]:
-    """Time every round; (this rank's timing.csv rows, rank 0's load.csv rows)."""
+    """Time every round; (this rank's timing.csv rows, rank 0's load.csv rows). A round is one chain
+    of step boundaries, read once at its end (one synchronize on CUDA), so arms follow each other
+    without a pause between them."""
     by_key, timer = {a.key: a for a in arms}, StepTimer(info.device)
-    rows, loads = [], []
+    rows, loads, seen = [], [], {a.key: [] for a in arms}
     with gc_paused():  # a collection would land in one timed step (bench.run.timing)
         for r, order in enumerate(orders):
-            medians = {}
+            timer.mark()
+            for key in order:
+                _chain(by_key[key], k, timer)
+            ms = timer.read_ms()
             for position, key in enumerate(order):
-                ms = run_steps(by_key[key], k, timer)
+                mine = ms[position * k:(position + 1) * k]
                 rows += [{"round": r, "position": position, "variant": key[0], "copy": key[1], "rank": info.rank,
-                          "step": i, "ms": t} for i, t in enumerate(ms)]
-                medians[key] = sorted(ms)[len(ms) // 2]
+                          "step": i, "ms": t} for i, t in enumerate(mine)]
+                seen[key] += mine
             if sampler is not None:
                 loads.append(sampler.sample("round", r))
             if (r + 1) % max(1, len(orders) // PROGRESS_LINES) == 0 or r + 1 == len(orders):
-                log(_progress(r, len(orders), medians, loads[-1] if loads else None))
+                log(_progress(r, len(orders), seen, loads[-1] if loads else None))
     return rows, loads
 
 
-def _progress(r: int, rounds: int, medians: dict, load: dict | None) -> str:
-    arms = ", ".join(f"{v}{'′' if c else ''} {m:.2f}" for (v, c), m in sorted(medians.items()))
-    line = f"round {r + 1}/{rounds}: median step ms {arms}"
+def _progress(r: int, rounds: int, seen: dict, load: dict | None) -> str:
+    arms = ", ".join(f"{v}{'′' if c else ''} {sorted(ms)[len(ms) // 2]:.2f}" for (v, c), ms in sorted(seen.items()))
+    line = f"round {r + 1}/{rounds}: median step so far, ms: {arms}"
     if load and load["other_cpu_share"] is not None:
         line += f"; load {load['loadavg_1m']:.1f}, other processes {load['other_cpu_share']:.0%} of {load['cpus']} CPUs"
     return line

@@ -31,9 +31,10 @@ def parser() -> argparse.ArgumentParser:
                       "directory.")
     p.add_argument("--variants", nargs="+", required=True, choices=rundir.VARIANTS, metavar="VARIANT",
                    help="variants to time; the first is the baseline, timed twice (A and A′)")
-    p.add_argument("--rounds", type=positive_int, default=20, help="rounds of shuffled arms (default %(default)s)")
-    p.add_argument("--steps", type=positive_int, default=10,
-                   help="timed steps of each arm per round (default %(default)s)")
+    p.add_argument("--rounds", type=positive_int, default=TimingConfig.rounds,
+                   help="rounds of shuffled arms (default %(default)s)")
+    p.add_argument("--steps", type=positive_int, default=TimingConfig.steps,
+                   help="timed steps of each arm per round (default %(default)s: arms alternate every step)")
     p.add_argument("--warmup", type=non_negative_int, default=5,
                    help="untimed steps of each arm before the first round (default %(default)s)")
     add_flags(p, TRAIN_FLAGS)
