@@ -59,6 +59,12 @@ def _same(a, b) -> bool:
         return str(a) == str(b)
 
 
+def _rounds(run) -> str:
+    """'200 rounds of 1 step', '20 rounds of 10 steps'."""
+    k = int(run.steps_per_round)
+    return f"{int(run.rounds)} rounds of {k} step{'s' if k != 1 else ''}"
+
+
 def _ci(lo: float, hi: float) -> str:
     return "" if pd.isna(lo) else f" [{lo:.2f}, {hi:.2f}]"
 
@@ -71,7 +77,7 @@ def control_line(speed: Speed, timing_run: str) -> str:
         return f"A/A control ({run.baseline} vs {run.baseline}): not timed, so no speed verdict can be trusted."
     c = c.iloc[0]
     head = (f"A/A control ({run.baseline} vs {run.baseline}): {c.step_ms_ratio:.2f}×{_ci(c.ci95_low, c.ci95_high)}"
-            f" ({PHASE}, {int(run.rounds)} rounds of {int(run.steps_per_round)} steps)")
+            f" ({PHASE}, {_rounds(run)})")
     if c.verdict == "within noise":
         return (f"{head}, within noise: two separately built copies of one computation, timed in the same "
                 "rounds, differ by no more than this run's noise, so the speed verdicts here can stand.")
@@ -145,7 +151,7 @@ def timing_section(speed: Speed) -> str:
                          "ratio": 1.0 if c is None else c.step_ms_ratio,
                          "95 % interval": "baseline" if c is None else _ci(c.ci95_low, c.ci95_high).strip(),
                          "verdict": "" if c is None else c.verdict})
-        md += [f"**{run.timing_run}** ({int(run.rounds)} rounds × {int(run.steps_per_round)} steps per arm):", "",
+        md += [f"**{run.timing_run}** ({_rounds(run)} per arm):", "",
                to_markdown(pd.DataFrame(rows), {"ratio": ".3f", "IQR/median": ".2f"}), ""]
         if (b := busy_line(speed, run.timing_run)) is not None:
             md += [b, ""]

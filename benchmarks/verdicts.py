@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=5, help="untimed steps per arm (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=64, help="LeNet batch (default %(default)s)")
     p.add_argument("--limit-train", type=int, default=4096, help="training images (default %(default)s)")
+    p.add_argument("--keep", metavar="DIR", help="keep every run directory under DIR (default: a temporary folder)")
     p.add_argument("--data-dir", default=TrainConfig().data_dir, help="Fashion-MNIST folder (as bench.train)")
     args = p.parse_args(argv)
     if args.repeats < 1 or args.slowdown <= 0:
@@ -153,10 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"verdicts: {args.repeats} repeats, {args.rounds} rounds × {args.steps} steps per arm, LeNet batch "
           f"{args.batch_size}, planted slowdown {_pct(args.slowdown)}, load {'on' if args.load else 'off'}", flush=True)
     with tempfile.TemporaryDirectory() as tmp, Hog(seed=args.seed) if args.load else _Nothing():
+        where = Path(args.keep or tmp)
         if args.design in ("sequential", "both"):
-            run_sequential(args, Path(tmp))
+            run_sequential(args, where)
         if args.design in ("interleaved", "both"):
-            print(run_interleaved(args, Path(tmp)))
+            print(run_interleaved(args, where))
     return 0
 
 

@@ -19,7 +19,7 @@ from bench.tools.timingcli import timing_args
 
 PHASE_SHARE = 0.2                    # of the whole comparison's time (the runs' plus this phase's)
 DEFAULT_STEPS = 1                    # timed steps per arm per round (bench.timing's default)
-MIN_ROUNDS, MAX_ROUNDS = 30, 300
+MIN_ROUNDS, MAX_ROUNDS = 10, 300
 FIXED_S_PER_ARM = 3.0                # building an arm (data, network, step) and its warm-up, roughly
 FIXED_S = 8.0                        # the job's start (imports, process group), roughly
 
@@ -34,7 +34,7 @@ def size(runs_s: float, arm_step_ms: list[float], steps: int = DEFAULT_STEPS) ->
     >>> size(300.0, [50.0, 50.0, 100.0])  # 75 s, less ~17 s of set-up, at 0.2 s a round
     290
     >>> size(60.0, [500.0, 500.0, 900.0])
-    30
+    10
     """
     budget = runs_s * PHASE_SHARE / (1 - PHASE_SHARE) - FIXED_S - FIXED_S_PER_ARM * len(arm_step_ms)
     per_round_s = steps * sum(arm_step_ms) / 1e3
@@ -82,8 +82,11 @@ def run(variants: list[str], nproc: int, out: str, train_argv: list[str], runs_s
     steps = steps or DEFAULT_STEPS
     rounds = rounds or size(runs_s, arms, steps)
     guess = (sum(arms) * rounds * steps / 1e3) if all(arms) else math.nan
+    over = guess == guess and guess > runs_s * PHASE_SHARE / (1 - PHASE_SHARE)
     print(f"timing phase: {', '.join(ordered(variants))} interleaved, {rounds} rounds × {steps} steps per arm"
-          + (f" (~{guess:.0f} s of steps)" if guess == guess else ""), flush=True)
+          + (f" (~{guess:.0f} s of steps)" if guess == guess else "")
+          + (f", more than a fifth of the comparison: {MIN_ROUNDS} rounds are the fewest it runs" if over else ""),
+          flush=True)
     return subprocess.call(command(variants, nproc, out, train_argv, rounds, steps, overwrite))
 
 
