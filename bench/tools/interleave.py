@@ -206,13 +206,13 @@ def run(tc: TimingConfig, plans: dict[str, RunPlan], info: dist.DistInfo, log=pr
         f"{tc.rounds} rounds × {tc.steps} steps, order shuffled from seed {tc.train.seed}; {info.world_size} "
         f"rank(s) on {info.device}")
     rows, round_loads = time_rounds(arms, orders, tc.steps, info, sampler, log)
-    every = [r for rank_rows in _gather(rows, info) for r in rank_rows]
+    host = socket.gethostname()
+    every = [r for rank_rows in _gather([{**r, "host": host} for r in rows], info) for r in rank_rows]
     if info.is_main:
-        host = sampler.host
         sampler.restart()
         time.sleep(QUIET_WINDOW_S)
         loads += round_loads + [sampler.sample("end")]
-        _finish_dir(base.run_dir, [{**r, "host": host} for r in every], loads)
+        _finish_dir(base.run_dir, every, loads)
         log(f"run directory: {base.run_dir}")
     return base.run_dir
 
