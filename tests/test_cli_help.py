@@ -24,7 +24,7 @@ from tests.procs import REPO
 # `python -m` names of the tools. Entry shims (bench/micro.py -> bench.tools.bn_microbench) keep these valid
 # when modules move; the launcher of TensorBoard is one line here.
 CLI_MODULES = (
-    "bench.train", "bench.micro", "bench.modes", "bench.overhead", "bench.collectives", "bench.compat",
+    "bench.train", "bench.timing", "bench.micro", "bench.modes", "bench.overhead", "bench.collectives", "bench.compat",
     "bench.variants", "analysis.report", "analysis.kernels", "analysis.micro_table", "analysis.compat_table",
     "analysis.scale", "analysis.machine",
     "launch.compare", "launch.sweep", "launch.run", "launch.view", "devtools.gpu_reliability_check", "devtools.gpu_fused_check",
