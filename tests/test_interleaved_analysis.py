@@ -148,3 +148,18 @@ def test_findings_name_the_slow_steps_where_mean_throughput_and_the_median_step_
     assert "10 of 100 steps took over 1.5× its 10 ms median, from epoch 1 step 90 to epoch 1 step 99, " \
            "the slowest 59 ms." in md
     assert f"**{nn_run}**: its mean" not in md
+
+
+def test_holm_counts_no_examples_per_s_verdict_the_timing_phase_replaced():
+    # two seeds a side: examples/s and accuracy each get a verdict with a p value; with a timing phase
+    # for the configuration, scratch's examples/s verdict is the phase's, and Holm counts only accuracy
+    table = make_runs({"variant": "nn", "examples_per_s": [900.0, 910.0], "test_acc": [0.80, 0.81]},
+                      {"variant": "scratch", "examples_per_s": [1200.0, 1190.0], "test_acc": [0.70, 0.72]})
+    no_steps = pd.DataFrame(columns=["run", "variant", "world_size", "rank", "epoch", "step", "step_ms"])
+    steps = synthetic_steps({("nn", 0): 1.0, ("nn", 1): 1.0, ("scratch", 0): 1.3})
+    empty_load = pd.DataFrame(columns=[*rundir.LOAD_COLUMNS, "timing_run"])
+    alone = findings_section(table.assign(failure=""), no_steps)
+    timed = findings_section(table.assign(failure=""), no_steps,
+                             interleaved.Speed.of(Timing(timing_runs(), steps, empty_load)))
+    assert "The 2 verdicts over seeds here" in alone
+    assert "The 1 verdict over seeds here is at 95 %" in timed

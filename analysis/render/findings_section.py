@@ -8,7 +8,10 @@ from analysis.render.mdtable import fmt_number
 from analysis.render.timing_section import (
     PHASE, busy_line, control_line, fastest_line, gap_lines, speed_clause, timed_sentence,
 )
-from analysis.stats.findings import NAMED_KEY, BASELINE, comparisons, configuration_name, configurations, left_out
+from analysis.stats.findings import (
+    NAMED_KEY, BASELINE, comparisons, configuration_name, configurations, left_out,
+)
+from analysis.stats.findings_speed import holm_without
 from analysis.stats.interleaved import Speed
 from analysis.stats.step_times import NOISY_IQR_OVER_MEDIAN
 from analysis.stats.variant_pairs import WITHIN_RUN_NOTE
@@ -84,19 +87,24 @@ def _holm(comps: pd.DataFrame) -> list[str]:
     if marks.empty:
         return []
     n, kept = len(marks), int(marks.astype(bool).sum())
-    return [f"The {n} verdicts over seeds here are each at 95 % taken alone, uncorrected for multiple "
+    verdicts = f"{n} verdicts over seeds here are each" if n != 1 else "1 verdict over seeds here is"
+    return [f"The {verdicts} at 95 % taken alone, uncorrected for multiple "
             f"comparisons: {kept} of {n} {'survives' if kept == 1 else 'survive'} Holm's correction over all "
             f"{n} (family-wise error 5 %); one that does not is marked *{NOT_AFTER_HOLM}*. The sweep "
             "section's *survives Holm* column corrects over all of its comparisons.", ""]
 
 
 def _fastest(c) -> str:
+    """The fastest variant by its runs' median step (analysis.stats.findings_speed.fastest_by_median_step)."""
     if c.fastest is None or pd.isna(c.fastest):
-        return "No run timed any step here, so there is no examples/s to rank."
-    how = f"mean of {_runs(c.fastest_runs)}" if c.fastest_runs > 1 else "1 run"
+        return "No run timed any step here, so there is no median step to rank."
+    how = (f"the median over {_runs(c.fastest_runs)} of each run's median step" if c.fastest_runs > 1
+           else "its run's median step")
+    at = (f"{fmt_number(c.fastest_examples_per_s)} examples/s at {fmt_number(c.fastest_step_ms, '.3g')} ms a step "
+          f"({how}, the slowest rank's; not mean throughput)")
     if len(c.variants) == 1:
-        return f"Only **{c.fastest}** completed here: {fmt_number(c.fastest_examples_per_s)} examples/s ({how})."
-    return f"Fastest: **{c.fastest}**, {fmt_number(c.fastest_examples_per_s)} examples/s ({how})."
+        return f"Only **{c.fastest}** completed here: {at}."
+    return f"Fastest: **{c.fastest}**, {at}."
 
 
 def _noisy(c) -> str:
@@ -124,7 +132,12 @@ def findings_section(runs: pd.DataFrame, steps: pd.DataFrame, speed: Speed | Non
     configs = configurations(runs, steps)
     if configs.empty and speed.runs.empty:
         return "\n".join(md + ["No run completed, so there is nothing to compare.", "", *_left_out(left_out(runs))])
+    timing_of = {c.configuration: speed.match(c._asdict()) if BASELINE in set(speed.runs["baseline"]) else None
+                 for c in configs.itertuples(index=False)}
     comps = comparisons(runs, steps)
+    replaced = {(c, v) for c, v in zip(comps["configuration"], comps["variant"])
+                if timing_of.get(c) and speed.comparison(timing_of[c], v) is not None}
+    comps = holm_without(comps, replaced)  # speed verdicts the timing phase gave are not Holm's to count
     md += [] if configs.empty else [f"Each variant against {BASELINE} at the same configuration: throughput as a ratio of "
            "examples/s, test accuracy as a difference in percentage points. With two or more runs a "
            "side, the 95 % interval over seeds follows (Welch for differences, log delta method for "
@@ -134,7 +147,7 @@ def findings_section(runs: pd.DataFrame, steps: pd.DataFrame, speed: Speed | Non
     md += [TIMING_INTRO, ""] if not speed.runs.empty else []
     matched = set()
     for c in configs.itertuples(index=False):
-        t = speed.match(c._asdict()) if BASELINE in set(speed.runs["baseline"]) else None
+        t = timing_of[c.configuration]
         matched.add(t)
         md += [f"**{c.configuration}** ({_runs(c.runs)}):", ""]
         mine = comps[comps["configuration"] == c.configuration]
