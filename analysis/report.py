@@ -22,10 +22,12 @@ from analysis.load.compat_csv import find_compat, load_compat
 from analysis.load.micro_csv import load_micro
 from analysis.load.reference import REFERENCE_ROWS
 from analysis.load.run_dirs import load_bn_params, load_metrics, load_runs, load_skipped, load_step_times
+from analysis.load.timing_dirs import load_timing
 from analysis.load.trace_dirs import load_traced_runs
 from analysis.render import (compat_section, findings_section, kernels_section, runs_section,
-                             small_batch_section, steps_section, sweep_section)
+                             small_batch_section, steps_section, sweep_section, timing_section)
 from analysis.render.labels import run_labels
+from analysis.stats.interleaved import Speed
 from analysis.stats.power import ResolveTarget, parse_targets
 from analysis.stats.seed_groups import group_stats
 from bench.argcheck import in_file, in_path, out_dir
@@ -58,17 +60,24 @@ def build(paths: list[str], out_dir: str | Path, resolve: tuple[ResolveTarget, .
     CSVs) or `preset` adds the "At scale (predicted)" section. `micro`: bench.micro CSVs of the runs'
     device, for the per-layer BN table's ratio to a copy."""
     out_dir = Path(out_dir)
-    runs = load_runs(paths)
-    if runs.empty:
+    runs, timing = load_runs(paths), load_timing(paths)
+    if runs.empty and timing.runs.empty:
         raise FileNotFoundError(f"no run directories (with config.json) under {', '.join(map(str, paths))}")
     out_dir.mkdir(parents=True, exist_ok=True)
+    speed = Speed.of(timing)
+    if runs.empty:  # only timing runs: their findings and table are the whole report
+        return _write(out_dir, "\n".join(["# bnbench report", "", f"{len(timing.runs)} timing run(s) from "
+                                          f"{', '.join(map(str, paths))}.", "",
+                                          findings_section.findings_section(runs, load_step_times(runs), speed),
+                                          timing_section.timing_section(speed)]))
     runs_section.summary_table(runs, REFERENCE_ROWS).to_csv(out_dir / "summary.csv", index=False)
     labels, steps = run_labels(runs), load_step_times(runs)
     sections = [
         "# bnbench report", "",
         f"{len(runs)} run(s) from {', '.join(map(str, paths))}; devices: "
         f"{', '.join(sorted(map(str, runs['device'].dropna().unique())))}.", "",
-        findings_section.findings_section(runs, steps),
+        findings_section.findings_section(runs, steps, speed),
+        timing_section.timing_section(speed),
         runs_section.not_run_section(load_skipped(paths)),
         runs_section.runs_section(runs, labels),
         runs_section.reference_section(REFERENCE_ROWS),
@@ -83,7 +92,11 @@ def build(paths: list[str], out_dir: str | Path, resolve: tuple[ResolveTarget, .
     if collectives or preset:
         from analysis import scale  # only reports that ask for a prediction pay for the model
         sections.append(scale.section(paths, out_dir, collectives, preset))
-    md = "\n".join(sections)
+    return _write(out_dir, "\n".join(sections))
+
+
+def _write(out_dir: Path, md: str) -> Path:
+    """report.md and report.html (images inlined) in out_dir; report.md's path."""
     (out_dir / "report.md").write_text(md)
     body = markdown.markdown(md, extensions=["tables"])
     (out_dir / "report.html").write_text(HTML_HEAD + _embed_images(body, out_dir) + "\n</body></html>\n")

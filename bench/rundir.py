@@ -11,6 +11,9 @@
                                TensorBoard event file of the metrics.csv scalars (bench.run.scalars)
                 checkpoint.pt  state at the last epoch end or step checkpoint, for --resume
                                (bench.run.checkpoint)
+    <out>/timing-<config>/     an interleaved timing phase (python -m bench.timing): config.json (its
+                               "kind" is TIMING_KIND), env.json, summary.json, timing.csv (every rank's
+                               steps, TIMING_COLUMNS) and load.csv (the machine's load, LOAD_COLUMNS)
     <out>/skipped.csv          variants a launcher was asked for but did not start (SKIPPED_COLUMNS:
                                variant, reason); written by launch.compare, header only when none
 
@@ -31,8 +34,7 @@ from typing import Any, Iterable, Mapping
 
 CONFIG, ENV, METRICS, STEP_TIMES, SUMMARY, TRACES, BN_PARAMS = (
     "config.json", "env.json", "metrics.csv", "step_times.csv", "summary.json", "traces", "bn_params.csv")
-CHECKPOINT = "checkpoint.pt"
-SKIPPED = "skipped.csv"
+CHECKPOINT, SKIPPED = "checkpoint.pt", "skipped.csv"
 SKIPPED_COLUMNS = ("variant", "reason")
 STEP_TIMES_COLUMNS = ("rank", "epoch", "step", "step_ms")
 # train_acc and test_acc are empty where accuracy is not measured (synthetic data: random labels);
@@ -51,10 +53,9 @@ FINISHED = (COMPLETE, DIVERGED)
 # across ranks; bench.bn builds them, analysis groups by them.
 VARIANTS = ("scratch", "nn", "sync", "scratch-sync", "fused", "fused-sync", "gn")
 SYNCHRONISING = ("sync", "scratch-sync", "fused-sync")
-VARIANT_NAMES = {"scratch": "from-scratch BN (textbook)", "nn": "nn.BatchNorm1d/2d",
-                 "sync": "nn.SyncBatchNorm", "scratch-sync": "from-scratch cross-rank BN",
-                 "fused": "fused Triton BN", "fused-sync": "fused Triton cross-rank BN",
-                 "gn": "nn.GroupNorm (no batch statistics)"}
+VARIANT_NAMES = {"scratch": "from-scratch BN (textbook)", "nn": "nn.BatchNorm1d/2d", "sync": "nn.SyncBatchNorm",
+                 "scratch-sync": "from-scratch cross-rank BN", "fused": "fused Triton BN",
+                 "fused-sync": "fused Triton cross-rank BN", "gn": "nn.GroupNorm (no batch statistics)"}
 # The variants that are not batch norm: no running statistics, nothing depends on the batch.
 BATCH_FREE = ("gn",)
 # The variants that run Triton kernels: only where bench.bn.fused.unavailable_reason allows.
@@ -62,6 +63,19 @@ TRITON_VARIANTS = ("fused", "fused-sync")
 # Steps between divergence checks by device type when --check-finite-every is not given: each check
 # is one 16-byte all-reduce (MIN of 2 float64) and, on CUDA, one host synchronisation (bench.run.divergence).
 DIVERGENCE_CHECK_EVERY = {"cpu": 1, "cuda": 50}
+# The interleaved timing phase (bench.timing): config.json's "kind", its files and columns. Each
+# (variant, copy) is an arm; copy 1 of the baseline (the first variant) is the A/A control.
+TIMING_KIND, TIMING, LOAD = "timing", "timing.csv", "load.csv"
+TIMING_COLUMNS = ("round", "position", "variant", "copy", "rank", "step", "ms", "host")
+# `when`: start, round (after round `round`), end; other_cpu_share: the busy CPU time of processes other
+# than the job's over the interval before the sample, as a share of all the machine's CPUs.
+LOAD_COLUMNS = ("when", "round", "host", "cpus", "loadavg_1m", "other_cpu_share")
+# The report flags a busy machine when other processes held more than this share of its CPUs.
+BUSY_OTHER_CPU_SHARE = 0.25
+# Mean throughput and the median-step figure differing by more than this is called out in Findings,
+# naming the slow steps: those over SLOW_STEP_OVER_MEDIAN × the run's median step.
+MEAN_MEDIAN_GAP = 0.10
+SLOW_STEP_OVER_MEDIAN = 1.5
 # A set of timings whose IQR over median exceeds this is flagged noisy (torch.utils.benchmark's rule).
 NOISY_IQR_OVER_MEDIAN = 0.10
 # bench.collectives' CSV, which analysis.scale fits its collective cost model to: one row per

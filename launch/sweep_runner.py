@@ -21,7 +21,8 @@ A cell that ends interrupted, or a SIGTERM/SIGUSR1 to the sweep (passed on to th
 stops the sweep with exit code 75 (bench.errors.EXIT_INTERRUPTED): run it again to go on. Then
 analysis.report writes the report (seed intervals, variant comparisons, scaling) for every run under
 <out> into <out>/report (--report DIR elsewhere, --no-report for none; --resolve goes to it).
---plan-seeds runs nothing: it prints the seeds needed from a pilot's spread (launch/plan_seeds.py).
+--timing adds an interleaved timing phase per configuration after the cells (bench.timing,
+launch/timing_phase.py), whose speed verdicts the report then gives. --plan-seeds runs nothing: it prints the seeds needed from a pilot's spread (launch/plan_seeds.py).
 """
 from __future__ import annotations
 
@@ -33,11 +34,11 @@ from pathlib import Path
 from typing import TextIO
 
 from bench import rundir
-from bench.argcheck import in_file, non_negative_int, out_dir, positive_int
-from bench.errors import EXIT_INTERRUPTED, OneLineParser, cli
+from bench.errors import EXIT_INTERRUPTED, cli
 from bench.rundir import FINISHED
-from launch.matrix import PRESET_HELP, PRESETS, Cell, Sweep, build, drop_unavailable, load_toml, merge
-from launch import plan_seeds, preflight
+from launch.matrix import Cell, Sweep, build, drop_unavailable, load_toml, merge
+from launch import plan_seeds, preflight, timing_phase
+from launch.sweep_flags import build_parser
 LOG_TAIL_LINES = 8
 CELL_GRACE_S = 60  # a stopped cell's time to checkpoint and exit (torchrun gives its ranks 30 s)
 
@@ -186,29 +187,6 @@ def dry_run(sweep: Sweep, out: TextIO | None = None) -> None:
         print(f"[{i}/{len(sweep.cells)}] {cell.run_name}  {what}\n      {' '.join(cmd)}", file=out or sys.stdout)
 
 
-def build_parser() -> OneLineParser:
-    p = OneLineParser(prog="launch.sweep", allow_abbrev=False,  # --variant must not mean --variants
-                      description=__doc__.splitlines()[0],
-                      epilog="Every other flag goes to each bench.train run (e.g. --limit-train N).")
-    p.add_argument("--config", type=in_file, metavar="FILE.toml", help="matrix from a TOML file (see launch/matrix.py)")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="; ".join(f"{k}: {v}" for k, v in PRESET_HELP.items()))
-    p.add_argument("--variants", nargs="+", help="BN variants, one cell each (default nn)")
-    p.add_argument("--world-sizes", nargs="+", type=positive_int, help="ranks per run; 1 runs one process (default 1)")
-    batch = p.add_mutually_exclusive_group()
-    batch.add_argument("--batch-sizes", nargs="+", type=positive_int, help="global batches")
-    batch.add_argument("--per-rank-batch-sizes", nargs="+", type=positive_int, help="global = per-rank × world size")
-    p.add_argument("--seeds", nargs="+", type=non_negative_int, help="seeds, one cell each (default 0)")
-    p.add_argument("--bn-emulate-ranks", nargs="+", type=positive_int, metavar="K",
-                   help="local variants (scratch, nn) once per K emulated ranks (bench.bn.emulate); others once")
-    p.add_argument("--epochs", type=positive_int, help="epochs of every cell (default 10)")
-    p.add_argument("--out", type=out_dir, help="parent of the run directories (default: runs)")
-    p.add_argument("--report", type=out_dir, metavar="DIR", help="report directory (default: <out>/report)")
-    p.add_argument("--no-report", action="store_true", help="skip the report after the cells")
-    p.add_argument("--dry-run", action="store_true", help="print the cells and their commands; run nothing")
-    plan_seeds.add_arguments(p)  # --resolve, --plan-seeds, --pilot
-    return p
-
-
 def _prepare(sweep: Sweep, dry_run_only: bool) -> None:
     """Check every cell and, unless only printing them, put the data in place; UsageError otherwise."""
     validate_cells(sweep)
@@ -243,7 +221,11 @@ def _main(args, passthrough: list[str]) -> int:
     for s in (signal.SIGTERM, signal.SIGUSR1):  # unwinds through run(), which stops the cell first
         signal.signal(s, lambda *_: sys.exit(EXIT_INTERRUPTED))
     try:
+        t0 = time.perf_counter()
         rc = run(sweep)
+        if args.timing and not rc:  # bench.timing per configuration: the report's speed verdicts
+            rc = int(bool(timing_phase.run_for_sweep(sweep.cells, str(sweep.out), time.perf_counter() - t0,
+                                                     args.timing_rounds, args.timing_steps)))
     except (KeyboardInterrupt, SystemExit) as e:
         print("launch.sweep: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130 if isinstance(e, KeyboardInterrupt) else EXIT_INTERRUPTED

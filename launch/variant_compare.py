@@ -10,7 +10,10 @@ Several GPUs: torchrun over all of them (nccl). One GPU: one process. No GPU: on
 gloo ranks instead, and then `scratch-sync` stands in for `sync`, which cannot run on CPU ranks.
 `fused` and `fused-sync` run where their Triton kernels can: on CUDA devices, or on CPU when
 TRITON_INTERPRET=1 is set (slow; `python -m bench.variants` says which variants run here).
-Variants asked for but not run are recorded, with the reason, in <out>/skipped.csv; the report lists them.
+After the runs, an interleaved timing phase (bench.timing, launch/timing_phase.py) times the variants
+that ran side by side, under the same launcher, sized to about a fifth of the comparison's time
+(--timing-rounds / --timing-steps to set it, --no-timing to skip it); the report's speed verdicts
+come from it. Variants asked for but not run are recorded, with the reason, in <out>/skipped.csv; the report lists them.
 --preset takes a preset of launch/matrix.py (the sweep's): its variants, per-rank batch, seed, epochs and
 training options; flags given after it override them.
 Every other flag goes to each bench.train run; each run's flags are checked at its world size before the
@@ -29,7 +32,7 @@ from analysis import report
 from bench import bn, rundir
 from bench.argcheck import out_dir, positive_int
 from bench.errors import EXIT_FAILED, OneLineParser, UsageError, cli
-from launch import preflight
+from launch import preflight, timing_phase
 from launch.matrix import PRESET_HELP, PRESETS, preset_args
 
 SYNC_ON_CPU_RANKS = "nn.SyncBatchNorm refuses CPU tensors"
@@ -83,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="parent of the run directories (default runs/compare-<time>)")
     p.add_argument("--report", default=f"reports/compare-{stamp}", type=out_dir, help="report directory (default "
                    "reports/compare-<time>)")
+    p.add_argument("--no-timing", action="store_true",
+                   help="skip the interleaved timing phase after the runs (bench.timing)")
+    p.add_argument("--timing-rounds", type=positive_int, metavar="R",
+                   help="rounds of the timing phase (default: sized to about a fifth of the comparison's time)")
+    p.add_argument("--timing-steps", type=positive_int, metavar="K",
+                   help=f"timed steps per arm per round (default {timing_phase.DEFAULT_STEPS})")
     args, extra = p.parse_known_args(argv)
     return cli("launch.compare", lambda: _run(args, extra))
 
@@ -119,6 +128,11 @@ def _run(args, extra: list[str]) -> int:
         rc = subprocess.call(command(variant, nproc, args.out, extra))
         if rc:
             failed.append(f"{variant} (exit {rc})")
+    ran = [v for v, why in steps if not why and not any(f.startswith(f"{v} (") for f in failed)]
+    if not args.no_timing and ran:  # speed verdicts come from this phase (docs/measurement.md)
+        if timing_phase.run(ran, nproc, args.out, extra, time.perf_counter() - t0, args.timing_rounds,
+                            args.timing_steps):
+            failed.append("timing phase")
     rc = report.main([args.out, "-o", args.report])
     if failed:
         print(f"launch.compare: failed runs: {', '.join(failed)}", file=sys.stderr)

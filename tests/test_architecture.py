@@ -25,7 +25,7 @@ ALLOWED = {
                   "PIL", "bench.quiet", "bench.argcheck"},
 }
 # bench/tools, the commands, launch/ and devtools/: one block, apart from analysis/'s rules
-BENCH_COMMANDS = ("train", "micro", "modes", "overhead", "compat", "collectives", "variants")
+BENCH_COMMANDS = ("train", "timing", "micro", "modes", "overhead", "compat", "collectives", "variants")
 ALLOWED |= {
     "bench.tools": {"torch", "torchvision", "triton", "bench"},
     **{f"bench.{c}": {"bench.run", "bench.tools"} for c in BENCH_COMMANDS},

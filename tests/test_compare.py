@@ -47,16 +47,20 @@ def test_compare_on_cpu_runs_each_variant_and_reports(data_dir, tmp_path):
         pytest.skip("the fused kernels run here (TRITON_INTERPRET=1): this test is about a plain CPU")
     p = python_m("launch.compare", "--variants", "scratch", "nn", "sync", "fused", "--out", tmp_path / "runs",
                  "--report", tmp_path / "report", "--epochs", "1", "--limit-train", "1024",
-                 "--limit-test", "500", "--no-profile", "--data-dir", data_dir, timeout=600)
+                 "--limit-test", "500", "--no-profile", "--data-dir", data_dir, "--timing-rounds", "3",
+                 timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     runs = [d.name for d in rundir.find_run_dirs([tmp_path / "runs"])]  # skipped.csv sits beside them
-    assert runs == ["lenet-nn-ws1-b256-s0", "lenet-scratch-ws1-b256-s0", "lenet-sync-ws1-b256-s0"]
+    # the three runs, then the timing phase of the variants that ran, the baseline first
+    assert runs == ["lenet-nn-ws1-b256-s0", "lenet-scratch-ws1-b256-s0", "lenet-sync-ws1-b256-s0",
+                    "timing-lenet-nn-scratch-sync-ws1-b256-s0"]
     sync_config = rundir.read_json(tmp_path / "runs" / "lenet-sync-ws1-b256-s0" / rundir.CONFIG)
     assert "no synchronisation" in sync_config["bn_description"]
     summary = pd.read_csv(tmp_path / "report" / "summary.csv")
     assert sorted(summary.loc[summary["source"] == "measured", "variant"]) == ["nn", "scratch", "sync"]
     md = (tmp_path / "report" / "report.md").read_text()
     assert "no synchronisation" in md
+    assert "A/A control (nn vs nn):" in md and "## Interleaved timing" in md  # speed from the phase
     # fused is skipped with the reason, in the record and in the report's "Not run" section
     recorded = pd.read_csv(tmp_path / "runs" / rundir.SKIPPED, dtype=str, keep_default_na=False)
     assert list(recorded.itertuples(index=False, name=None)) == [("fused", fused_reason)]
@@ -81,7 +85,7 @@ def test_compare_by_default_runs_every_variant_that_can_and_records_the_fused_on
     started = []  # the training runs are not the point here: record their commands instead
     monkeypatch.setattr(compare.subprocess, "call", lambda cmd: started.append(cmd[cmd.index("--variant") + 1]) or 0)
     out = tmp_path / "runs"
-    compare.main(["--out", str(out), "--report", str(tmp_path / "report")])  # no runs: no report
+    compare.main(["--out", str(out), "--report", str(tmp_path / "report"), "--no-timing"])  # no runs: no report
     assert started == [v for v in rundir.VARIANTS if v not in expected]
     recorded = pd.read_csv(out / rundir.SKIPPED, dtype=str, keep_default_na=False)
     assert dict(recorded.itertuples(index=False, name=None)) == expected

@@ -45,7 +45,9 @@ def test_one_run_each_gives_ratio_and_points_without_interval():
     assert f"{670 / 1000:.2f}× the examples/s;" in first
     assert f"{100 * (0.692 - 0.80):+.1f} points of test accuracy." in first  # -10.8
     assert "[" not in first and "within noise" not in first
-    assert "Fastest: **nn**, 1,000 examples/s (1 run)." in bullets(md)
+    # BASE's step_ms_p50 (10 ms) for both: the tie goes to the first variant; 64 examples / 10 ms
+    assert f"Fastest: **nn**, {64 / 0.010:,.0f} examples/s at 10 ms a step (its run's median step, the slowest " \
+           "rank's; not mean throughput)." in bullets(md)
 
 
 def test_one_run_each_with_steps_gives_the_within_run_step_time_ratio():
@@ -142,10 +144,21 @@ def test_accuracy_a_run_did_not_measure_is_na_never_zero():
 
 
 def test_without_nn_nothing_is_compared_and_the_fastest_is_still_named():
-    md = findings_section(runs({"variant": "scratch", "examples_per_s": 900.0},
-                               {"variant": "sync", "examples_per_s": [1200.0, 1300.0]}), NO_STEPS)
+    md = findings_section(runs({"variant": "scratch", "examples_per_s": 900.0, "step_ms_p50": 71.0},
+                               {"variant": "sync", "examples_per_s": [1200.0, 1300.0], "step_ms_p50": [50.0, 56.0]}),
+                          NO_STEPS)
     assert bullets(md) == ["No nn run here, so nothing is compared against nn.",
-                           "Fastest: **sync**, 1,250 examples/s (mean of 2 runs)."]
+                           f"Fastest: **sync**, {64 / 0.053:,.0f} examples/s at 53 ms a step (the median over 2 runs "
+                           "of each run's median step, the slowest rank's; not mean throughput)."]
+
+
+def test_fastest_goes_by_the_median_step_where_mean_throughput_says_otherwise():
+    # scratch's mean examples/s is higher (a few slow nn steps pulled nn's mean down), its median step slower
+    md = findings_section(runs({"variant": "nn", "examples_per_s": 1000.0, "step_ms_p50": 32.0},
+                               {"variant": "scratch", "examples_per_s": 1500.0, "step_ms_p50": 40.0}), NO_STEPS)
+    fastest = [b for b in bullets(md) if b.startswith("Fastest")]
+    assert fastest == [f"Fastest: **nn**, {64 / 0.032:,.0f} examples/s at 32 ms a step (its run's median step, "
+                       "the slowest rank's; not mean throughput)."]
 
 
 def test_runs_that_did_not_complete_are_listed_and_kept_out():

@@ -91,7 +91,8 @@ def test_report_opens_with_findings_and_numbers_read_one_way(tmp_path):
     findings = md.split("## Findings")[1].split("\n## ")[0]
     assert "**scratch** against nn (one run each: no interval): 0.50× the examples/s; " \
            "-1.4 points of test accuracy." in findings
-    assert "Fastest: **nn**, 28,010 examples/s (1 run)." in findings
+    assert (f"Fastest: **nn**, 28,010 examples/s at {256 / 28009.9 * 1e3:.3g} ms a step (its run's median step, "
+            "the slowest rank's; not mean throughput).") in findings
     assert not re.search(r"\d\.\d+e[+-]\d", md)  # the reference table's 2.801e+04 among them
 
 

@@ -37,6 +37,8 @@ def _read_run(path: Path) -> dict | None:
     except (OSError, ValueError) as e:
         warnings.warn(f"skipping {path / rundir.CONFIG}: unreadable ({e})", stacklevel=3)
         return None
+    if config.get("kind") == rundir.TIMING_KIND:  # a timing phase, not a training run: analysis.interleaved
+        return None
     try:
         summary = rundir.read_json(path / rundir.SUMMARY)
     except FileNotFoundError:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis.render.mdtable import fmt_number
-from analysis.stats.findings import BASELINE, comparisons, configurations, left_out
+from analysis.render.timing_section import (
+    PHASE, busy_line, control_line, fastest_line, gap_lines, speed_clause, timed_sentence,
+)
+from analysis.stats.findings import (
+    NAMED_KEY, BASELINE, comparisons, configuration_name, configurations, left_out,
+)
+from analysis.stats.findings_speed import holm_without
+from analysis.stats.interleaved import Speed
 from analysis.stats.step_times import NOISY_IQR_OVER_MEDIAN
 from analysis.stats.variant_pairs import WITHIN_RUN_NOTE
 
@@ -53,20 +60,25 @@ def _step_clause(r) -> str:
     return f"; {ratio}× the median step time [{lo}, {hi}]{verdict}{WITHIN_RUN_NOTE}"
 
 
-def comparison_sentence(r) -> str:
+def comparison_sentence(r, speed: str | None = None) -> str:
     """One comparison row (analysis.stats.findings.comparisons) as a sentence.
 
     e.g. '**sync** against nn (3 runs each): 0.82× the examples/s [0.79, 0.85], slower;
     +0.4 points of test accuracy [-0.3, +1.1], within noise.'; with one run each and their steps,
     '...; 2.01× the median step time [1.95, 2.08], slower (within-run timing only).' ends it.
     """
+    if speed is not None:  # the interleaved timing phase's clause replaces the runs' own speed figures
+        return f"**{r.variant}** against {BASELINE}: {speed}; {_accuracy(r)} {_how_many(r)}."
     speed = _clause(r.examples_per_s_ratio, "{:.2f}× the examples/s", "examples/s n/a",
                     r.examples_per_s_ratio_ci95_low, r.examples_per_s_ratio_ci95_high, ".2f",
                     r.examples_per_s_verdict, r.examples_per_s_holm)
-    accuracy = _clause(r.test_acc_diff_pts, "{:+.1f} points of test accuracy", "test accuracy n/a",
-                       r.test_acc_diff_pts_ci95_low, r.test_acc_diff_pts_ci95_high, "+.1f", r.test_acc_verdict,
-                       r.test_acc_holm)
-    return f"**{r.variant}** against {BASELINE} {_how_many(r)}: {speed}; {accuracy}{_step_clause(r)}."
+    return f"**{r.variant}** against {BASELINE} {_how_many(r)}: {speed}; {_accuracy(r)}{_step_clause(r)}."
+
+
+def _accuracy(r) -> str:
+    return _clause(r.test_acc_diff_pts, "{:+.1f} points of test accuracy", "test accuracy n/a",
+                   r.test_acc_diff_pts_ci95_low, r.test_acc_diff_pts_ci95_high, "+.1f", r.test_acc_verdict,
+                   r.test_acc_holm)
 
 
 def _holm(comps: pd.DataFrame) -> list[str]:
@@ -75,19 +87,24 @@ def _holm(comps: pd.DataFrame) -> list[str]:
     if marks.empty:
         return []
     n, kept = len(marks), int(marks.astype(bool).sum())
-    return [f"The {n} verdicts over seeds here are each at 95 % taken alone, uncorrected for multiple "
+    verdicts = f"{n} verdicts over seeds here are each" if n != 1 else "1 verdict over seeds here is"
+    return [f"The {verdicts} at 95 % taken alone, uncorrected for multiple "
             f"comparisons: {kept} of {n} {'survives' if kept == 1 else 'survive'} Holm's correction over all "
             f"{n} (family-wise error 5 %); one that does not is marked *{NOT_AFTER_HOLM}*. The sweep "
             "section's *survives Holm* column corrects over all of its comparisons.", ""]
 
 
 def _fastest(c) -> str:
+    """The fastest variant by its runs' median step (analysis.stats.findings_speed.fastest_by_median_step)."""
     if c.fastest is None or pd.isna(c.fastest):
-        return "No run timed any step here, so there is no examples/s to rank."
-    how = f"mean of {_runs(c.fastest_runs)}" if c.fastest_runs > 1 else "1 run"
+        return "No run timed any step here, so there is no median step to rank."
+    how = (f"the median over {_runs(c.fastest_runs)} of each run's median step" if c.fastest_runs > 1
+           else "its run's median step")
+    at = (f"{fmt_number(c.fastest_examples_per_s)} examples/s at {fmt_number(c.fastest_step_ms, '.3g')} ms a step "
+          f"({how}, the slowest rank's; not mean throughput)")
     if len(c.variants) == 1:
-        return f"Only **{c.fastest}** completed here: {fmt_number(c.fastest_examples_per_s)} examples/s ({how})."
-    return f"Fastest: **{c.fastest}**, {fmt_number(c.fastest_examples_per_s)} examples/s ({how})."
+        return f"Only **{c.fastest}** completed here: {at}."
+    return f"Fastest: **{c.fastest}**, {at}."
 
 
 def _noisy(c) -> str:
@@ -105,25 +122,78 @@ def _left_out(out: pd.DataFrame) -> list[str]:
     return [f"Left out of every comparison, as they did not complete: {named}.", ""]
 
 
-def findings_section(runs: pd.DataFrame, steps: pd.DataFrame) -> str:
+def findings_section(runs: pd.DataFrame, steps: pd.DataFrame, speed: Speed | None = None) -> str:
     """'## Findings' with a paragraph per configuration (its comparisons against nn, the fastest
-    variant, a noise caveat), then the runs left out. `steps` is analysis.load.run_dirs.load_step_times."""
+    variant, a noise caveat), then the runs left out. `steps` is analysis.load.run_dirs.load_step_times;
+    `speed` (analysis.stats.interleaved.Speed of the timing runs), where a configuration has a timing
+    phase, gives its speed sentences, the A/A control and the fastest variant."""
     md = ["## Findings", ""]
+    speed = speed if speed is not None else Speed.of(None)
     configs = configurations(runs, steps)
-    if configs.empty:
+    if configs.empty and speed.runs.empty:
         return "\n".join(md + ["No run completed, so there is nothing to compare.", "", *_left_out(left_out(runs))])
+    timing_of = {c.configuration: speed.match(c._asdict()) if BASELINE in set(speed.runs["baseline"]) else None
+                 for c in configs.itertuples(index=False)}
     comps = comparisons(runs, steps)
-    md += [f"Each variant against {BASELINE} at the same configuration: throughput as a ratio of "
+    replaced = {(c, v) for c, v in zip(comps["configuration"], comps["variant"])
+                if timing_of.get(c) and speed.comparison(timing_of[c], v) is not None}
+    comps = holm_without(comps, replaced)  # speed verdicts the timing phase gave are not Holm's to count
+    md += [] if configs.empty else [f"Each variant against {BASELINE} at the same configuration: throughput as a ratio of "
            "examples/s, test accuracy as a difference in percentage points. With two or more runs a "
            "side, the 95 % interval over seeds follows (Welch for differences, log delta method for "
            "ratios) and the verdict says whether it excludes no change. With one run a side, the ratio "
            "of median step times gets a 95 % interval from the two runs' own steps (block bootstrap): "
            "within-run timing only, blind to run-to-run noise (docs/statistics.md).", "", *_holm(comps)]
+    md += [TIMING_INTRO, ""] if not speed.runs.empty else []
+    matched = set()
     for c in configs.itertuples(index=False):
+        t = timing_of[c.configuration]
+        matched.add(t)
         md += [f"**{c.configuration}** ({_runs(c.runs)}):", ""]
         mine = comps[comps["configuration"] == c.configuration]
         if not c.has_baseline:
             md += [f"- No {BASELINE} run here, so nothing is compared against {BASELINE}."]
-        md += [f"- {comparison_sentence(r)}" for r in mine.itertuples(index=False)]
-        md += [f"- {_fastest(c)}"] + ([f"- {_noisy(c)}"] if c.noisy_runs else []) + [""]
+        md += [f"- {line}" for line in _sentences(mine, speed, t)]
+        md += [f"- {fastest_line(speed, t) if t else _fastest(c)}"] + ([f"- {_noisy(c)}"] if c.noisy_runs else [])
+        md += [f"- {b}" for b in ([busy_line(speed, t)] if t else []) if b] + [""]
+    md += _timed_only(speed, matched)
+    if gaps := gap_lines(runs[runs["status"] == "complete"], steps):
+        md += ["Mean throughput against the median step:", "", *(f"- {g}" for g in gaps), ""]
     return "\n".join(md + _left_out(left_out(runs)))
+
+
+TIMING_INTRO = ("Where an interleaved timing phase ran (bench.timing: every variant in one job, in rounds of "
+                "shuffled order), speed comes from it: the ratio of median step times with a 95 % interval "
+                "that resamples whole rounds, and a verdict only when the A/A control (the baseline timed "
+                "twice) is within noise. Examples/s there are the global batch over the median step.")
+
+
+def _sentences(mine: pd.DataFrame, speed: Speed, t: str | None) -> list[str]:
+    """The comparison sentences of one configuration; with its timing run `t`, speed from that run,
+    the A/A control first, and timed variants without a complete training run after."""
+    if t is None:
+        return [comparison_sentence(r) for r in mine.itertuples(index=False)]
+    out = [control_line(speed, t)]
+    for r in mine.itertuples(index=False):
+        comp = speed.comparison(t, r.variant)
+        out.append(comparison_sentence(r, None if comp is None else speed_clause(comp, BASELINE)))
+    told = set(mine["variant"])
+    out += [timed_sentence(c, BASELINE) for c in speed.comps[(speed.comps["timing_run"] == t)
+                                                              & ~speed.comps["control"].astype(bool)].itertuples()
+            if c.variant not in told]
+    return out
+
+
+def _timed_only(speed: Speed, matched: set) -> list[str]:
+    """A paragraph per timing run no configuration of complete runs took up."""
+    md = []
+    for run in speed.runs.itertuples(index=False):
+        if run.timing_run in matched:
+            continue
+        name = configuration_name(run._asdict(), list(NAMED_KEY))
+        md += [f"**{name}** ({PHASE} only, {run.timing_run}):", "", f"- {control_line(speed, run.timing_run)}"]
+        comps = speed.comps[(speed.comps["timing_run"] == run.timing_run) & ~speed.comps["control"].astype(bool)]
+        md += [f"- {timed_sentence(c, run.baseline)}" for c in comps.itertuples()]
+        md += [f"- {fastest_line(speed, run.timing_run)}"]
+        md += [f"- {b}" for b in [busy_line(speed, run.timing_run)] if b] + [""]
+    return md

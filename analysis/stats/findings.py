@@ -1,8 +1,8 @@
 """What a report says first: each variant against nn, which variant was fastest, what to distrust.
 
 Pure DataFrame -> DataFrame transforms over a runs table (analysis.load.run_dirs.load_runs) and its step
-times (analysis.load.run_dirs.load_step_times); the statistics are analysis.stats.pairwise's and
-group_stats', never re-derived. The sentences are written by analysis.render.findings_section.
+times (analysis.load.run_dirs.load_step_times); the statistics are analysis.stats.variant_pairs.pairwise's,
+never re-derived. The sentences are written by analysis.render.findings_section.
 
 A comparison is a variant against `BASELINE` within one configuration: runs that agree on every
 column of analysis.stats.PAIR_KEY (model, world size, per-rank batch, mode, amp, and the rest of the
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.stats.seed_groups import COMPLETE, VARIANT_ORDER, group_stats, pair_label
+from analysis.stats.findings_speed import fastest_by_median_step
+from analysis.stats.seed_groups import COMPLETE, VARIANT_ORDER, pair_label
 from analysis.stats.step_times import rank_stats, run_stats, slowest_rank_samples
 from analysis.stats.variant_pairs import PAIR_KEY, WITHIN_RUN, WITHIN_RUN_METRIC, pairwise
 
@@ -33,11 +34,14 @@ COMPARISON_COLUMNS = (
     "examples_per_s_ratio", "examples_per_s_ratio_ci95_low", "examples_per_s_ratio_ci95_high",
     "examples_per_s_verdict",
     "test_acc_diff_pts", "test_acc_diff_pts_ci95_low", "test_acc_diff_pts_ci95_high", "test_acc_verdict",
-    "examples_per_s_holm", "test_acc_holm",
+    "examples_per_s_holm", "test_acc_holm", "examples_per_s_p", "test_acc_p",
     "step_ms_ratio", "step_ms_ratio_ci95_low", "step_ms_ratio_ci95_high", "step_ms_verdict",
 )
+# fastest: the variant whose runs' median step (each run's slowest rank; the median over its runs) is
+# shortest, with the examples/s of that step (global batch / median step), how many runs and the step.
 CONFIGURATION_COLUMNS = ("configuration", *PAIR_KEY, "variants", "runs", "has_baseline", "fastest",
-                         "fastest_examples_per_s", "fastest_runs", "noisy_runs", "runs_with_steps")
+                         "fastest_examples_per_s", "fastest_runs", "fastest_step_ms", "noisy_runs",
+                         "runs_with_steps")
 
 
 def _complete(runs: pd.DataFrame) -> pd.DataFrame:
@@ -142,6 +146,7 @@ def _comparison(key: dict, variant: str, by_metric: pd.DataFrame, naming: list[s
         "test_acc_diff_pts_ci95_high": 100 * acc["ci95_high"],
         "test_acc_verdict": _word(acc["verdict"], acc["estimate"], 0.0, "more accurate", "less accurate"),
         "examples_per_s_holm": eps["holm_significant"], "test_acc_holm": acc["holm_significant"],
+        "examples_per_s_p": eps["p_value"], "test_acc_p": acc["p_value"],
         "step_ms_ratio": step["estimate"] if within else nan,
         "step_ms_ratio_ci95_low": step["ci95_low"] if within else nan,
         "step_ms_ratio_ci95_high": step["ci95_high"] if within else nan,
@@ -163,37 +168,25 @@ def noisy_runs(steps: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def _matching(df: pd.DataFrame, row: dict) -> pd.DataFrame:
-    """Rows of df equal to `row` on its columns, a missing value matching a missing value."""
-    keep = pd.Series(True, index=df.index)
-    for c, v in row.items():
-        keep &= df[c].isna() if pd.isna(v) else df[c] == v
-    return df[keep]
-
-
 def configurations(runs: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration with a complete run: its variants, whether BASELINE ran, the
-    fastest variant by mean examples/s (stats.group_stats) and how many of its runs had noisy steps."""
+    fastest variant by the median step of its runs (`fastest_by_median_step`: a few slow steps move
+    mean examples/s, not a median; analysis.stats.findings_speed) and how many of its runs had noisy steps."""
     done = _complete(runs)
     if done.empty:
         return pd.DataFrame(columns=list(CONFIGURATION_COLUMNS))
     naming = _naming(done)
     noisy = noisy_runs(steps).set_index("run")["noisy_ranks"]
-    gs = group_stats(done, metrics=("examples_per_s",))
-    gs["label"] = [pair_label(v, g, w) for v, g, w in zip(gs["variant"], gs["bn_group_size"], gs["world_size"])]
     rows = []
     for key, cfg in done.groupby(list(PAIR_KEY), dropna=False, sort=True):
         row = dict(zip(PAIR_KEY, key))
-        timed = _matching(gs, row).dropna(subset=["examples_per_s_mean"])
-        best = timed.loc[timed["examples_per_s_mean"].idxmax()] if len(timed) else None
+        fastest, eps, n, ms = fastest_by_median_step(cfg)
         in_steps = cfg["run"][cfg["run"].isin(noisy.index)]
         rows.append({
             "configuration": configuration_name(row, naming), **row,
             "variants": sorted(set(cfg["label"]), key=_variant_order), "runs": len(cfg),
             "has_baseline": BASELINE in set(cfg["label"]),
-            "fastest": None if best is None else best["label"],
-            "fastest_examples_per_s": float("nan") if best is None else best["examples_per_s_mean"],
-            "fastest_runs": 0 if best is None else int(best["examples_per_s_n"]),
+            "fastest": fastest, "fastest_examples_per_s": eps, "fastest_runs": n, "fastest_step_ms": ms,
             "noisy_runs": int((noisy[in_steps] > 0).sum()), "runs_with_steps": len(in_steps),
         })
     return pd.DataFrame(rows, columns=list(CONFIGURATION_COLUMNS))

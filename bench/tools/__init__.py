@@ -9,6 +9,8 @@ steps, timing and loop pieces rather than copying them); nothing in bench/ impor
                       (bench.collectives)
     compatmatrix/     which variant survives which reported failure: a matrix of small real checks,
                       each in its own processes with its own time limit (bench.compat)
+    interleave        every variant timed side by side in shuffled rounds, the baseline twice as an
+                      A/A control (bench.timing; timingcli holds its flags, machineload the load samples)
     variant_list      the BN variants and whether each can run on this machine (bench.variants)
 
 The commands themselves are the thin modules bench/<command>.py (docs/architecture.md, Commands).
