@@ -24,7 +24,7 @@ from analysis.compat import find_compat, load_compat
 from analysis.labels import run_labels
 from analysis.micro import load_micro
 from analysis.power import ResolveTarget, parse_targets
-from analysis.runs import load_bn_params, load_metrics, load_runs, load_skipped, load_step_times
+from analysis.runs import load_bn_params, load_metrics, load_rank_hosts, load_runs, load_skipped, load_step_times
 from bench.errors import OneLineParser, UsageError, cli, one_line_warnings
 
 HTML_HEAD = """<!doctype html><html><head><meta charset="utf-8"><title>bnbench report</title><style>
@@ -68,7 +68,7 @@ def build(paths: list[str], out_dir: str | Path, resolve: tuple[ResolveTarget, .
         render_runs.not_run_section(load_skipped(paths)),
         render_runs.runs_section(runs, labels),
         render_runs.curves_section(load_metrics(runs), load_bn_params(runs), labels, out_dir),
-        render_steps.steps_section(steps, out_dir, labels),
+        render_steps.steps_section(steps, out_dir, labels, load_rank_hosts(runs)),
         render_sweep.sweep_section(runs, out_dir, resolve=resolve, steps=steps),
         render_kernels.kernel_section([Path(p) for p in runs["path"]], out_dir, labels,
                                       load_micro(micro) if micro else None),
