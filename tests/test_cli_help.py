@@ -27,7 +27,7 @@ CLI_MODULES = (
     "bench.train", "bench.micro", "bench.modes", "bench.overhead", "bench.collectives", "bench.compat",
     "bench.variants", "analysis.report", "analysis.kernels", "analysis.render_micro", "analysis.render_compat",
     "analysis.bench_parse", "analysis.scale",
-    "launch.compare", "launch.sweep", "launch.run", "launch.view", "launch.gpu_reliability_check", "launch.gpu_fused_check",
+    "launch.compare", "launch.sweep", "launch.run", "launch.hostlab", "launch.view", "launch.gpu_reliability_check", "launch.gpu_fused_check",
     "launch.fused_compile_check", "launch.readme_picture",
 )
 ROOTS = ("bench", "analysis", "launch")
