@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 from launch.netns import rate_bits  # noqa: E402
 
 SIZES = "4,64,1K,16K,256K,1M,4M,16M"
+LOOPBACK = "loopback"  # --rate loopback: the same measurements with both ranks on this machine's loopback
 
 
 def run(*args: str, timeout: float) -> None:
@@ -40,7 +41,11 @@ def run(*args: str, timeout: float) -> None:
 
 
 def lab(rate: str, out: Path, *module: str, timeout: float = 900) -> None:
-    run("launch.hostlab", "--hosts", "2", "--rate", rate, "--out", str(out / "lab"), "--", *module, timeout=timeout)
+    """2 ranks on the lab's 2 hosts; with rate 'loopback', 2 ranks on this machine's loopback instead."""
+    if rate == LOOPBACK:
+        run("torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", *module, timeout=timeout)
+    else:
+        run("launch.hostlab", "--hosts", "2", "--rate", rate, "--out", str(out / "lab"), "--", *module, timeout=timeout)
 
 
 def train_args(model: str, variant: str, ranks: int, batch: int, steps: int, data: str, out: Path) -> list[str]:
@@ -51,6 +56,9 @@ def train_args(model: str, variant: str, ranks: int, batch: int, steps: int, dat
 
 def busbw_check(csv: Path, rate: str) -> None:
     c = pd.read_csv(csv)
+    if rate == LOOPBACK:
+        print("\nloopback busbw (GB/s):\n" + c[c["shape"] == "sweep"][["collective", "bytes", "busbw_gbps"]].to_string())
+        return
     link_gbps = rate_bits(rate) / 8 / 1e9
     print(f"\nlink {rate} = {link_gbps:.4f} GB/s; busbw of the largest sweep sizes (GB/s, error against the rate):")
     sweep = c[c["shape"] == "sweep"]
@@ -62,7 +70,8 @@ def busbw_check(csv: Path, rate: str) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rate", default="200mbit", help="the link's rate, tc's syntax (default %(default)s)")
+    p.add_argument("--rate", default="200mbit", help="the link's rate, tc's syntax, or "
+                   "'loopback' for 2 ranks on loopback (default %(default)s)")
     p.add_argument("--out", type=Path, required=True, help="folder for the CSVs, runs and scale output")
     p.add_argument("--data-dir", default=str(REPO / "data"), help="Fashion-MNIST folder (bench.train --data-dir)")
     p.add_argument("--models", default="lenet", help="comma-separated networks to train (default %(default)s)")
@@ -70,10 +79,11 @@ def main() -> int:
     p.add_argument("--per-rank-batch", type=int, default=8, help="per-rank batch (default %(default)s)")
     p.add_argument("--steps", type=int, default=72, help="steps per run, 12 of them untimed (default %(default)s)")
     a = p.parse_args()
-    rate_bits(a.rate)
+    if a.rate != LOOPBACK:
+        rate_bits(a.rate)
     out = a.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    print(f"collectives on the {a.rate} link, and on one rank:")
+    print(f"collectives on the {a.rate} link, and on one rank:", flush=True)
     lab(a.rate, out, "bench.collectives", "--sizes", SIZES, "--bn-models", "lenet", "--iters", "10", "--warmup", "3",
         "--out", str(out / "c2.csv"))
     run("bench.collectives", "--sizes", "4,64", "--bn-models", "lenet", "--iters", "10", "--out", str(out / "c1.csv"),

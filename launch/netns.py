@@ -25,6 +25,7 @@ IFNAME = "lab0"      # each host's interface (the GLOO_SOCKET_IFNAME of its rank
 BRIDGE = "br0"
 SBIN = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
 RATE = re.compile(r"(\d+(?:\.\d+)?)(bit|kbit|mbit|gbit)", re.IGNORECASE)
+BURST_S, MIN_BURST_BYTES = 0.001, 4096  # the token bucket's depth: 1 ms of the rate, at least one frame
 RATE_UNITS = {"bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}  # tc's units: decimal, bits per second
 
 
@@ -94,9 +95,11 @@ def _tc(netns: str, *args: str) -> None:
 
 
 def shape(netns: str, dev: str, bits_per_s: float) -> None:
-    """A token bucket on `dev`'s egress: `bits_per_s` sustained, a burst of 10 ms of it (at least 64 KiB,
-    so a GSO packet fits), up to 100 ms of queue before packets are dropped."""
-    burst = max(int(bits_per_s / 8 * 0.01), 64 << 10)
+    """A token bucket on `dev`'s egress: `bits_per_s` sustained, up to 100 ms of queue before packets
+    are dropped. The bucket holds 1 ms of the rate (at least 4 KiB, so a full-size frame passes):
+    a larger one refills while a training step computes and passes the first part of the next step's
+    gradients unshaped, so small all-reduces would beat the rate."""
+    burst = max(int(bits_per_s / 8 * BURST_S), MIN_BURST_BYTES)
     _tc(netns, "qdisc", "replace", "dev", dev, "root", "tbf", "rate", f"{int(bits_per_s)}bit",
         "burst", str(burst), "latency", "100ms")
 
@@ -144,7 +147,7 @@ def kill_all(netns: str, sig: int = signal.SIGKILL) -> int:
     return len(found)
 
 
-def remove(lab: Lab, grace_s: float = 5.0) -> None:
+def remove(lab: Lab, grace_s: float = 15.0) -> None:
     """Stop every process of the lab (SIGTERM, then SIGKILL after `grace_s`) and remove its
     namespaces, and with them every link it made. Safe to call on a lab half made or already gone."""
     spaces = [h.netns for h in lab.hosts] + [lab.hub]
