@@ -24,12 +24,15 @@ PORT_TCP, PORT_GLOO = 29700, 29600
 
 
 def median_s(fn, sync, k: int = 3) -> float:
+    """Median of k runs of fn, each timed from a sync to a sync after it (a sender's call can return
+    while its data still sits in socket buffers and the link's queue)."""
     fn()
     times = []
     for _ in range(k):
         sync()
         t = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t)
     return sorted(times)[k // 2]
 

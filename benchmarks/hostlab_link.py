@@ -57,14 +57,16 @@ def train_args(model: str, variant: str, ranks: int, batch: int, steps: int, dat
 def busbw_check(csv: Path, rate: str) -> None:
     c = pd.read_csv(csv)
     if rate == LOOPBACK:
-        print("\nloopback busbw (GB/s):\n" + c[c["shape"] == "sweep"][["collective", "bytes", "busbw_gbps"]].to_string())
+        sweep = c[c["shape"] == "sweep"][["collective", "bytes", "busbw_gbps"]]
+        print("\nloopback busbw (GB/s):\n" + sweep.to_string(index=False))
         return
     link_gbps = rate_bits(rate) / 8 / 1e9
     print(f"\nlink {rate} = {link_gbps:.4f} GB/s; busbw of the largest sweep sizes (GB/s, error against the rate):")
     sweep = c[c["shape"] == "sweep"]
     for coll, g in sweep.groupby("collective"):
         for _, r in g.sort_values("bytes").tail(3).iterrows():
-            print(f"  {coll:<10} {int(r['bytes']):>9} B  {r['time_us_median'] / 1e3:8.1f} ms  busbw {r['busbw_gbps']:.4f}  "
+            print(f"  {coll:<10} {int(r['bytes']):>9} B  {r['time_us_median'] / 1e3:8.1f} ms  "
+                  f"busbw {r['busbw_gbps']:.4f}  "
                   f"{r['busbw_gbps'] / link_gbps - 1:+.1%}  (IQR/median {r['iqr_over_median']:.1%})")
 
 

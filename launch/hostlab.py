@@ -107,8 +107,10 @@ def host_command(lab: netns.Lab, host: netns.Host, module: str, module_args: lis
 
 
 def write_hosts_file(lab: netns.Lab, path: Path) -> Path:
-    """/etc/hosts of the lab's hosts: every host's name and address, and localhost."""
-    path.write_text("127.0.0.1 localhost\n" + "".join(f"{h.address} {h.name}\n" for h in lab.hosts))
+    """/etc/hosts of the lab's hosts: every host's name and address (also as the IPv4-mapped IPv6
+    address a dual-stack socket reports its peer by), and localhost."""
+    path.write_text("127.0.0.1 localhost\n" + "".join(f"{h.address} {h.name}\n::ffff:{h.address} {h.name}\n"
+                                                      for h in lab.hosts))
     return path
 
 
@@ -164,7 +166,8 @@ def supervise(lab: netns.Lab, procs: list[subprocess.Popen], args, clock: Clock,
             _, what = todo.pop(0)
             if what == "kill":
                 n = netns.kill_all(lab.hosts[args.kill_host].netns)
-                say(f"{clock.elapsed():.1f} s (fault clock {now:.1f} s): SIGKILLed host {args.kill_host}'s {n} processes")
+                say(f"{clock.elapsed():.1f} s (fault clock {now:.1f} s): "
+                    f"SIGKILLed host {args.kill_host}'s {n} processes")
             else:
                 netns.set_links(lab, up=what == "restore")
                 say(f"{clock.elapsed():.1f} s (fault clock {now:.1f} s): "

@@ -51,7 +51,8 @@ def tool(name: str) -> str:
     """Path of an iproute2/util-linux tool, also where PATH lacks the sbin folders; UsageError if absent."""
     found = shutil.which(name) or next((f"{d}/{name}" for d in SBIN if os.access(f"{d}/{name}", os.X_OK)), None)
     if not found:
-        raise UsageError(f"`{name}` not found: install iproute2 / util-linux (the host lab needs `ip`, `tc`, `unshare`)")
+        raise UsageError(f"`{name}` not found: install iproute2 / util-linux "
+                         "(the host lab needs `ip`, `tc`, `unshare`)")
     return found
 
 

@@ -137,9 +137,11 @@ def _assert_failed_and_resumable(tmp: Path, data_dir: Path, p: subprocess.Comple
 def test_a_cut_longer_than_the_timeout_fails_both_hosts_in_time_and_resume_loses_nothing(baseline, tmp_path,
                                                                                        data_dir):
     base, _ = baseline
-    p = train_lab(tmp_path, data_dir, "--clock-from", "epoch 1/", "--cut-at-s", "0.5", "--cut-for-s", str(PG_TIMEOUT_S + 8))
+    p = train_lab(tmp_path, data_dir, "--clock-from", "epoch 1/", "--cut-at-s", "0.5",
+                  "--cut-for-s", str(PG_TIMEOUT_S + 8))
     assert p.returncode == 1, p.stdout[-3000:]
-    cut_at = float(re.search(r"launch\.hostlab: ([\d.]+) s \(fault clock [\d.]+ s\): every link cut", p.stdout).group(1))
+    cut = re.search(r"launch\.hostlab: ([\d.]+) s \(fault clock [\d.]+ s\): every link cut", p.stdout)
+    cut_at = float(cut.group(1))
     stops = {int(rank): float(t) for _, t, rank in STOPPED.findall(p.stdout)}
     assert sorted(stops) == [0, 1], p.stdout[-3000:]  # both ranks, each on its own host
     assert all(t - cut_at <= PG_TIMEOUT_S + MARGIN_S for t in stops.values()), (cut_at, stops)
