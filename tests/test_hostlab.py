@@ -121,7 +121,9 @@ def _assert_failed_and_resumable(tmp: Path, data_dir: Path, p: subprocess.Comple
     run = tmp / "runs" / base.name
     summary = rundir.read_json(run / rundir.SUMMARY)
     assert summary["status"] == rundir.FAILED and summary["resumable"], p.stdout[-3000:]
-    assert "\n" not in summary["failure"] and summary["collective"], summary["failure"]
+    # one line naming the peers it lost (and the collective, where the error came out of one: a
+    # reset seen while waiting on DDP's or a BN layer's pending work has no collective on its stack)
+    assert "\n" not in summary["failure"] and "lost contact with rank" in summary["failure"], summary["failure"]
     assert not [f.name for f in run.rglob(".*.tmp")]  # no partial file
     assert len(pd.read_csv(run / rundir.METRICS)) == 1  # epoch 1 done, its checkpoint the last one
     assert_nothing_left(lab_pid(p.stdout))
@@ -146,7 +148,8 @@ def test_a_cut_longer_than_the_timeout_fails_both_hosts_in_time_and_resume_loses
     assert sorted(stops) == [0, 1], p.stdout[-3000:]  # both ranks, each on its own host
     assert all(t - cut_at <= PG_TIMEOUT_S + MARGIN_S for t in stops.values()), (cut_at, stops)
     summary = _assert_failed_and_resumable(tmp_path, data_dir, p, base)
-    assert "lost contact with rank" in summary["failure"]
+    if summary["collective"]:  # the wait that timed out was in a collective call, not in DDP's pending work
+        assert f", in {summary['collective']})" in summary["failure"]
 
 
 @needs_lab
