@@ -1,7 +1,8 @@
 """The run-directory format, shared by bench/ (writer) and analysis/ (reader). Imports no torch.
 
     <out>/<run>/config.json    every resolved option, variant, world size, batches, launcher
-                env.json       torch / CUDA / cuDNN / NCCL versions, devices, host, python, git commit
+                env.json       torch / CUDA / cuDNN / NCCL versions, devices, host, python, git commit;
+                               `ranks`: every rank's hostname and address, `hosts`: how many hosts
                 metrics.csv    one row per epoch (METRICS_COLUMNS)
                 step_times.csv raw measured step times of every rank (STEP_TIMES_COLUMNS)
                 summary.json   final metrics, throughput, the slowest rank's step-time percentiles,

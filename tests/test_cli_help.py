@@ -27,7 +27,7 @@ CLI_MODULES = (
     "bench.train", "bench.micro", "bench.modes", "bench.overhead", "bench.collectives", "bench.compat",
     "bench.variants", "analysis.report", "analysis.kernels", "analysis.micro_table", "analysis.compat_table",
     "analysis.scale", "analysis.machine",
-    "launch.compare", "launch.sweep", "launch.run", "launch.view", "devtools.gpu_reliability_check", "devtools.gpu_fused_check",
+    "launch.compare", "launch.sweep", "launch.run", "launch.hostlab", "launch.view", "devtools.gpu_reliability_check", "devtools.gpu_fused_check",
     "devtools.fused_compile_check", "devtools.readme_picture",
 )
 ROOTS = ("bench", "analysis", "launch")

@@ -77,6 +77,13 @@ def non_negative_int(text: str) -> int:
     return v
 
 
+def non_negative_float(text: str) -> float:
+    v = float(text)
+    if not 0 <= v < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive finite number, got {text}")
+    return v
+
+
 def positive_float(text: str) -> float:
     v = float(text)
     if not 0 < v < float("inf"):
