@@ -94,19 +94,28 @@ def worker(rank: int, server: str) -> None:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sys.path.insert(0, str(REPO))
+    from bench.errors import OneLineParser, cli
+    p = OneLineParser(prog="benchmarks/hostlab_duplex.py", description=__doc__.splitlines()[0])
     p.add_argument("--rate", default="200mbit", help="the link's rate, tc's syntax (default %(default)s)")
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     a = p.parse_args()
-    sys.path.insert(0, str(REPO))
     from launch import netns
     if a.worker is not None:
         worker(a.worker, f"{netns.SUBNET}.1")
         return 0
+    return cli("benchmarks/hostlab_duplex.py", lambda: measure(a.rate))
+
+
+def measure(rate: str) -> int:
+    """Check the rate and root (one line, exit 2), then run both hosts' workers on a lab link."""
+    from launch import netns
+    netns.rate_bits(rate)
+    netns.check_can_run()
     lab = netns.plan(2)
-    print(f"{a.rate}: {netns.rate_bits(a.rate) / 8e6:.1f} MB/s each way", flush=True)
+    print(f"{rate}: {netns.rate_bits(rate) / 8e6:.1f} MB/s each way", flush=True)
     try:
-        netns.create(lab, netns.rate_bits(a.rate))
+        netns.create(lab, netns.rate_bits(rate))
         env = {**os.environ, "GLOO_SOCKET_IFNAME": netns.IFNAME, "OMP_NUM_THREADS": "1"}
         procs = [subprocess.Popen([netns.tool("ip"), "netns", "exec", h.netns, sys.executable, __file__, "--worker",
                                    str(h.index)], env=env, stderr=subprocess.DEVNULL) for h in lab.hosts]

@@ -12,7 +12,6 @@ Prints numbers only; what they mean is on docs/results/hostlab-cpu-2core-2026-12
 """
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -23,7 +22,10 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from launch.netns import rate_bits  # noqa: E402
+from bench.argcheck import output_dir  # noqa: E402
+from bench.errors import OneLineParser, UsageError, cli  # noqa: E402
+from bench.run.config import positive_int  # noqa: E402
+from launch.netns import check_can_run, rate_bits  # noqa: E402
 
 SIZES = "4,64,1K,16K,256K,1M,4M,16M"
 LOOPBACK = "loopback"  # --rate loopback: the same measurements with both ranks on this machine's loopback
@@ -71,18 +73,29 @@ def busbw_check(csv: Path, rate: str) -> None:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="benchmarks/hostlab_link.py", description=__doc__.splitlines()[0])
     p.add_argument("--rate", default="200mbit", help="the link's rate, tc's syntax, or "
                    "'loopback' for 2 ranks on loopback (default %(default)s)")
     p.add_argument("--out", type=Path, required=True, help="folder for the CSVs, runs and scale output")
     p.add_argument("--data-dir", default=str(REPO / "data"), help="Fashion-MNIST folder (bench.train --data-dir)")
     p.add_argument("--models", default="lenet", help="comma-separated networks to train (default %(default)s)")
     p.add_argument("--variants", default="nn,scratch-sync", help="comma-separated BN variants (default %(default)s)")
-    p.add_argument("--per-rank-batch", type=int, default=8, help="per-rank batch (default %(default)s)")
-    p.add_argument("--steps", type=int, default=72, help="steps per run, 12 of them untimed (default %(default)s)")
+    p.add_argument("--per-rank-batch", type=positive_int, default=8, help="per-rank batch (default %(default)s)")
+    p.add_argument("--steps", type=positive_int, default=72, help="steps per run, 12 of them untimed (default %(default)s)")
     a = p.parse_args()
+    return cli("benchmarks/hostlab_link.py", lambda: measure(a))
+
+
+def measure(a) -> int:
+    """Check the flags (one line, exit 2), then the collectives, the training runs and the scale model."""
+    if a.steps <= 12:
+        raise UsageError(f"--steps {a.steps}: the first 12 steps are untimed; give more, e.g. --steps 72")
+    output_dir("--out", a.out)
+    if not Path(a.data_dir).is_dir():
+        raise UsageError(f"--data-dir {a.data_dir}: no such folder; name the Fashion-MNIST folder")
     if a.rate != LOOPBACK:
         rate_bits(a.rate)
+        check_can_run()
     out = a.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     print(f"collectives on the {a.rate} link, and on one rank:", flush=True)
