@@ -13,14 +13,15 @@ from pathlib import Path
 from analysis.load.compat_csv import find_compat, load_compat
 from analysis.render.compat_section import matrix_markdown, write_into
 from bench import rundir
+from bench.argcheck import in_file, in_path
 from bench.errors import OneLineParser, UsageError, cli, one_line_warnings
 
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog="analysis.compat_table", description=__doc__.splitlines()[0])
-    p.add_argument("paths", nargs="+",
+    p.add_argument("paths", nargs="+", type=in_path,
                    help=f"compatibility CSVs, or folders holding {rundir.COMPAT_CSV} files")
-    p.add_argument("--into", help="markdown page whose marked block is replaced (default: print)")
+    p.add_argument("--into", type=in_file, help="markdown page whose marked block is replaced (default: print)")
     args = p.parse_args(argv)
     return cli("analysis.compat_table", lambda: _run(args.paths, args.into))
 

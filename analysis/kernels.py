@@ -18,19 +18,21 @@ from analysis.load.trace_dirs import load_runs
 from analysis.render.bn_layers_section import PNG, plot_layers
 from analysis.transform.bn_layers import layer_table, layer_times
 from analysis.transform.gpu_steps import add_skew, step_table, summarize_steps
+from bench.argcheck import in_file, in_path, out_dir
 from bench.errors import OneLineParser, UsageError, cli, one_line_warnings
 
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog="python -m analysis.kernels", description=__doc__.split("\n")[0])
-    p.add_argument("trace_dirs", nargs="+", type=Path, metavar="TRACE_DIR",
+    p.add_argument("trace_dirs", nargs="+", type=in_path, metavar="TRACE_DIR",
                    help="run directories, folders holding them, or folders of kineto trace files")
-    p.add_argument("-o", "--out", type=Path, required=True,
+    p.add_argument("-o", "--out", type=out_dir, required=True,
                    help="folder for steps.csv, categories.csv, bn_layers.csv (and bn_layers.png)")
-    p.add_argument("--micro", type=Path, action="append", help="bench.micro CSV of the same device: BN layers' "
+    p.add_argument("--micro", type=in_file, action="append", help="bench.micro CSV of the same device: BN layers' "
                    "time over a copy's in bn_layers.csv (repeatable)")
     args = p.parse_args(argv)
-    return cli("analysis.kernels", lambda: _run(args.trace_dirs, args.out, args.micro))
+    return cli("analysis.kernels", lambda: _run([Path(d) for d in args.trace_dirs], Path(args.out),
+                                                [Path(m) for m in args.micro or []]))
 
 
 def _run(trace_dirs: list[Path], out: Path, micro: list[Path] | None = None) -> int:

@@ -13,13 +13,13 @@ from pathlib import Path
 
 from analysis.render.machine_line import machine_line
 from bench import rundir
-from bench.argcheck import input_files
+from bench.argcheck import in_path, input_files
 from bench.errors import OneLineParser, cli
 
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog="analysis.machine", description=__doc__.splitlines()[0])
-    p.add_argument("source", help="a run directory, or its env.json")
+    p.add_argument("source", type=in_path, help="a run directory, or its env.json")
     a = p.parse_args(argv)
 
     def body() -> int:

@@ -9,14 +9,14 @@ from pathlib import Path
 
 from analysis.load.micro_csv import load_micro
 from analysis.render.micro_section import micro_section
-from bench.argcheck import input_files, output_dir
+from bench.argcheck import in_file, input_files, out_dir, output_dir
 from bench.errors import OneLineParser, cli
 
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog="analysis.micro_table", description=__doc__.splitlines()[0])
-    p.add_argument("csv", nargs="+", help="CSV files written by python -m bench.micro --out")
-    p.add_argument("--out", default="reports/micro", help="folder for micro.md and its chart (default: %(default)s)")
+    p.add_argument("csv", nargs="+", type=in_file, help="CSV files written by python -m bench.micro --out")
+    p.add_argument("--out", default="reports/micro", type=out_dir, help="folder for micro.md and its chart (default: %(default)s)")
     a = p.parse_args(argv)
     return cli("analysis.micro_table", lambda: _run(a.csv, Path(a.out)))
 

@@ -28,6 +28,7 @@ from analysis.render import (compat_section, findings_section, kernels_section, 
                              sweep_section)
 from analysis.render.labels import run_labels
 from analysis.stats.power import ResolveTarget, parse_targets
+from bench.argcheck import in_file, in_path, out_dir
 from bench.errors import OneLineParser, UsageError, cli, one_line_warnings
 
 HTML_HEAD = """<!doctype html><html><head><meta charset="utf-8"><title>bnbench report</title><style>
@@ -90,17 +91,17 @@ def build(paths: list[str], out_dir: str | Path, resolve: tuple[ResolveTarget, .
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog="analysis.report", description=__doc__.splitlines()[0])
-    p.add_argument("paths", nargs="+", help="run directories or folders holding them")
-    p.add_argument("-o", "--out", default="reports/latest", help="report directory")
+    p.add_argument("paths", nargs="+", type=in_path, help="run directories or folders holding them")
+    p.add_argument("-o", "--out", default="reports/latest", type=out_dir, help="report directory")
     p.add_argument("--resolve", action="append", metavar="DIFF",
                    help="a difference to resolve, e.g. 0.5pt (accuracy points) or 5%% (relative, for "
                         "throughput and step time): adds the seeds needed per comparison; once per kind")
-    p.add_argument("--compat", action="append", default=[], metavar="CSV",
+    p.add_argument("--compat", action="append", default=[], type=in_file, metavar="CSV",
                    help="a compatibility matrix from python -m bench.compat to show (compat.csv files "
                         "under the run folders are found without it); repeatable")
-    p.add_argument("--collectives", nargs="+", metavar="CSV", help="bench.collectives CSV(s): add the At-scale section")
+    p.add_argument("--collectives", nargs="+", type=in_file, metavar="CSV", help="bench.collectives CSV(s): add the At-scale section")
     p.add_argument("--preset", help="collective cost preset (analysis/load/scale_presets.toml): add the At-scale section")
-    p.add_argument("--micro", action="append", metavar="CSV",
+    p.add_argument("--micro", action="append", type=in_file, metavar="CSV",
                    help="a bench.micro CSV from the runs' device: the per-layer BN table then gives each "
                         "layer's time over a copy's (repeatable)")
     args = p.parse_args(argv)
@@ -108,9 +109,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-    for flag, files in (("--compat", args.compat), ("--micro", args.micro or [])):
-        if missing := [c for c in files if not Path(c).is_file()]:
-            raise UsageError(f"{flag} {missing[0]}: no such file")
     with one_line_warnings():
         try:
             path = build(args.paths, args.out, parse_targets(args.resolve), tuple(args.compat),

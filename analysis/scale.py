@@ -28,6 +28,7 @@ from analysis.load.scale_files import (PRESETS_FILE, load_collectives, load_meas
                                        read_preset)
 from analysis.load.trace_dirs import find_trace_dirs, load_runs as load_trace_runs
 from analysis.render.scale_section import scale_section
+from bench.argcheck import in_file, in_path, out_dir, positive_int
 from bench.errors import OneLineParser, UsageError, cli, one_line_warnings
 
 DEFAULT_WORLD_SIZES = tuple(2 ** k for k in range(13))  # 1 ... 4096
@@ -136,16 +137,16 @@ def section(paths: list[str], out_dir: str | Path, collectives: list[str] | None
 
 def _parser() -> OneLineParser:
     p = OneLineParser(prog="analysis.scale", description=__doc__.split("\n")[0])
-    p.add_argument("paths", nargs="*", help="run directories or folders holding them (a sweep)")
-    p.add_argument("--workload", nargs="+", default=[], metavar="TOML",
+    p.add_argument("paths", nargs="*", type=in_path, help="run directories or folders holding them (a sweep)")
+    p.add_argument("--workload", nargs="+", default=[], type=in_file, metavar="TOML",
                    help="a network not run here, stated with sources (e.g. docs/scale/resnet50-b32.toml)")
-    p.add_argument("--collectives", nargs="+", metavar="CSV", help="bench.collectives CSV(s) of the runs' backend")
+    p.add_argument("--collectives", nargs="+", type=in_file, metavar="CSV", help="bench.collectives CSV(s) of the runs' backend")
     p.add_argument("--preset", help=f"named cost model: {', '.join(preset_names())}")
-    p.add_argument("-o", "--out", required=True, help="output directory")
-    p.add_argument("--world-sizes", nargs="+", type=int, default=[], metavar="N", help="beside 1, 2, 4, ..., 4096")
-    p.add_argument("--bn-group-size", nargs="+", type=int, default=[], metavar="K",
+    p.add_argument("-o", "--out", required=True, type=out_dir, help="output directory")
+    p.add_argument("--world-sizes", nargs="+", type=positive_int, default=[], metavar="N", help="beside 1, 2, 4, ..., 4096")
+    p.add_argument("--bn-group-size", nargs="+", type=positive_int, default=[], metavar="K",
                    help="BN group sizes to predict beside the whole world (1 = local BN)")
-    p.add_argument("--gpus-per-node", type=int, default=None, help="override the preset's node size")
+    p.add_argument("--gpus-per-node", type=positive_int, default=None, help="override the preset's node size")
     return p
 
 

@@ -6,8 +6,9 @@ before it creates anything.
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from bench.errors import UsageError
 
@@ -56,3 +57,82 @@ def output_dir(flag: str, path: str | Path) -> Path:
     if blocker is not None:
         raise UsageError(f"{flag} {path}: {blocker} is a file, not a folder; name a folder")
     return path
+
+
+# argparse types: a command declares with them what each flag is, so a bad value is argparse's one
+# line (exit 2) naming the flag, before any work; tests/test_bad_input.py reads them off every parser.
+# Numbers: 0 or a negative value is refused where it makes no sense. Paths: returned as given (str).
+
+def positive_int(text: str) -> int:
+    """A count, a size, a rank number: 1 or more.
+
+    >>> positive_int("3")
+    3
+    """
+    v = int(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return v
+
+
+def non_negative_int(text: str) -> int:
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {text}")
+    return v
+
+
+def non_negative_float(text: str) -> float:
+    """A time from now, where 0 means at once.
+
+    >>> non_negative_float("0")
+    0.0
+    """
+    v = float(text)
+    if not 0 <= v < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive finite number, got {text}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    v = float(text)
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return v
+
+
+def _as_type(check: Callable[[str, str], object], text: str) -> str:
+    try:
+        check("", text)
+    except UsageError as e:
+        raise argparse.ArgumentTypeError(str(e).lstrip()) from None
+    return text
+
+
+def in_file(text: str) -> str:
+    """An existing regular file."""
+    return _as_type(lambda flag, t: input_files(flag, [t]), text)
+
+
+def in_path(text: str) -> str:
+    """An existing file or folder."""
+    if not Path(text).exists():
+        raise argparse.ArgumentTypeError(f"{text}: no such file or folder; name an existing one")
+    return text
+
+
+def out_file(text: str) -> str:
+    """A file that can be written: no part of the way to it is a regular file; '' (none) passes.
+    Creates nothing."""
+    return text if text == "" else _as_type(output_file, text)
+
+
+def out_dir(text: str) -> str:
+    """A folder that exists or can be made. Creates nothing."""
+    return _as_type(output_dir, text)
+
+
+# each number type and the values it refuses, which the bad-input test tries on every flag of that type
+NUMBER_TYPES = {positive_int: ("0", "-1"), non_negative_int: ("-1",), positive_float: ("0", "-1"),
+                non_negative_float: ("-1",)}
+PATH_TYPES = (in_file, in_path, out_file, out_dir)

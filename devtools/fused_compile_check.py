@@ -17,6 +17,7 @@ import re
 import sys
 import time
 
+from bench.argcheck import positive_int
 from bench.errors import OneLineParser, UsageError, cli
 
 ACTIVATIONS = {"x_ptr", "y_ptr", "dy_ptr", "dx_ptr"}  # in the input's dtype; other pointers fp32
@@ -62,7 +63,7 @@ def builds() -> list[tuple[str, object, dict, dict, bool]]:
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog="devtools.fused_compile_check", description=__doc__.split("\n")[0])
-    p.add_argument("--arch", type=int, default=90, help="compute capability, e.g. 90 for H100/H200")
+    p.add_argument("--arch", type=positive_int, default=90, help="compute capability, e.g. 90 for H100/H200")
     a = p.parse_args(argv)
     return cli("devtools.fused_compile_check", lambda: _run(a.arch))
 

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from bench import rundir
+from bench.argcheck import out_file, positive_int
 from bench.errors import OneLineParser, UsageError, cli
 from bench.tools.bn_microbench import n_buffers, summarise, time_calls_us
 
@@ -139,13 +140,13 @@ def autotuned_blocks() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog="devtools.gpu_fused_check", description=__doc__.split("\n")[0])
-    p.add_argument("out", type=Path, help="CSV to write")
-    p.add_argument("--reps", type=int, default=30, help="timed calls per measurement (>= 30)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed calls first (>= 1)")
+    p.add_argument("out", type=out_file, help="CSV to write")
+    p.add_argument("--reps", type=positive_int, default=30, help="timed calls per measurement (>= 30)")
+    p.add_argument("--warmup", type=positive_int, default=5, help="untimed calls first (>= 1)")
     a = p.parse_args(argv)
     if a.reps < 30 or a.warmup < 1:
         p.error("--reps must be >= 30 and --warmup >= 1")
-    return cli("devtools.gpu_fused_check", lambda: _run(a.out, a.reps, a.warmup))
+    return cli("devtools.gpu_fused_check", lambda: _run(Path(a.out), a.reps, a.warmup))
 
 
 def _run(out: Path, reps: int, warmup: int) -> int:

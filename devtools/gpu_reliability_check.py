@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from bench import rundir
+from bench.argcheck import in_path, out_dir
 from bench.errors import OneLineParser, UsageError, cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -108,8 +109,8 @@ def divergence(r: Runner) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog="devtools.gpu_reliability_check", description=" ".join(__doc__.split("\n\n")[0].split()))
-    p.add_argument("--data-dir", required=True, help="Fashion-MNIST folder (the four IDX files)")
-    p.add_argument("--out", default=os.environ.get("OUT", "gpu_reliability_out"), help="output folder ($OUT)")
+    p.add_argument("--data-dir", required=True, type=in_path, help="Fashion-MNIST folder (the four IDX files)")
+    p.add_argument("--out", default=os.environ.get("OUT", "gpu_reliability_out"), type=out_dir, help="output folder ($OUT)")
     a = p.parse_args(argv)
     return cli("devtools.gpu_reliability_check", lambda: _run(Path(a.out), a.data_dir))
 

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.argcheck import output_dir, output_file
+from bench.argcheck import out_dir, out_file
 from bench.errors import OneLineParser, UsageError, cli
 
 # Short enough for a 2-core CPU machine (about two minutes), long enough that every run has timed
@@ -68,20 +68,19 @@ def make_picture(out: Path, work: Path) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="devtools.readme_picture", description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path("docs/img/report.png"),
+    p.add_argument("--out", type=out_file, default="docs/img/report.png",
                    help="where the PNG goes (default %(default)s)")
-    p.add_argument("--keep", type=Path, metavar="DIR",
+    p.add_argument("--keep", type=out_dir, metavar="DIR",
                    help="keep the runs and the report in DIR (default: a temporary folder, removed)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.out, args.keep = Path(args.out), args.keep and Path(args.keep)
 
     def body() -> int:
-        output_file("--out", args.out)
         if args.keep is not None:
-            output_dir("--keep", args.keep)
             args.keep.mkdir(parents=True, exist_ok=True)
             return make_picture(args.out, args.keep)
         with tempfile.TemporaryDirectory(prefix="bnbench-picture-") as tmp:

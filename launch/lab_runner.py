@@ -26,9 +26,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import argcheck
+from bench.argcheck import non_negative_float, non_negative_int, out_dir, positive_float, positive_int
 from bench.errors import OneLineParser, UsageError, cli
-from bench.run.config import non_negative_float, non_negative_int, positive_float, positive_int
 from launch import lab_supervisor, netns
 from launch.torchrun_job import MODULES, REPO, split_argv
 
@@ -61,7 +60,7 @@ def build_parser() -> OneLineParser:
                    "any host containing TEXT (e.g. 'epoch 1/'), not from the start")
     p.add_argument("--timeout-s", type=positive_int, default=3600, metavar="S", help="kill hosts still "
                    "running after S seconds, exit 124")
-    p.add_argument("--out", type=Path, default=Path("runs/hostlab"), metavar="DIR", help="the hosts' console "
+    p.add_argument("--out", type=out_dir, default="runs/hostlab", metavar="DIR", help="the hosts' console "
                    "logs and lab.json")
     return p
 
@@ -78,7 +77,6 @@ def check_flags(args) -> None:
         raise UsageError(f"--kill-host {args.kill_host}: hosts are numbered 0 to {args.hosts - 1}")
     if args.rate:
         netns.rate_bits(args.rate)
-    argcheck.output_dir("--out", args.out)
 
 
 def check(args, rest: list[str]) -> tuple[str, list[str], list[str]]:
@@ -178,6 +176,7 @@ def _stop(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     ours, rest = split_argv(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(ours)
+    args.out = Path(args.out)
 
     def body() -> int:
         module, module_args, results = check(args, rest)

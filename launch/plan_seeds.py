@@ -25,6 +25,7 @@ from analysis.render.sweep_figures import varying
 from analysis.stats.power import ResolveTarget, parse_targets, sigma_ci_factors
 from analysis.stats.seed_groups import COMPLETE
 from analysis.stats.variant_pairs import PAIR_KEY, pairwise
+from bench.argcheck import in_path
 from bench.errors import UsageError
 
 
@@ -74,7 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(accuracy points) or 5%% (relative); for --plan-seeds and the report; once per kind")
     p.add_argument("--plan-seeds", action="store_true", help="print the seeds needed from a pilot's spread "
                    "(--pilot, else --out); run nothing")
-    p.add_argument("--pilot", metavar="DIR", help="the pilot sweep's folder for --plan-seeds (default: --out)")
+    p.add_argument("--pilot", type=in_path, metavar="DIR", help="the pilot sweep's folder for --plan-seeds (default: --out)")
 
 
 def targets_and_plan(args: argparse.Namespace, matrix: dict) -> tuple[tuple[ResolveTarget, ...], int | None]:

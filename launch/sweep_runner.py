@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bench import rundir
+from bench.argcheck import in_file, non_negative_int, out_dir, positive_int
 from bench.errors import EXIT_INTERRUPTED, OneLineParser, cli
 from bench.rundir import FINISHED
 from launch.matrix import PRESET_HELP, PRESETS, Cell, Sweep, build, drop_unavailable, load_toml, merge
@@ -189,17 +190,17 @@ def build_parser() -> OneLineParser:
     p = OneLineParser(prog="launch.sweep", allow_abbrev=False,  # --variant must not mean --variants
                       description=__doc__.splitlines()[0],
                       epilog="Every other flag goes to each bench.train run (e.g. --limit-train N).")
-    p.add_argument("--config", metavar="FILE.toml", help="matrix from a TOML file (see launch/matrix.py)")
+    p.add_argument("--config", type=in_file, metavar="FILE.toml", help="matrix from a TOML file (see launch/matrix.py)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="; ".join(f"{k}: {v}" for k, v in PRESET_HELP.items()))
     p.add_argument("--variants", nargs="+", help="BN variants, one cell each (default nn)")
-    p.add_argument("--world-sizes", nargs="+", type=int, help="ranks per run; 1 runs one process (default 1)")
+    p.add_argument("--world-sizes", nargs="+", type=positive_int, help="ranks per run; 1 runs one process (default 1)")
     batch = p.add_mutually_exclusive_group()
-    batch.add_argument("--batch-sizes", nargs="+", type=int, help="global batches")
-    batch.add_argument("--per-rank-batch-sizes", nargs="+", type=int, help="global = per-rank × world size")
-    p.add_argument("--seeds", nargs="+", type=int, help="seeds, one cell each (default 0)")
-    p.add_argument("--epochs", type=int, help="epochs of every cell (default 10)")
-    p.add_argument("--out", help="parent of the run directories (default: runs)")
-    p.add_argument("--report", metavar="DIR", help="report directory (default: <out>/report)")
+    batch.add_argument("--batch-sizes", nargs="+", type=positive_int, help="global batches")
+    batch.add_argument("--per-rank-batch-sizes", nargs="+", type=positive_int, help="global = per-rank × world size")
+    p.add_argument("--seeds", nargs="+", type=non_negative_int, help="seeds, one cell each (default 0)")
+    p.add_argument("--epochs", type=positive_int, help="epochs of every cell (default 10)")
+    p.add_argument("--out", type=out_dir, help="parent of the run directories (default: runs)")
+    p.add_argument("--report", type=out_dir, metavar="DIR", help="report directory (default: <out>/report)")
     p.add_argument("--no-report", action="store_true", help="skip the report after the cells")
     p.add_argument("--dry-run", action="store_true", help="print the cells and their commands; run nothing")
     plan_seeds.add_arguments(p)  # --resolve, --plan-seeds, --pilot

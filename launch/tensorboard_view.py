@@ -23,6 +23,7 @@ from pathlib import Path
 from analysis.load.trace_dirs import find_trace_dirs, run_dir_of
 from analysis.load.trace_files import find_trace_files
 from bench import rundir  # the format module; it imports no torch
+from bench.argcheck import in_path, positive_int
 from bench.errors import OneLineParser, UsageError, cli
 
 DEFAULT_PORT = 6006
@@ -128,9 +129,9 @@ def how_to_open(folders: dict[str, Path], port: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog="launch.view", description=__doc__.splitlines()[0])
-    p.add_argument("paths", nargs="+", metavar="RUNS", help="run directories, folders holding them, "
+    p.add_argument("paths", nargs="+", type=in_path, metavar="RUNS", help="run directories, folders holding them, "
                    "or folders of *.pt.trace.json.gz files")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port on {HOST} (default {DEFAULT_PORT})")
+    p.add_argument("--port", type=positive_int, default=DEFAULT_PORT, help=f"port on {HOST} (default {DEFAULT_PORT})")
     args = p.parse_args(argv)
     return cli("launch.view", lambda: _run(args.paths, args.port))
 

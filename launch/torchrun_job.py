@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench import rundir
 from bench.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, OneLineParser, UsageError, cli
-from bench.run.config import non_negative_int
+from bench.argcheck import non_negative_int, positive_int
 from launch import preflight
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,9 +38,9 @@ STATUS_EXIT = {rundir.DIVERGED: EXIT_DIVERGED, rundir.INTERRUPTED: EXIT_INTERRUP
 def build_parser() -> OneLineParser:
     p = OneLineParser(prog="launch.run", allow_abbrev=False, description=__doc__.splitlines()[0],
                       epilog="Everything after -- goes to bench.train (or --module).")
-    p.add_argument("--nproc", type=int, default=1, metavar="N", help="ranks on this node (default 1; "
+    p.add_argument("--nproc", type=positive_int, default=1, metavar="N", help="ranks on this node (default 1; "
                    "usually its GPUs)")
-    p.add_argument("--nnodes", type=int, default=1, metavar="N", help="nodes in the job (default 1)")
+    p.add_argument("--nnodes", type=positive_int, default=1, metavar="N", help="nodes in the job (default 1)")
     p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="rendezvous of a multi-node job: any one "
                    "node, the same on every node")
     p.add_argument("--rdzv-id", default="bnbench", metavar="ID", help="job id, the same on every node "

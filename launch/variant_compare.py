@@ -27,6 +27,7 @@ import torch
 
 from analysis import report
 from bench import bn, rundir
+from bench.argcheck import out_dir, positive_int
 from bench.errors import EXIT_FAILED, OneLineParser, UsageError, cli
 from launch import preflight
 from launch.matrix import PRESET_HELP, PRESETS, preset_args
@@ -75,12 +76,12 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"BN variants to run, in order (default: the preset's, else {' '.join(rundir.VARIANTS)})")
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help="; ".join(f"{k}: {v}" for k, v in PRESET_HELP.items()))
-    p.add_argument("--nproc", type=int, default=None,
+    p.add_argument("--nproc", type=positive_int, default=None,
                    help="ranks per run, at least 1 (default: all visible GPUs, or 1 on CPU)")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    p.add_argument("--out", default=f"runs/compare-{stamp}",
+    p.add_argument("--out", default=f"runs/compare-{stamp}", type=out_dir,
                    help="parent of the run directories (default runs/compare-<time>)")
-    p.add_argument("--report", default=f"reports/compare-{stamp}", help="report directory (default "
+    p.add_argument("--report", default=f"reports/compare-{stamp}", type=out_dir, help="report directory (default "
                    "reports/compare-<time>)")
     args, extra = p.parse_known_args(argv)
     return cli("launch.compare", lambda: _run(args, extra))
@@ -97,9 +98,6 @@ def check_runs(steps: list[tuple[str, str]], nproc: int, out: str, extra: list[s
 
 def _run(args, extra: list[str]) -> int:
     cuda = torch.cuda.is_available()
-    if args.nproc is not None and args.nproc < 1:
-        raise UsageError(f"--nproc must be at least 1 (got {args.nproc}); leave it out for all visible GPUs, "
-                         f"or 1 process on CPU")
     nproc = args.nproc or (torch.cuda.device_count() if cuda else 1)
     if args.preset:  # the preset's flags first: the user's own, after them, win
         variants, flags = preset_args(args.preset, nproc)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.commands import PACKAGES, command_modules, modules
 from tests.procs import REPO, env
 
-PACKAGES = ("bench", "analysis", "launch", "devtools")
 MAX_FILE_LINES, MAX_FUNCTION_LINES = 260, 60  # "about 250" and 60
 STDLIB = set(sys.stdlib_module_names)
 # layer -> top-level modules or project packages it may import (beyond the standard library)
@@ -22,7 +22,7 @@ ALLOWED = {
     "bench.bn": {"torch", "bench.rundir", "bench.errors", "bench.bn", "triton"},
     "bench.nets": {"torch", "torchvision", "bench.nets"},
     "bench.run": {"torch", "bench.bn", "bench.nets", "bench.run", "bench.rundir", "bench.errors", "torchvision",
-                  "PIL", "bench.quiet"},
+                  "PIL", "bench.quiet", "bench.argcheck"},
 }
 # bench/tools, the commands, launch/ and devtools/: one block, apart from analysis/'s rules
 BENCH_COMMANDS = ("train", "micro", "modes", "overhead", "compat", "collectives", "variants")
@@ -34,16 +34,7 @@ ALLOWED |= {
 }
 
 
-def _modules() -> dict[str, Path]:
-    out = {}
-    for pkg in PACKAGES:
-        for path in (REPO / pkg).rglob("*.py"):
-            parts = path.relative_to(REPO).with_suffix("").parts
-            out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
-    return out
-
-
-MODULES = _modules()
+MODULES = modules()
 
 
 def _imports(path: Path, name: str) -> set[str]:
@@ -120,22 +111,11 @@ def test_no_file_name_repeats():
     assert not {n: h for n, h in homes.items() if len(h) > 1}
 
 
-def _command_modules() -> set[str]:
-    """Modules with a command entry point: an ``if __name__ == "__main__"`` block or a package __main__."""
-    found = set()
-    for name, path in MODULES.items():
-        if path.name == "__main__.py":
-            found.add(name.rsplit(".", 1)[0])
-        elif any(isinstance(n, ast.If) and "__main__" in ast.unparse(n.test) for n in ast.parse(path.read_text()).body):
-            found.add(name)
-    return found
-
-
 def test_the_commands_table_lists_every_command_and_nothing_else():
     text = (REPO / "docs" / "architecture.md").read_text()
     table = text[text.index("## Commands"):].split("\n## ")[0]
     listed = set(re.findall(r"^\| `([\w.]+)` \|", table, re.M))
-    assert listed == _command_modules()
+    assert listed == command_modules()
 
 
 LAUNCH_COMMANDS = ("compare", "run", "sweep", "view", "hostlab")

@@ -2,8 +2,8 @@
 
 Each CLI runs as `python -m <module> --help` would, but in this process (runpy, one torch import for
 all). While they run, every argparse parser built is recorded with the file that built it; a file
-of bench/, analysis/ or launch/ that builds a parser none of the listed CLIs showed
-fails the test, so a new tool cannot slip past the list.
+of bench/, analysis/ or launch/ that builds a parser none of the commands showed fails the test,
+so a parser outside a command cannot slip past.
 """
 from __future__ import annotations
 
@@ -19,17 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.commands import command_modules
 from tests.procs import REPO
 
-# `python -m` names of the tools. Entry shims (bench/micro.py -> bench.tools.bn_microbench) keep these valid
-# when modules move; the launcher of TensorBoard is one line here.
-CLI_MODULES = (
-    "bench.train", "bench.micro", "bench.modes", "bench.overhead", "bench.collectives", "bench.compat",
-    "bench.variants", "analysis.report", "analysis.kernels", "analysis.micro_table", "analysis.compat_table",
-    "analysis.scale", "analysis.machine",
-    "launch.compare", "launch.sweep", "launch.run", "launch.hostlab", "launch.view", "devtools.gpu_reliability_check", "devtools.gpu_fused_check",
-    "devtools.fused_compile_check", "devtools.readme_picture",
-)
+# `python -m` names of the tools, found from the code (tests/commands.py)
+CLI_MODULES = tuple(sorted(command_modules()))
 ROOTS = ("bench", "analysis", "launch")
 
 

@@ -49,7 +49,7 @@ def test_plan_seeds_answers_from_the_pilot_and_runs_nothing(tmp_path, capsys):
     (["--plan-seeds", "--resolve=-0.5pt"], "must be above zero"),
     (["--plan-seeds", "--resolve", "-0.5pt"], "argument --resolve: expected one argument"),
     (["--plan-seeds", "--resolve", "1pt", "--resolve", "2pt"], "given twice"),
-    (["--dry-run", "--pilot", "somewhere"], "add --plan-seeds"),
+    (["--dry-run", "--pilot", "."], "add --plan-seeds"),
     (["--plan-seeds"], "no run directories under"),
 ])
 def test_bad_plan_input_is_one_line_and_exit_2(tmp_path, capsys, args, fragment):

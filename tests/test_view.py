@@ -138,7 +138,7 @@ def test_view_names_runs_below_the_folder_passed(tmp_path):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda p: p / "missing", "not found"),
+    (lambda p: p / "missing", "no such file or folder"),
     (lambda p: p, "no run directories or trace folders"),
 ])
 def test_view_refuses_paths_without_runs(tmp_path, make, message):

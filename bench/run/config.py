@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Iterable
 
+from bench.argcheck import in_path, non_negative_int, out_dir, positive_float, positive_int  # noqa: F401 (re-exported)
 from bench.errors import OneLineParser
 from bench.nets import MODELS
 from bench.run.divergence import DEFAULT_BOUND, parse_bound
@@ -63,34 +64,6 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def positive_int(text: str) -> int:
-    v = int(text)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return v
-
-
-def non_negative_int(text: str) -> int:
-    v = int(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {text}")
-    return v
-
-
-def non_negative_float(text: str) -> float:
-    v = float(text)
-    if not 0 <= v < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be 0 or a positive finite number, got {text}")
-    return v
-
-
-def positive_float(text: str) -> float:
-    v = float(text)
-    if not 0 < v < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
-    return v
-
-
 def loss_bound(text: str) -> str:
     """An argparse type: a --diverge-above rule, checked, as written (lower case).
 
@@ -132,8 +105,8 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
     "batch_size": (("--batch-size",), dict(type=positive_int, metavar="N",
                    help="GLOBAL batch over all ranks; each rank takes N / world size (default %(default)s)")),
     "lr": (("--lr",), dict(type=positive_float, help="SGD learning rate, no momentum (default %(default)s)")),
-    "seed": (("--seed",), dict(type=int, help="seed of the initial weights and the data order (default %(default)s)")),
-    "data_dir": (("--data-dir",), dict(metavar="DIR", help="Fashion-MNIST folder, laid out there from Debian's "
+    "seed": (("--seed",), dict(type=non_negative_int, help="seed of the initial weights and the data order (default %(default)s)")),
+    "data_dir": (("--data-dir",), dict(type=out_dir, metavar="DIR", help="Fashion-MNIST folder, laid out there from Debian's "
                  "dataset-fashion-mnist when absent; imagefolder: the folder holding train/ and val/ "
                  "(default %(default)s)")),
     "download": (("--download",), dict(action="store_true", help="let torchvision download the data if no copy is found")),
@@ -156,7 +129,7 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
     "device": (("--device",), dict(choices=("auto", "cpu", "cuda"), help="auto: CUDA when visible, else CPU")),
     "backend": (("--backend",), dict(choices=("auto", "nccl", "gloo"),
                 help="process-group backend; auto: nccl on CUDA, gloo on CPU")),
-    "out": (("--out",), dict(metavar="DIR", help="parent folder of run directories (default %(default)s)")),
+    "out": (("--out",), dict(type=out_dir, metavar="DIR", help="parent folder of run directories (default %(default)s)")),
     "run_name": (("--run-name",), dict(metavar="NAME", help="run directory name (default: from the configuration, "
                  "e.g. lenet-nn-ws2-b256-s0)")),
     "overwrite": (("--overwrite",), dict(action="store_true", help="replace an existing run directory of the same name")),
@@ -175,7 +148,7 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
                          help="local BN as on K ranks: each 1/K slice of the batch uses its own statistics")),
     "pg_timeout_s": (("--pg-timeout-s",), dict(type=positive_float, metavar="S",
                      help="a collective fails after S seconds when a peer is gone (default %(default)s)")),
-    "resume": (("--resume",), dict(metavar="RUN_DIR", help="continue this run from its checkpoint (same flags)")),
+    "resume": (("--resume",), dict(type=in_path, metavar="RUN_DIR", help="continue this run from its checkpoint (same flags)")),
     "deterministic": (("--deterministic",), dict(action="store_true",
                       help="deterministic algorithms and cuDNN/cuBLAS settings (bitwise-repeatable runs)")),
     "check_finite_every": (("--check-finite-every",), dict(type=positive_int, metavar="N",

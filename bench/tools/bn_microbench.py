@@ -34,6 +34,7 @@ import torch
 
 from bench import rundir
 from bench.bn import make_norm, unavailable_reason
+from bench.argcheck import non_negative_int, out_file, positive_int
 from bench.errors import OneLineParser, UsageError, cli
 from bench.run.config import comma_list
 from bench.run.dist import resolve_device
@@ -229,9 +230,9 @@ def build_parser() -> OneLineParser:
     p.add_argument("--compile", choices=tuple(COMPILE), default="both",
                    help="eager and torch.compile rows (both), eager only (no), compiled only (only)")
     p.add_argument("--no-compile", dest="compile", action="store_const", const="no", help="= --compile no")
-    p.add_argument("--reps", type=int, default=30, help="timed calls per measurement (>= 20)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed calls first (compiling ones among them)")
-    p.add_argument("--out", default="micro.csv", help="CSV path; '' writes none")
+    p.add_argument("--reps", type=positive_int, default=30, help="timed calls per measurement (>= 20)")
+    p.add_argument("--warmup", type=non_negative_int, default=5, help="untimed calls first (compiling ones among them)")
+    p.add_argument("--out", default="micro.csv", type=out_file, help="CSV path; '' writes none")
     return p
 
 

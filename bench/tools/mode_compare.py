@@ -15,6 +15,7 @@ import io
 from pathlib import Path
 
 from bench import rundir
+from bench.argcheck import out_file
 from bench.errors import OneLineParser, cli
 from bench.run.config import TrainConfig, add_flags, comma_list, positive_int
 from bench.run.step import AMPS, MODES
@@ -71,7 +72,7 @@ def build_parser() -> OneLineParser:
                    help="comma-separated autocast settings (default none)")
     add_flags(p, ("model", "epochs", "limit_train", "limit_test", "data_dir", "device", "out"),
               epochs=2, limit_test=1000, out="runs/modes")
-    p.add_argument("--csv", default=None, help="write the table here too")
+    p.add_argument("--csv", default=None, type=out_file, help="write the table here too")
     return p
 
 

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import rundir
+from bench.argcheck import out_file
 from bench.errors import EXIT_FAILED, OneLineParser, UsageError, cli
 from bench.run.datasets import fashion_mnist as fmnist
 from bench.run.config import TrainConfig, add_flags, positive_int
@@ -168,7 +169,7 @@ def build_parser() -> OneLineParser:
     add_flags(p, ("model", "batch_size", "epochs", "limit_train", "limit_test", "data_dir", "device"),
               epochs=2, limit_test=1000)
     p.add_argument("--repeats", type=positive_int, default=5, help="rounds of the four arms (default 5)")
-    p.add_argument("--csv", default=None, help="write the runs here (arm, repeat, examples_per_s)")
+    p.add_argument("--csv", default=None, type=out_file, help="write the runs here (arm, repeat, examples_per_s)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a budget is missed")
     return p
 

@@ -27,6 +27,7 @@ from typing import Callable
 import torch
 
 from bench import rundir
+from bench.argcheck import non_negative_int, out_file, positive_float
 from bench.errors import OneLineParser, UsageError, cli
 from bench.run.dist import resolve_device
 from bench.tools.compatmatrix import cases_numeric as num
@@ -170,14 +171,14 @@ def build_parser() -> OneLineParser:
     p.add_argument("--backend", choices=("auto", "gloo", "nccl"), default="auto",
                    help="process-group backend of two-rank cells; auto: NCCL with a GPU per rank, "
                         "else gloo")
-    p.add_argument("--out", default=rundir.COMPAT_CSV,
+    p.add_argument("--out", default=rundir.COMPAT_CSV, type=out_file,
                    help=f"CSV written (default {rundir.COMPAT_CSV}); '' writes none")
     p.add_argument("--shape", default=",".join(map(str, SHAPE)),
                    help=f"each rank's input N,C,H,W (default {','.join(map(str, SHAPE))}); "
                         "also the timed shape")
-    p.add_argument("--reps", type=int, default=20,
+    p.add_argument("--reps", type=non_negative_int, default=20,
                    help="timed steps for the step-time ratios (default 20; 0: no timing)")
-    p.add_argument("--time-limit-scale", type=float, default=1.0,
+    p.add_argument("--time-limit-scale", type=positive_float, default=1.0,
                    help="multiply every case's own time limit (default 1; more on a slow machine)")
     return p
 
