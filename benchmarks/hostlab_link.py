@@ -22,9 +22,8 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from bench.argcheck import output_dir  # noqa: E402
+from bench.argcheck import output_dir, positive_int  # noqa: E402
 from bench.errors import OneLineParser, UsageError, cli  # noqa: E402
-from bench.run.config import positive_int  # noqa: E402
 from launch.netns import check_can_run, rate_bits  # noqa: E402
 
 SIZES = "4,64,1K,16K,256K,1M,4M,16M"
