@@ -21,7 +21,8 @@ import markdown
 from analysis.load.compat_csv import find_compat, load_compat
 from analysis.load.micro_csv import load_micro
 from analysis.load.reference import REFERENCE_ROWS
-from analysis.load.run_dirs import load_bn_params, load_metrics, load_runs, load_skipped, load_step_times
+from analysis.load.run_dirs import (load_bn_params, load_metrics, load_rank_hosts, load_runs, load_skipped,
+                                    load_step_times)
 from analysis.load.timing_dirs import load_timing
 from analysis.load.trace_dirs import load_traced_runs
 from analysis.render import (compat_section, findings_section, kernels_section, runs_section,
@@ -82,7 +83,7 @@ def build(paths: list[str], out_dir: str | Path, resolve: tuple[ResolveTarget, .
         runs_section.runs_section(runs, labels),
         runs_section.reference_section(REFERENCE_ROWS),
         runs_section.curves_section(load_metrics(runs), load_bn_params(runs), labels, out_dir),
-        steps_section.steps_section(steps, out_dir, labels),
+        steps_section.steps_section(steps, out_dir, labels, load_rank_hosts(runs)),
         sweep_section.sweep_section(runs, out_dir, resolve=resolve, steps=steps),
         small_batch_section.small_batch_section(group_stats(runs), out_dir),
         kernels_section.kernel_section(load_traced_runs([Path(p) for p in runs["path"]]), out_dir, labels,

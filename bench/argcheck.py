@@ -82,17 +82,22 @@ def non_negative_int(text: str) -> int:
     return v
 
 
+def non_negative_float(text: str) -> float:
+    """A number where 0 means something (a time from now: at once; a decay or smoothing: none).
+
+    >>> non_negative_float("0")
+    0.0
+    """
+    v = float(text)
+    if not 0 <= v < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive finite number, got {text}")
+    return v
+
+
 def positive_float(text: str) -> float:
     v = float(text)
     if not 0 < v < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
-    return v
-
-
-def non_negative_float(text: str) -> float:
-    v = float(text)
-    if not 0 <= v < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be 0 or a positive finite number, got {text}")
     return v
 
 

@@ -1,7 +1,8 @@
 """The run-directory format, shared by bench/ (writer) and analysis/ (reader). Imports no torch.
 
     <out>/<run>/config.json    every resolved option, variant, world size, batches, launcher
-                env.json       torch / CUDA / cuDNN / NCCL versions, devices, host, python, git commit
+                env.json       torch / CUDA / cuDNN / NCCL versions, devices, host, python, git commit;
+                               `ranks`: every rank's hostname and address, `hosts`: how many hosts
                 metrics.csv    one row per epoch (METRICS_COLUMNS)
                 step_times.csv raw measured step times of every rank (STEP_TIMES_COLUMNS)
                 summary.json   final metrics, throughput, the slowest rank's step-time percentiles,
@@ -9,8 +10,7 @@
                 bn_params.csv  final BN scale, shift and running statistics per layer and channel
                 traces/        one gzip'd kineto Chrome trace per rank (worker name rank<r>) and rank 0's
                                TensorBoard event file of the metrics.csv scalars (bench.run.scalars)
-                checkpoint.pt  state at the last epoch end or step checkpoint, for --resume
-                               (bench.run.checkpoint)
+                checkpoint.pt  state at the last epoch end or step checkpoint, for --resume (bench.run.checkpoint)
     <out>/timing-<config>/     an interleaved timing phase (python -m bench.timing): config.json (its
                                "kind" is TIMING_KIND), env.json, summary.json, timing.csv (every rank's
                                steps, TIMING_COLUMNS) and load.csv (the machine's load, LOAD_COLUMNS)

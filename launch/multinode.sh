@@ -14,7 +14,8 @@
 #   RDZV_ID         job id, the same on every node (default bnbench)
 #   LOCAL_ADDR      this node's address as peers should reach it (default: torchrun resolves the host name)
 #   PYTHON          interpreter (default: the repository's .venv, else python3; launch/python.sh)
-# Everything after the script name goes to bench.train. The exit code is bench.train's (75: interrupted,
+#   MODULE          what the ranks run: bench.train (default), bench.collectives or bench.timing
+# Everything after the script name goes to MODULE. The exit code is bench.train's (75: interrupted,
 # resumable; see docs/reliability.md).
 set -euo pipefail
 : "${NNODES:?set NNODES (number of nodes)}"
@@ -26,6 +27,9 @@ export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 # launch.run checks the flags for the whole world, then starts torchrun with the c10d rendezvous.
 args=(--nnodes "$NNODES" --nproc "${NPROC_PER_NODE:-1}"
       --rdzv-endpoint "$RDZV_HOST:${RDZV_PORT:-29500}" --rdzv-id "${RDZV_ID:-bnbench}")
+if [[ -n "${MODULE:-}" ]]; then
+  args+=(--module "$MODULE")
+fi
 if [[ -n "${LOCAL_ADDR:-}" ]]; then
   args+=(--local-addr "$LOCAL_ADDR")
 fi

@@ -10,7 +10,9 @@ The tree is removed when TensorBoard stops (Ctrl-C). See docs/traces.md.
 """
 from __future__ import annotations
 
+import gzip
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -26,6 +28,7 @@ from bench.errors import OneLineParser, UsageError, cli
 
 DEFAULT_PORT = 6006
 HOST = "127.0.0.1"
+HEAD_BYTES = 16 << 10  # of a trace, decompressed: holds its metadata
 PROFILE_SUFFIXES = (".pt.trace.json", ".pt.trace.json.gz")  # what the profiler plugin reads
 
 
@@ -92,6 +95,19 @@ def profile_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.name.endswith(PROFILE_SUFFIXES))
 
 
+def trace_host(path: Path) -> str | None:
+    """The host a trace was recorded on (bench.train writes it into the trace's metadata, near the
+    top of the file, so only the head is read); None where the trace does not say."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(HEAD_BYTES).decode(errors="replace")
+    except (OSError, EOFError):
+        return None
+    m = re.search(r'"hostname":\s*"([^"]*)"', head)
+    return m.group(1) if m else None
+
+
 def how_to_open(folders: dict[str, Path], port: int) -> str:
     traces = [t for f in folders.values() for t in profile_files(f)]
     lines = [f"TensorBoard: http://{HOST}:{port}/  ({len(folders)} run(s): scalars in SCALARS / TIME SERIES, "
@@ -102,7 +118,8 @@ def how_to_open(folders: dict[str, Path], port: int) -> str:
     if traces:
         lines += ["Perfetto: open https://ui.perfetto.dev, 'Open trace file', pick one of these "
                   "(gzip'd JSON is read as is):"]
-        lines += [f"  {t}" for t in traces[:8]]
+        hosts = {t: trace_host(t) for t in traces[:8]}
+        lines += [f"  {t}" + (f"  (host {hosts[t]})" if hosts[t] else "") for t in traces[:8]]
         if len(traces) > 8:
             lines.append(f"  ... and {len(traces) - 8} more")
     else:

@@ -31,12 +31,13 @@ from launch import preflight
 REPO = Path(__file__).resolve().parent.parent
 # torchrun forwards these to the ranks; SIGUSR1 is what Slurm's --signal usually sends.
 FORWARDED = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1")
+MODULES = ("bench.train", "bench.collectives", "bench.timing")  # what a job may run (launch.hostlab's hosts too)
 STATUS_EXIT = {rundir.DIVERGED: EXIT_DIVERGED, rundir.INTERRUPTED: EXIT_INTERRUPTED}
 
 
 def build_parser() -> OneLineParser:
     p = OneLineParser(prog="launch.run", allow_abbrev=False, description=__doc__.splitlines()[0],
-                      epilog="Everything after -- goes to bench.train.")
+                      epilog="Everything after -- goes to bench.train (or --module).")
     p.add_argument("--nproc", type=positive_int, default=1, metavar="N", help="ranks on this node (default 1; "
                    "usually its GPUs)")
     p.add_argument("--nnodes", type=positive_int, default=1, metavar="N", help="nodes in the job (default 1)")
@@ -49,6 +50,8 @@ def build_parser() -> OneLineParser:
                    "failure; a restarted job resumes from its checkpoint (default %(default)s)")
     p.add_argument("--grace-s", type=non_negative_int, default=30, metavar="S", help="after a stop signal, seconds the "
                    "ranks get to checkpoint and exit before torchrun kills them (default %(default)s)")
+    p.add_argument("--module", choices=MODULES, default=MODULES[0], help="what torchrun runs on every rank "
+                   "(only bench.train's flags are checked first)")
     return p
 
 
@@ -65,11 +68,14 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def check(args, train_args: list[str]):
-    """bench.train's own checks at this job's world size, creating nothing; the plan, or UsageError."""
+    """bench.train's own checks at this job's world size, creating nothing; the plan (None for another
+    module, whose ranks check their own flags), or UsageError."""
     if args.nproc < 1 or args.nnodes < 1:
         raise UsageError(f"--nproc and --nnodes must be at least 1 (got {args.nproc}, {args.nnodes})")
     if args.nnodes > 1 and not args.rdzv_endpoint:
         raise UsageError(f"--nnodes {args.nnodes} needs --rdzv-endpoint HOST:PORT, the same on every node")
+    if args.module != "bench.train":
+        return None
     return preflight.check_train_args(train_args, args.nproc * args.nnodes, prog="launch.run", create=False)
 
 
@@ -82,7 +88,7 @@ def torchrun_command(args, train_args: list[str]) -> list[str]:
                  "--rdzv-id", args.rdzv_id, *(["--local-addr", args.local_addr] if args.local_addr else [])]
     return [sys.executable, "-m", "torch.distributed.run", *where, "--nproc-per-node", str(args.nproc),
             "--max-restarts", str(args.max_restarts), "--signals-to-handle", ",".join(FORWARDED),
-            "--shutdown-timeout", str(args.grace_s), "-m", "bench.train", *train_args]
+            "--shutdown-timeout", str(args.grace_s), "-m", args.module, *train_args]
 
 
 def run_torchrun(command: list[str]) -> int:
@@ -119,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         plan = check(args, train_args)
-        return exit_code(run_torchrun(torchrun_command(args, train_args)), plan.run_dir)
+        rc = run_torchrun(torchrun_command(args, train_args))
+        return exit_code(rc, plan.run_dir) if plan else rc
     return cli("launch.run", body)
 

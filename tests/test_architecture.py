@@ -118,7 +118,7 @@ def test_the_commands_table_lists_every_command_and_nothing_else():
     assert listed == command_modules()
 
 
-LAUNCH_COMMANDS = ("compare", "run", "sweep", "view")
+LAUNCH_COMMANDS = ("compare", "run", "sweep", "view", "hostlab")
 
 
 @pytest.mark.parametrize("name", sorted([*(f"bench.{c}" for c in BENCH_COMMANDS),

@@ -55,7 +55,7 @@ def test_two_rank_bad_input_prints_exactly_one_line(tmp_path, data_dir):
 
 def _args(**kw) -> SimpleNamespace:
     base = dict(nproc=8, nnodes=1, rdzv_endpoint=None, rdzv_id="bnbench", local_addr=None, max_restarts=0,
-                grace_s=30)
+                grace_s=30, module="bench.train")
     return SimpleNamespace(**{**base, **kw})
 
 

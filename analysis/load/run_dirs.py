@@ -126,6 +126,23 @@ def load_step_times(runs: pd.DataFrame) -> pd.DataFrame:
     return _per_run_csv(runs, rundir.STEP_TIMES, rundir.STEP_TIMES_COLUMNS, missing_ok=True, fill={"rank": 0})
 
 
+RANK_HOST_COLUMNS = ("run", "rank", "host", "address")
+
+
+def load_rank_hosts(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each rank's host name and address (RANK_HOST_COLUMNS), from env.json's ``ranks``; a run whose
+    env.json has no such table (written before it was recorded) has no rows."""
+    rows = []
+    for row in runs.itertuples(index=False):
+        try:
+            table = rundir.read_json(Path(row.path) / rundir.ENV).get("ranks") or []
+        except (OSError, ValueError):
+            continue
+        rows += [{"run": row.run, "rank": int(r["rank"]), "host": r.get("hostname") or "",
+                  "address": r.get("address") or ""} for r in table]
+    return pd.DataFrame(rows, columns=list(RANK_HOST_COLUMNS))
+
+
 def _skipped_files(paths: Iterable[str | Path]) -> list[Path]:
     found: set[Path] = set()
     for p in map(Path, paths):

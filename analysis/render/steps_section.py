@@ -14,7 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.render.mdtable import fmt_number, to_markdown  # noqa: E402
-from analysis.stats.step_times import NOISY_IQR_OVER_MEDIAN, rank_stats, run_median_cis, run_stats  # noqa: E402
+from analysis.stats.step_times import (NOISY_IQR_OVER_MEDIAN, rank_stats, run_median_cis, run_stats,  # noqa: E402
+                                       with_hosts)
 
 STEPS_PNG = "step_times_by_rank.png"
 STEPS_CSV = "step_times_by_rank.csv"
@@ -23,14 +24,18 @@ MAX_BOXES = 24  # one box per (run, rank); past this the plot is unreadable and 
 MAX_NOISY_LISTED = 8  # the noisiest run-rank pairs are named; the rest are counted
 
 
-def plot_steps(steps: pd.DataFrame, path: Path, labels: Mapping[str, str] | None = None) -> None:
-    """One horizontal box per (run, rank): median, quartiles, whiskers at 1.5 IQR, outliers."""
-    labels = labels or {}
+def plot_steps(steps: pd.DataFrame, path: Path, labels: Mapping[str, str] | None = None,
+               hosts: Mapping[tuple, str] | None = None) -> None:
+    """One horizontal box per (run, rank): median, quartiles, whiskers at 1.5 IQR, outliers; a rank's
+    host beside it where `hosts` ((run, rank) → host) names one."""
+    labels, hosts = labels or {}, hosts or {}
     groups = list(steps.groupby(["run", "rank"], sort=True)["step_ms"])
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(groups) + 1.2))
     ax.boxplot([g.to_numpy() for _, g in groups], orientation="horizontal", showfliers=True,
                flierprops={"markersize": 2})
-    ax.set_yticks(range(1, len(groups) + 1), [f"{labels.get(run, run)} · rank {rank}" for (run, rank), _ in groups],
+    names = [f"{labels.get(run, run)} · rank {rank}" + (f" on {hosts[run, rank]}" if hosts.get((run, rank)) else "")
+             for (run, rank), _ in groups]
+    ax.set_yticks(range(1, len(groups) + 1), names,
                   fontsize=7)
     ax.invert_yaxis()
     # A few extreme steps (a neighbour, a page fault) would squash every box into a corner: the axis
@@ -62,18 +67,26 @@ def _table(runs: pd.DataFrame, labels: Mapping[str, str], cis: pd.DataFrame) -> 
         "slowest/fastest p50": runs["slowest_over_fastest_p50"].to_numpy()})
 
 
-def steps_section(steps: pd.DataFrame, out_dir: Path, labels: Mapping[str, str] | None = None) -> str:
+def steps_section(steps: pd.DataFrame, out_dir: Path, labels: Mapping[str, str] | None = None,
+                  hosts: pd.DataFrame | None = None) -> str:
     """Per-run table (the slowest rank's numbers and the rank skew), noise warnings, the box plot;
-    writes every rank's statistics to step_times_by_rank.csv. Empty when no run stored step times.
-    Runs are named by `labels` (run name → label) where given."""
+    writes every rank's statistics, with its host where `hosts` (analysis.load.run_dirs.load_rank_hosts) has
+    it, to step_times_by_rank.csv. Empty when no run stored step times. Runs are named by `labels`
+    (run name → label) where given; a run on several hosts names the slowest rank's."""
     if steps.empty:
         return ""
     labels = labels or {}
-    ranks = rank_stats(steps)
+    ranks = with_hosts(rank_stats(steps), hosts if hosts is not None else pd.DataFrame())
+    host_of = {(r.run, r.rank): r.host for r in ranks.itertuples(index=False)
+               if ranks.loc[ranks["run"] == r.run, "host"].nunique() > 1}  # multi-host runs only
     ranks.to_csv(out_dir / STEPS_CSV, index=False)
     cis = run_median_cis(steps)
     cis.to_csv(out_dir / MEDIAN_CI_CSV, index=False)
-    view = _table(run_stats(ranks), labels, cis)
+    per_run = run_stats(ranks)
+    view = _table(per_run, labels, cis)
+    if host_of:
+        view.insert(list(view.columns).index("slowest rank") + 1, "its host",
+                    [host_of.get((r, k), "") for r, k in zip(per_run["run"], per_run["slowest_rank"])])
     md = ["## Step times by rank", "",
           "Every rank's measured steps (milliseconds; warm-up and profiled steps excluded). The row gives "
           "the slowest rank's median, p90 and IQR/median; *slowest/fastest p50* is that median over the "
@@ -101,7 +114,7 @@ def steps_section(steps: pd.DataFrame, out_dir: Path, labels: Mapping[str, str] 
                    f"(`noisy` in `{STEPS_CSV}`)"]
         md += [""]
     if len(ranks) <= MAX_BOXES:
-        plot_steps(steps, out_dir / STEPS_PNG, labels)
+        plot_steps(steps, out_dir / STEPS_PNG, labels, host_of)
         md += [f"![step times by rank]({STEPS_PNG})", ""]
     else:
         md += [f"({len(ranks)} run-rank pairs: too many for one plot; see `{STEPS_CSV}`.)", ""]

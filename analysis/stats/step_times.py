@@ -45,6 +45,20 @@ def rank_stats(steps: pd.DataFrame) -> pd.DataFrame:
     return out[list(RANK_COLUMNS)]
 
 
+def with_hosts(ranks: pd.DataFrame, hosts: pd.DataFrame) -> pd.DataFrame:
+    """`ranks` (one row per run and rank) with a `host` column from `hosts` (run, rank, host); ''
+    where a run did not record its ranks' hosts.
+
+    >>> r = pd.DataFrame({"run": "r", "rank": [0, 1]})
+    >>> with_hosts(r, pd.DataFrame({"run": ["r"], "rank": [1], "host": ["b"]}))["host"].tolist()
+    ['', 'b']
+    """
+    if hosts.empty:
+        return ranks.assign(host="")
+    out = ranks.merge(hosts[["run", "rank", "host"]], on=["run", "rank"], how="left")
+    return out.assign(host=out["host"].fillna(""))
+
+
 def run_stats(ranks: pd.DataFrame) -> pd.DataFrame:
     """One row per run from `rank_stats`: the slowest rank's (largest median) numbers, how many ranks
     are noisy, and the slowest rank's median over the fastest's (1.0 for one rank).

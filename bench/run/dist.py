@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import socket
 from dataclasses import dataclass
 
 import torch
@@ -37,6 +38,20 @@ def read_env() -> tuple[int, int, int, bool]:
         return 0, 0, 1, False
     return (int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", os.environ["RANK"])),
             int(os.environ["WORLD_SIZE"]), True)
+
+
+def local_address() -> str | None:
+    """The address this rank's packets to the rendezvous host (torchrun's MASTER_ADDR) leave from: the
+    host's address as its peers reach it. None without torchrun, or when no route leads there."""
+    master = os.environ.get("MASTER_ADDR")
+    if not master:
+        return None
+    try:  # a connected UDP socket picks the route and source address without sending anything
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((master, int(os.environ.get("MASTER_PORT", "1") or 1)))
+            return s.getsockname()[0]
+    except OSError:
+        return None
 
 
 def restart_count() -> int:

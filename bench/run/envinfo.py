@@ -8,6 +8,9 @@ import subprocess
 from pathlib import Path
 
 import torch
+import torch.distributed as tdist
+
+from bench.run import dist
 
 
 def git_commit() -> str | None:
@@ -74,3 +77,18 @@ def collect(device: torch.device) -> dict:
         "git_commit": git_commit(),
         **machine(),
     }
+
+
+def rank_hosts() -> list[dict]:
+    """Every rank's host name and address, index = rank (collective when a process group exists):
+    what tells a multi-host run's ranks apart in env.json.
+
+    >>> rank_hosts()[0]["rank"]
+    0
+    """
+    mine = {"hostname": socket.gethostname(), "address": dist.local_address()}
+    table = [mine]
+    if tdist.is_initialized():
+        table = [None] * tdist.get_world_size()
+        tdist.all_gather_object(table, mine)
+    return [{"rank": r, **t} for r, t in enumerate(table)]

@@ -91,6 +91,23 @@ def is_peer_loss(exc: BaseException) -> bool:
         "timed out", "gloo", "NCCL", "ProcessGroup"))
 
 
+def collective_of(exc: BaseException) -> str | None:
+    """The torch.distributed call `exc` was raised in (``all_reduce``, ``barrier``, ...), if any."""
+    name, tb = None, exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith("distributed_c10d.py"):
+            name = tb.tb_frame.f_code.co_name
+        tb = tb.tb_next
+    return name
+
+
+def remote_ranks(peers: list[tuple[str, int]]) -> list[str]:
+    """'<rank> on <host>' for every rank on another host than this one (their processes cannot be
+    checked from here: when contact is lost, they are the suspects)."""
+    host = socket.gethostname()
+    return [f"{r} on {h}" for r, (h, _) in enumerate(peers) if h and h != host]
+
+
 def reason(exc: BaseException) -> str:
     """One line: what went wrong."""
     kind = "out of memory" if isinstance(exc, (torch.OutOfMemoryError, MemoryError)) else type(exc).__name__
@@ -120,11 +137,14 @@ def record(run_dir: Path, rank: int, exc: BaseException, peers: list[tuple[str, 
     except OSError:
         epochs_done = 0
     failed_rank = rank if not lost_peer else (dead[0] if len(dead) == 1 else None)
+    remote = remote_ranks(peers) if lost_peer and failed_rank is None else []
     who = (f"rank {failed_rank}" if not lost_peer else f"rank {failed_rank} died" if failed_rank is not None
-           else "a peer rank was lost")
+           else f"lost contact with rank {', '.join(remote)}" if remote else "a peer rank was lost")
+    collective = collective_of(exc)
+    where = f", in {collective}" if collective else ""
     summary = {**{k: v for k, v in before.items() if k != "status"}, "status": rundir.FAILED,
                "failed_rank": failed_rank, "dead_ranks": dead, "reported_by_rank": rank, "reason": reason(exc),
-               "failure": f"{who} (reported by rank {rank}): {reason(exc)}",
+               "collective": collective, "failure": f"{who} (reported by rank {rank}{where}): {reason(exc)}",
                "epochs_done": epochs_done, "resumable": (run_dir / rundir.CHECKPOINT).is_file()}
     try:
         rundir.write_json(run_dir / rundir.SUMMARY, summary)

@@ -8,6 +8,7 @@ measured steps carry no profiler cost, and the `bn/<layer>` labels are switched 
 from __future__ import annotations
 
 import gc
+import socket
 from pathlib import Path
 
 import torch
@@ -46,6 +47,8 @@ class StepProfiler:
             return
         self._steps += 1
         self._prof.step()
+        if self._steps == WAIT + WARMUP:  # recording: the trace keeps metadata added now
+            self._prof.add_metadata("hostname", socket.gethostname())  # a multi-host job's rank's host
         if self._steps >= WINDOW_STEPS:
             self.stop()
 

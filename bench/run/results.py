@@ -21,6 +21,7 @@ def start_run_dir(plan: RunPlan, info: dist.DistInfo) -> None:
     """Rank 0 lays out the run directory (fresh, or as left for a resume) and records what runs."""
     if info.distributed:
         tdist.barrier()  # every rank has validated before rank 0 touches the file system
+    ranks = envinfo.rank_hosts()
     if info.is_main:
         if not plan.resume:
             if plan.run_dir.exists():
@@ -29,7 +30,8 @@ def start_run_dir(plan: RunPlan, info: dist.DistInfo) -> None:
         config = {**plan.record(), "launcher": info.launcher, "backend": info.backend,
                   "device_type": info.device.type, "restart_count": info.restart_count}
         rundir.write_json(plan.run_dir / rundir.CONFIG, config)
-        rundir.write_json(plan.run_dir / rundir.ENV, envinfo.collect(info.device))
+        rundir.write_json(plan.run_dir / rundir.ENV, {**envinfo.collect(info.device), "ranks": ranks,
+                                                      "hosts": len({r["hostname"] for r in ranks})})
         rundir.write_json(plan.run_dir / rundir.SUMMARY, {"status": rundir.RUNNING, "run_name": plan.run_name,
                                                           "resumed": plan.resume,
                                                           "restart_count": info.restart_count})
