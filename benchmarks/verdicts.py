@@ -20,7 +20,6 @@ Last line (interleaved design): `verdicts: aa_false_positive=X/N detected=Y/N ra
 """
 from __future__ import annotations
 
-import argparse
 import signal
 import statistics
 import subprocess
@@ -35,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from analysis.load.timing_dirs import load_timing  # noqa: E402
 from analysis.stats import block_bootstrap as blockboot, interleaved  # noqa: E402
 from analysis.load.run_dirs import load_runs, load_step_times  # noqa: E402
+from bench.argcheck import non_negative_int, out_dir, positive_float, positive_int  # noqa: E402
+from bench.errors import OneLineParser  # noqa: E402
 from bench.run.config import TrainConfig  # noqa: E402
 from bench.tools import interleave  # noqa: E402
 from benchmarks.cpuhog import Hog  # noqa: E402
@@ -131,25 +132,24 @@ def run_sequential(args, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeats", type=int, default=20, help="timing jobs (default %(default)s)")
+    p = OneLineParser(prog="benchmarks/verdicts.py", description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=positive_int, default=20, help="timing jobs")
     p.add_argument("--load", action="store_true", help="run a bursty CPU hog (one process per CPU) throughout")
-    p.add_argument("--slowdown", type=float, default=0.10, help="planted busy-wait, × nn's median step")
-    p.add_argument("--seed", type=int, default=0, help="first repeat's seed (repeat i: seed + i)")
+    p.add_argument("--slowdown", type=positive_float, default=0.10,
+                   help="planted slowdown F: busy CPU work of F × each step's own CPU time")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="first repeat's seed (repeat i: seed + i)")
     p.add_argument("--design", choices=("interleaved", "sequential", "both"), default="interleaved",
                    help="bench.timing's interleaved rounds, the old design (two runs in a row), or both")
-    p.add_argument("--rounds", type=int, default=interleave.TimingConfig.rounds,
-                   help="rounds per timing job (default: bench.timing's, %(default)s)")
-    p.add_argument("--steps", type=int, default=interleave.TimingConfig.steps,
-                   help="steps per arm per round (default: bench.timing's, %(default)s)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed steps per arm (default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=64, help="LeNet batch (default %(default)s)")
-    p.add_argument("--limit-train", type=int, default=4096, help="training images (default %(default)s)")
-    p.add_argument("--keep", metavar="DIR", help="keep every run directory under DIR (default: a temporary folder)")
-    p.add_argument("--data-dir", default=TrainConfig().data_dir, help="Fashion-MNIST folder (as bench.train)")
+    p.add_argument("--rounds", type=positive_int, default=interleave.TimingConfig.rounds,
+                   help="rounds per timing job (bench.timing's default)")
+    p.add_argument("--steps", type=positive_int, default=interleave.TimingConfig.steps,
+                   help="steps per arm per round (bench.timing's default)")
+    p.add_argument("--warmup", type=non_negative_int, default=5, help="untimed steps per arm")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="LeNet batch")
+    p.add_argument("--limit-train", type=positive_int, default=4096, help="training images")
+    p.add_argument("--keep", type=out_dir, metavar="DIR", help="keep every run directory under DIR (default: a temporary folder)")
+    p.add_argument("--data-dir", type=out_dir, default=TrainConfig().data_dir, help="Fashion-MNIST folder (as bench.train)")
     args = p.parse_args(argv)
-    if args.repeats < 1 or args.slowdown <= 0:
-        p.error("--repeats must be >= 1 and --slowdown > 0")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds through Hog's exit
     torch.set_num_threads(1)  # the planted wait is one thread's CPU time, as the step's then is
     print(f"verdicts: {args.repeats} repeats, {args.rounds} rounds × {args.steps} steps per arm, LeNet batch "
