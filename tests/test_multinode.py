@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 import subprocess
 import sys
 from pathlib import Path
@@ -96,7 +97,12 @@ def test_gpu_check_cpu_smoke_runs_every_piece(tmp_path, data_dir):
         arms = sorted(line.split(",")[1] for line in f.read().splitlines()[1:])
     assert arms == ["bare", "bare+marks", "harness", "profiled"]
     with open(out / "micro.csv") as f:
-        assert len(f.read().splitlines()) == 1 + 20
+        rows = [line.split(",") for line in f.read().splitlines()[1:]]
+    # every CPU-runnable local variant (gn included) in both passes, and the copy, at each shape × dtype
+    cells = Counter((r[4], r[6]) for r in rows)
+    assert set(cells) == {("copy", "copy"), *((v, op) for v in ("scratch", "nn", "gn")
+                                              for op in ("forward", "forward_backward"))}, cells
+    assert len(set(cells.values())) == 1 and len(rows) == 7 * next(iter(cells.values()))
     assert (out / "report" / "micro_ratio_to_copy.png").stat().st_size > 0
     with open(out / "collectives_gloo_ws1.csv") as f:  # 2 sizes × 2 collectives + LeNet's 4 layers × 2
         rows = f.read().splitlines()

@@ -177,7 +177,7 @@ def test_collectives_of_another_backend_are_refused(measured, tmp_path, capsys):
 @pytest.mark.parametrize("args, needle", [
     (["--sizes", "4,lots"], "--sizes: 'lots' is not a positive size (e.g. 4, 64K, 1M)"),
     (["--sizes", "0"], "--sizes: '0' is not a positive size"),
-    (["--bn-models", "vgg"], "--bn-models: vgg unknown"),
+    (["--bn-models", "vgg"], "--bn-models: unknown --model vgg"),
     (["--collectives", "broadcast"], "--collectives: choose from all_reduce, all_gather"),
     (["--iters", "0"], "--iters: must be a positive integer, got 0"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
