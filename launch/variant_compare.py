@@ -31,7 +31,7 @@ import torch
 from analysis import report
 from bench import bn, rundir
 from bench.argcheck import out_dir, positive_int
-from bench.errors import EXIT_FAILED, OneLineParser, UsageError, cli
+from bench.errors import EXIT_FAILED, OneLineParser, cli
 from launch import preflight, timing_phase
 from launch.matrix import PRESET_HELP, PRESETS, preset_args
 

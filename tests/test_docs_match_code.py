@@ -6,7 +6,6 @@ import argparse
 import re
 import shlex
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 

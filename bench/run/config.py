@@ -11,8 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Iterable
 
-from bench.argcheck import (in_path, non_negative_float, non_negative_int, out_dir, out_file,  # noqa: F401 (re-exported)
-                            positive_float, positive_int)
+from bench.argcheck import in_path, non_negative_float, non_negative_int, out_dir, out_file, positive_float, positive_int
 from bench.errors import OneLineParser
 from bench.nets import model_problem
 from bench.run.divergence import DEFAULT_BOUND, parse_bound

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from bench import rundir
+from bench.argcheck import output_file
 from bench.bn import emulate, unavailable_reason
 from bench.errors import UsageError
 from bench.run import checkpoint
@@ -119,18 +120,6 @@ def _check_out(out: Path, create: bool) -> None:
         raise UsageError(f"--out {out} is not writable: pass a writable directory")
 
 
-def _check_results_file(path: str | None) -> None:
-    """--results-file names a file that can be appended to: not a folder, no file on the way to it."""
-    if path is None:
-        return
-    p = Path(path)
-    if p.is_dir():
-        raise UsageError(f"--results-file {p}: is a folder; name a file to append to")
-    blocker = next((q for q in p.absolute().parents if q.exists() and not q.is_dir()), None)
-    if blocker is not None:
-        raise UsageError(f"--results-file {p}: {blocker} is a file, not a folder; choose a path under a folder")
-
-
 def resolve(cfg: TrainConfig, world_size: int, device: torch.device, restarted: bool = False,
             create: bool = True) -> RunPlan:
     """Check everything that can be checked before any process group exists; return the plan.
@@ -155,7 +144,8 @@ def resolve(cfg: TrainConfig, world_size: int, device: torch.device, restarted: 
     if (why := unavailable_reason(cfg.variant, device)) is not None:
         raise UsageError(f"--variant {cfg.variant} cannot run on {device.type}: {why}")
     out = Path(cfg.out)
-    _check_results_file(cfg.results_file)
+    if cfg.results_file is not None:  # the flag's type checks it too; main(cfg) callers reach here
+        output_file("--results-file", cfg.results_file)
     _check_out(out, create)
     recipe = resolve_recipe(cfg, cfg.batch_size)
     options = {**cfg.as_dict(), "bn_group_size": k, **recipe.record()}

@@ -17,7 +17,8 @@ from pathlib import Path
 from bench import rundir
 from bench.argcheck import out_file
 from bench.errors import OneLineParser, cli
-from bench.run.config import TrainConfig, add_flags, comma_list, positive_int
+from bench.argcheck import positive_int
+from bench.run.config import TrainConfig, add_flags, comma_list
 from bench.run.step import AMPS, MODES
 from bench.run.runner import train
 from bench.rundir import VARIANTS

@@ -35,7 +35,8 @@ from bench.argcheck import out_file
 from bench.errors import EXIT_FAILED, OneLineParser, UsageError, cli
 from bench.run.datasets import fashion_mnist as fmnist
 from bench.run import recipe
-from bench.run.config import TrainConfig, add_flags, positive_int
+from bench.argcheck import positive_int
+from bench.run.config import TrainConfig, add_flags
 from bench.run.dist import resolve_device
 from bench.run.job import build_net
 from bench.run.loop import epoch_order

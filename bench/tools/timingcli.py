@@ -16,7 +16,8 @@ import traceback
 from bench import rundir
 from bench.errors import EXIT_FAILED, EXIT_USAGE, OneLineParser, UsageError
 from bench.run import dist, failure
-from bench.run.config import FLAGS, TrainConfig, add_flags, build_parser, non_negative_int, positive_int
+from bench.argcheck import non_negative_int, positive_int
+from bench.run.config import FLAGS, TrainConfig, add_flags, build_parser
 from bench.tools.interleave import TimingConfig, timing
 
 NOT_TAKEN = ("variant", "epochs", "steps", "profile", "warmup_steps", "eval_batch", "limit_test", "resume",
