@@ -3,14 +3,16 @@ planted slowdown of known size is found, by bench.timing's interleaved design an
 
     python benchmarks/verdicts.py [--repeats 20] [--load] [--slowdown 0.10] [--seed 0] [--design both]
 
-Each repeat is one interleaved timing job (bench.tools.interleave) of LeNet with nn: copies A and
-A′ of nn, and a third copy of nn whose every step ends in busy CPU work of F × that step's own CPU
+Each repeat is one interleaved timing job (bench.tools.interleave) of LeNet with nn, four arms:
+copies A and A′ of nn (the baseline and the report's A/A control), a third copy A″ of nn judged as
+a variant is, and a fourth copy whose every step ends in busy CPU work of F × that step's own CPU
 time (the planted slowdown, 1 + F by construction; it exists only here, never as a user variant).
-The script runs torch on one intra-op thread, so a step's CPU time is its thread's. The
-report's own analysis (analysis.stats.interleaved) gives the A/A control's interval, the planted arm's
-ratio and verdict. Counted over the repeats:
-    A/A false positives   the control's interval excludes 1
-    detections            the planted arm reads "slower" (which needs the control within noise)
+The script runs torch on one intra-op thread, so a step's CPU time is its thread's. The report's
+own analysis (analysis.stats.interleaved) gives every ratio, interval and verdict; the control
+(A′) sets the noise floor the verdicts must clear. Counted over the repeats:
+    A/A false positives   A″, identical to A, reads "faster" or "slower"
+    controls out          the control's floor exceeds the bound (every verdict withheld)
+    detections            the planted arm reads "slower"
     ratio error           |estimated ratio − (1 + F)| / (1 + F), median over repeats
 `--design sequential` (or both) measures the old design: two bench.train runs of nn one after another (separate
 processes), the ratio of their median steps and the within-run block-bootstrap interval the report
@@ -44,16 +46,20 @@ import torch  # noqa: E402
 PLANTED = "nn-planted"
 
 
-def planted_arm(tc: interleave.TimingConfig, fraction: float):
-    """extra_arms for interleave.run: a fresh nn copy whose every step ends in busy CPU work of
-    `fraction` × that step's own CPU time. Counted in CPU time, the wait is stretched by a busy
-    machine exactly as the step is, and a preemption inside it adds no overshoot; so the planted
+THIRD_COPY = 2  # nn's copies 0 and 1 are bench.timing's baseline and control
+
+
+def extra_arms(tc: interleave.TimingConfig, fraction: float):
+    """extra_arms for interleave.run: a third copy of nn (A″), and a fresh nn copy whose every step
+    ends in busy CPU work of `fraction` × that step's own CPU time. Counted in CPU time, the wait is
+    stretched by a busy machine exactly as the step is, and a preemption inside it adds no overshoot; so the planted
     ratio of wall-clock medians is 1 + F by construction, however loaded the machine. (A wait of a
     fixed wall time calibrated beforehand becomes another share of a step a neighbour slowed, and a
     wall-clock spin overshoots by a scheduler slice whenever it is preempted.)"""
     def extra(arms: list[interleave.Arm]) -> list[interleave.Arm]:
-        arm = interleave.build_arm(arms[0].job.plan, arms[0].job.info, 0, interleave.SPARE_STEPS +
-                                   tc.warmup + tc.rounds * tc.steps)
+        total = interleave.SPARE_STEPS + tc.warmup + tc.rounds * tc.steps
+        third = interleave.build_arm(arms[0].job.plan, arms[0].job.info, THIRD_COPY, total)
+        arm = interleave.build_arm(arms[0].job.plan, arms[0].job.info, 0, total)
         step = arm.step
 
         def slowed(x, y):
@@ -65,21 +71,27 @@ def planted_arm(tc: interleave.TimingConfig, fraction: float):
                 pass
             return out
         arm = replace(arm, variant=PLANTED, step=slowed)
-        interleave.run_steps(arm, tc.warmup)
-        return [arm]
+        for a in (third, arm):
+            interleave.run_steps(a, tc.warmup)
+        return [third, arm]
     return extra
 
 
-def interleaved_repeat(args, i: int, out: Path) -> tuple[dict, dict]:
+def interleaved_repeat(args, i: int, out: Path) -> tuple[dict, dict, dict]:
     train = TrainConfig(model="lenet", batch_size=args.batch_size, limit_train=args.limit_train,
                         data_dir=args.data_dir, device="cpu", seed=args.seed + i, out=str(out),
                         run_name=f"interleaved-{i}", overwrite=True)
     tc = interleave.TimingConfig(train=train, variants=("nn",), rounds=args.rounds, steps=args.steps,
                                  warmup=args.warmup)
-    run_dir = interleave.timing(tc, log=lambda *a, **k: None, extra_arms=planted_arm(tc, args.slowdown))
+    run_dir = interleave.timing(tc, log=lambda *a, **k: None, extra_arms=extra_arms(tc, args.slowdown))
     t = load_timing([run_dir])
-    comps = interleaved.comparisons(t.runs, t.steps).set_index("variant")
-    return comps[comps["control"]].iloc[0].to_dict(), comps.loc[PLANTED].to_dict()
+    comps = interleaved.comparisons(t.runs, t.steps).set_index(["variant", "copy"])
+    return (comps.loc[("nn", 1)].to_dict(), comps.loc[("nn", THIRD_COPY)].to_dict(),
+            comps.loc[(PLANTED, 0)].to_dict())
+
+
+def _arm(r: dict) -> str:
+    return f"{r['step_ms_ratio']:.3f} [{r['ci95_low']:.3f}, {r['ci95_high']:.3f}]"
 
 
 def sequential_repeat(args, i: int, out: Path) -> dict:
@@ -102,21 +114,22 @@ def _pct(x: float) -> str:
 
 
 def run_interleaved(args, out: Path) -> str:
-    fp = detected = 0
+    fp = out_of_bound = detected = 0
     errors = []
     target = 1 + args.slowdown
     for i in range(args.repeats):
-        ctrl, plant = interleaved_repeat(args, i, out)
-        fp += not (ctrl["ci95_low"] <= 1 <= ctrl["ci95_high"])
+        ctrl, third, plant = interleaved_repeat(args, i, out)
+        fp += third["verdict"] in ("faster", "slower")
+        out_of_bound += ctrl["verdict"] != "within noise"
         detected += plant["verdict"] == "slower"
         errors.append(abs(plant["step_ms_ratio"] - target) / target)
-        print(f"[{i + 1}/{args.repeats}] A/A {ctrl['step_ms_ratio']:.3f} [{ctrl['ci95_low']:.3f}, "
-              f"{ctrl['ci95_high']:.3f}]  planted {plant['step_ms_ratio']:.3f} [{plant['ci95_low']:.3f}, "
-              f"{plant['ci95_high']:.3f}] {plant['verdict']}  (nn median {plant['baseline_median_ms']:.2f} ms)",
-              flush=True)
+        print(f"[{i + 1}/{args.repeats}] A/A {_arm(ctrl)} floor {_pct(ctrl['noise_floor'])}  A″ {_arm(third)} "
+              f"{third['verdict']}  planted {_arm(plant)} {plant['verdict']}  (nn median "
+              f"{plant['baseline_median_ms']:.2f} ms)", flush=True)
     n = args.repeats
-    print(f"interleaved: A/A false positives {fp}/{n}; planted {_pct(args.slowdown)} slowdown detected "
-          f"{detected}/{n}; median |ratio − {target:.2f}| / {target:.2f} = {_pct(statistics.median(errors))}")
+    print(f"interleaved: A/A false positives {fp}/{n} (controls over the bound {out_of_bound}/{n}); planted "
+          f"{_pct(args.slowdown)} slowdown detected {detected}/{n}; median |ratio − {target:.2f}| / {target:.2f} = "
+          f"{_pct(statistics.median(errors))}")
     return f"verdicts: aa_false_positive={fp}/{n} detected={detected}/{n} ratio_error={_pct(statistics.median(errors))}"
 
 

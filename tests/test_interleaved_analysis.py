@@ -85,6 +85,19 @@ def test_a_control_outside_noise_withholds_every_verdict():
     assert comps.loc[~comps["control"], "verdict"].tolist() == ["too noisy to tell"]
 
 
+def test_a_steady_copy_effect_sets_the_noise_floor_instead_of_withholding_every_verdict():
+    # A′ runs a steady 3 % apart from A (two copies built apart); its tight interval excludes 1
+    steps = synthetic_steps({("nn", 0): 1.0, ("nn", 1): 1.03, ("nn", 2): 0.97, ("scratch", 0): 1.10})
+    comps = interleaved.comparisons(timing_runs(), steps).set_index(["variant", "copy"])
+    control = comps.loc[("nn", 1)]
+    assert control["ci95_low"] > 1 and control["verdict"] == "within noise"
+    floor = max(control["ci95_high"], 1 / control["ci95_low"]) - 1
+    assert 0.03 < floor < 0.10 and np.isclose(control["noise_floor"], floor)
+    third, scratch = comps.loc[("nn", 2)], comps.loc[("scratch", 0)]
+    assert third["ci95_high"] < 1 and third["verdict"] == "within noise"  # beyond 1, not beyond the floor
+    assert scratch["ci95_low"] > 1 + floor and scratch["verdict"] == "slower"
+
+
 def test_findings_take_speed_and_fastest_from_the_timing_phase_and_quote_the_control():
     # the runs' mean throughput says scratch is fastest; its median step in the timing phase is 1.3×
     table = make_runs({"variant": "nn", "examples_per_s": 900.0}, {"variant": "scratch", "examples_per_s": 1200.0})

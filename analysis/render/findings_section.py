@@ -13,6 +13,7 @@ from analysis.stats.findings import (
 )
 from analysis.stats.findings_speed import holm_without
 from analysis.stats.interleaved import Speed
+from analysis.stats.round_bootstrap import MAX_NOISE_FLOOR
 from analysis.stats.step_times import NOISY_IQR_OVER_MEDIAN
 from analysis.stats.variant_pairs import WITHIN_RUN_NOTE
 
@@ -164,8 +165,10 @@ def findings_section(runs: pd.DataFrame, steps: pd.DataFrame, speed: Speed | Non
 
 TIMING_INTRO = ("Where an interleaved timing phase ran (bench.timing: every variant in one job, in rounds of "
                 "shuffled order), speed comes from it: the ratio of median step times with a 95 % interval "
-                "that resamples whole rounds, and a verdict only when the A/A control (the baseline timed "
-                "twice) is within noise. Examples/s there are the global batch over the median step.")
+                "that resamples whole rounds. The A/A control (the baseline timed twice) sets the run's noise "
+                "floor: a variant is faster or slower only when its interval clears it, and no verdict is "
+                f"given when the floor exceeds {MAX_NOISE_FLOOR:.0%}. Examples/s there are the global batch over "
+                "the median step.")
 
 
 def _sentences(mine: pd.DataFrame, speed: Speed, t: str | None) -> list[str]:

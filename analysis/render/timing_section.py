@@ -7,6 +7,7 @@ import pandas as pd
 
 from analysis.render.mdtable import fmt_number, to_markdown
 from analysis.stats.interleaved import Speed
+from analysis.stats.round_bootstrap import MAX_NOISE_FLOOR
 from analysis.stats.slow_steps import mean_median_gaps
 from bench.rundir import MEAN_MEDIAN_GAP, SLOW_STEP_OVER_MEDIAN
 
@@ -24,7 +25,7 @@ def _ci(lo: float, hi: float) -> str:
 
 
 def control_line(speed: Speed, timing_run: str) -> str:
-    """'A/A control (nn vs nn): 1.00× [0.98, 1.03], within noise: ...'."""
+    """'A/A control (nn vs nn): 1.00× [0.98, 1.03] (...), noise floor 3.0%: ...'."""
     run = speed.row(timing_run)
     c = speed.comps[(speed.comps["timing_run"] == timing_run) & speed.comps["control"].astype(bool)]
     if c.empty:
@@ -32,11 +33,16 @@ def control_line(speed: Speed, timing_run: str) -> str:
     c = c.iloc[0]
     head = (f"A/A control ({run.baseline} vs {run.baseline}): {c.step_ms_ratio:.2f}×{_ci(c.ci95_low, c.ci95_high)}"
             f" ({PHASE}, {_rounds(run)})")
+    if c.verdict == "no interval":
+        return f"{head}: too few rounds for an interval, so no speed verdict is given."
+    floor = f"noise floor {c.noise_floor:.1%}"
     if c.verdict == "within noise":
-        return (f"{head}, within noise: two separately built copies of one computation, timed in the same "
-                "rounds, differ by no more than this run's noise, so the speed verdicts here can stand.")
-    return (f"{head}: the interval excludes 1, so this machine invented a difference between identical "
-            "copies in this very run; it was too noisy to tell the variants apart, and no speed verdict is given.")
+        return (f"{head}, within noise ({floor}): two separately built copies of one computation, timed in "
+                "the same rounds, differ by no more than that, so a variant is called faster or slower only "
+                "beyond it.")
+    return (f"{head}, outside noise ({floor}): over the {MAX_NOISE_FLOOR:.0%} bound, so this machine invented a "
+            "difference between identical copies in this very run; it was too noisy to tell the variants "
+            "apart, and no speed verdict is given.")
 
 
 def speed_clause(comp, baseline: str) -> str:

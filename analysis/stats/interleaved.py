@@ -21,7 +21,7 @@ MATCH_KEY = ("model", "world_size", "per_rank_batch", "mode", "amp", "data", "im
              "bn_emulate_ranks", "device")
 ARM_COLUMNS = ("timing_run", "variant", "copy", "steps", "rounds", "median_ms", "iqr_over_median", "examples_per_s")
 COMPARISON_COLUMNS = ("timing_run", "variant", "copy", "median_ms", "baseline_median_ms", "step_ms_ratio",
-                      "ci95_low", "ci95_high", "verdict", "examples_per_s", "control")
+                      "ci95_low", "ci95_high", "verdict", "examples_per_s", "control", "noise_floor")
 LOAD_SUMMARY_COLUMNS = ("timing_run", "samples", "cpus", "other_cpu_share_max", "other_cpu_share_median",
                         "loadavg_1m_max", "busy")
 # The columns of a timing run's row that these functions read (analysis.load.timing_dirs has them all).
@@ -60,7 +60,8 @@ def arms(runs: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
 def comparisons(runs: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
     """Per timing run, every arm against the baseline's copy 0: the ratio of median step times
     (other / baseline), its interval over rounds and verdict; `control` marks the A/A row (the
-    baseline's copy 1), whose interval decides whether the others get a verdict (analysis.stats.round_bootstrap)."""
+    baseline's copy 1), whose interval is the run's noise floor (`noise_floor`, on every row): a
+    verdict of faster or slower must clear it (analysis.stats.round_bootstrap)."""
     fast = slowest_rank(steps)
     out = []
     for run in runs.itertuples(index=False):
@@ -71,17 +72,18 @@ def comparisons(runs: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
             continue
         base_med = float(np.median(np.concatenate(list(base.values()))))
         ctrl = rounds.ratio_over_rounds(base, by_arm.get((run.baseline, 1), {}))
+        floor = rounds.noise_floor(ctrl[1], ctrl[2])
         for (v, c), arm in sorted(by_arm.items(), key=lambda kv: (kv[0] != (run.baseline, 1), kv[0])):
             if (v, c) == (run.baseline, 0):
                 continue
             est, lo, hi = ctrl if (v, c) == (run.baseline, 1) else rounds.ratio_over_rounds(base, arm)
-            word = ("within noise" if rounds.contains_one(lo, hi) else "outside noise") if (v, c) == (
-                run.baseline, 1) else rounds.verdict(lo, hi, ctrl[1], ctrl[2])
+            word = rounds.control_verdict(lo, hi) if (v, c) == (run.baseline, 1) else rounds.verdict(
+                lo, hi, ctrl[1], ctrl[2])
             med = base_med * est
             out.append({"timing_run": run.timing_run, "variant": v, "copy": c, "median_ms": med,
                         "baseline_median_ms": base_med, "step_ms_ratio": est, "ci95_low": lo, "ci95_high": hi,
                         "verdict": word, "examples_per_s": float(run.global_batch) / (med / 1e3),
-                        "control": (v, c) == (run.baseline, 1)})
+                        "control": (v, c) == (run.baseline, 1), "noise_floor": floor})
     return pd.DataFrame(out, columns=list(COMPARISON_COLUMNS))
 
 

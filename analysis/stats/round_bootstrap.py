@@ -9,10 +9,15 @@ whatever moves between rounds — a neighbour's burst, a clock or thermal change
 interval, and steps within a round are never treated as independent of each other.
 
 The verdict (`verdict`) needs the A/A control: the baseline timed twice, as two separately built
-copies, in the same rounds. Its ratio is 1 by construction; the control is *within noise* when its
-interval contains 1. A variant is then faster or slower when its own interval excludes 1, within
-noise otherwise. When the control's interval excludes 1, the machine invented a difference between
-identical arms in this very run, and no variant's verdict is given: "too noisy to tell".
+copies, in the same rounds. The control's interval is the noise floor measured in this very run:
+`noise_floor` is the largest factor by which it departs from 1, on either side (an interval
+[0.97, 1.02] is a floor of 3.1 %). It is not asked to contain 1: two copies of one network, built
+apart, can run steadily 2-3 % apart for a whole job (where their tensors landed in memory), and
+a tight interval rightly sees that; it is a property of those two objects, not of a variant. So a
+variant is slower only when its interval's low end lies above 1 + floor, faster only when its high
+end lies below 1 / (1 + floor), and within noise otherwise. When the floor itself exceeds
+`MAX_NOISE_FLOOR`, identical arms differed by more than any verdict should rest on, and no
+variant's verdict is given: "too noisy to tell".
 """
 from __future__ import annotations
 
@@ -25,7 +30,9 @@ CONFIDENCE = 0.95
 N_BOOT = 2000
 SEED = 0           # a rebuilt report prints the same interval
 MIN_ROUNDS = 3     # fewer rounds: the estimate, no interval
+MAX_NOISE_FLOOR = 0.10  # a control departing from 1 by more: too noisy to tell
 VERDICTS = ("faster", "slower", "within noise", "too noisy to tell", "no interval")
+CONTROL_VERDICTS = ("within noise", "outside noise", "no interval")
 
 
 def _matrix(by_round: Mapping[int, np.ndarray], rounds: list[int]) -> np.ndarray:
@@ -60,25 +67,48 @@ def ratio_over_rounds(base: Mapping[int, np.ndarray], other: Mapping[int, np.nda
     return est, float(lo), float(hi)
 
 
-def contains_one(low: float, high: float) -> bool:
-    """Whether an interval holds 1 (no interval: False)."""
-    return not (math.isnan(low) or math.isnan(high)) and low <= 1.0 <= high
+def noise_floor(control_low: float, control_high: float) -> float:
+    """The A/A control's noise floor: the largest factor by which its interval departs from 1,
+    on either side, less 1 (NaN without an interval).
+
+    >>> [round(noise_floor(*c), 4) for c in ((0.98, 1.03), (1.005, 1.033), (0.958, 0.995))]
+    [0.03, 0.033, 0.0438]
+    """
+    if math.isnan(control_low) or math.isnan(control_high):
+        return math.nan
+    return max(control_high, 1.0 / control_low) - 1.0
+
+
+def control_verdict(control_low: float, control_high: float) -> str:
+    """'within noise' when the control's floor is at most MAX_NOISE_FLOOR, else 'outside noise'.
+
+    >>> control_verdict(1.005, 1.033), control_verdict(0.83, 1.36), control_verdict(math.nan, math.nan)
+    ('within noise', 'outside noise', 'no interval')
+    """
+    floor = noise_floor(control_low, control_high)
+    if math.isnan(floor):
+        return "no interval"
+    return "within noise" if floor <= MAX_NOISE_FLOOR else "outside noise"
 
 
 def verdict(low: float, high: float, control_low: float, control_high: float) -> str:
-    """The verdict on a step-time ratio (other / baseline) given the A/A control's interval.
+    """The verdict on a step-time ratio (other / baseline) given the A/A control's interval: faster
+    or slower only beyond the control's noise floor.
 
     >>> verdict(1.2, 1.4, 0.98, 1.03), verdict(0.7, 0.8, 0.98, 1.03), verdict(0.9, 1.1, 0.98, 1.03)
     ('slower', 'faster', 'within noise')
-    >>> verdict(1.2, 1.4, 1.04, 1.09)
+    >>> verdict(1.02, 1.04, 1.005, 1.033), verdict(1.04, 1.06, 1.005, 1.033)  # beyond 1, not the floor
+    ('within noise', 'slower')
+    >>> verdict(1.2, 1.4, 1.04, 1.12)
     'too noisy to tell'
     """
     if math.isnan(low) or math.isnan(control_low):
         return "no interval"
-    if not contains_one(control_low, control_high):
+    if control_verdict(control_low, control_high) != "within noise":
         return "too noisy to tell"
-    if low > 1.0:
+    floor = noise_floor(control_low, control_high)
+    if low > 1.0 + floor:
         return "slower"
-    if high < 1.0:
+    if high < 1.0 / (1.0 + floor):
         return "faster"
     return "within noise"
