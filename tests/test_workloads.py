@@ -80,7 +80,11 @@ FLAG_CASES = {  # flags -> words of the one line
     "lenet on synthetic images": (["--data", "synthetic", "--image-size", "32"],
                                   ["--model lenet with --data synthetic", "1×28×28", "resnet18 or resnet50"]),
     "resnet50 on fashion-mnist": (["--model", "resnet50"], ["--model resnet50 with --data fashion-mnist",
-                                                            "--data synthetic or imagefolder"]),
+                                                            "--image-size 32", "--data synthetic or imagefolder"]),
+    "lenet on padded fashion-mnist": (["--image-size", "32"], ["--model lenet with --data fashion-mnist",
+                                                               "not 3×32×32", "drop --image-size"]),
+    "fashion-mnist padded below 32": (["--model", "resnet18", "--image-size", "30"], ["--image-size 30",
+                                                                                      "at least 32"]),
     "synthetic set under a batch": (["--model", "resnet50", "--data", "synthetic", "--synthetic-size", "8",
                                      "--batch-size", "16"], ["--synthetic-size 8", "one global batch"]),
 }
@@ -126,6 +130,21 @@ def test_fashion_mnist_plan_is_unchanged(tmp_path):
     plan = resolve(TrainConfig(out=str(tmp_path), limit_train=4096), 1, CPU)
     assert (plan.data.input_shape, plan.data.n_train, plan.data.n_test) == ((1, 28, 28), 4096, 10_000)
     assert plan.steps_per_epoch == 4096 // 256 and plan.run_name == "lenet-nn-ws1-b256-s0"
+
+
+def test_fashion_mnist_padded_for_a_torchvision_network(tmp_path, data_dir):
+    from bench.run.datasets import fashion_mnist, feeds
+    cfg = from_argv(["--model", "resnet18", "--image-size", "32", "--limit-train", "64", "--batch-size", "16",
+                     "--data-dir", str(data_dir), "--out", str(tmp_path)])
+    plan = resolve(cfg, 1, CPU)
+    assert plan.data.input_shape == (3, 32, 32) and plan.run_name == "resnet18-nn-ws1-b16-pad32-s0"
+    x, _ = feeds.load(cfg, plan.data, CPU).example(4)
+    raw = fashion_mnist.load(data_dir, CPU, limit_train=4).train_x  # 4×1×28×28 in [0, 1]
+    assert x.shape == (4, 3, 32, 32)
+    assert torch.equal(x[:, :, 2:30, 2:30], raw.expand(-1, 3, -1, -1))  # centred, grey in every channel
+    border = torch.ones(32, 32, dtype=torch.bool)
+    border[2:30, 2:30] = False
+    assert x[:, :, border].abs().sum() == 0
 
 
 def test_steps_beyond_one_pass_cycle_through_fresh_permutations():

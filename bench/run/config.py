@@ -35,7 +35,7 @@ class TrainConfig:
     limit_train: int | None = None  # first N training images (quick runs)
     limit_test: int | None = None   # first N test images
     data: str = "fashion-mnist"    # fashion-mnist | synthetic (random images held on the device) | imagefolder
-    image_size: int | None = None  # synthetic / imagefolder: side of the square training images (None: 224)
+    image_size: int | None = None  # side of the square training images (None: 224; fashion-mnist: 28, 1 channel)
     num_classes: int | None = None  # synthetic: label classes (None: ImageNet's 1000)
     synthetic_size: int | None = None  # synthetic: images held on the device, cycled through (None: 2048)
     workers: int = 4               # imagefolder: DataLoader worker processes per rank
@@ -151,7 +151,8 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
     "data": (("--data",), dict(choices=DATA_SOURCES, help="training data: fashion-mnist (default), synthetic "
              "(random uint8 images held on the device) or imagefolder (--data-dir with train/ and val/)")),
     "image_size": (("--image-size",), dict(type=positive_int, metavar="N", help="synthetic / imagefolder: "
-                   "N×N training images, at least 32 (default 224)")),
+                   "N×N training images, at least 32 (default 224); fashion-mnist: its 28×28 images padded to "
+                   "N×N over 3 channels, for torchvision's networks (default: 1×28×28 as they are)")),
     "num_classes": (("--num-classes",), dict(type=positive_int, metavar="K",
                     help="synthetic: K label classes (default 1000)")),
     "synthetic_size": (("--synthetic-size",), dict(type=positive_int, metavar="N",

@@ -120,3 +120,19 @@ def load(data_dir: str | os.PathLike, device: torch.device, download: bool = Fal
             x, y = x[:limit], y[:limit]
         out += [(x.to(device).unsqueeze(1).float() / 255.0), y.to(device, torch.int64)]
     return FashionMNIST(*out)
+
+
+class Padded:
+    """Fashion-MNIST for torchvision's 3-channel networks (``--image-size S``): each 1×28×28 batch
+    zero-padded to S×S, the image centred, and its grey channel repeated three times.
+
+    >>> Padded(32)(torch.ones(2, 1, 28, 28)).shape, Padded(32)(torch.ones(1, 1, 28, 28))[0, :, 0, 0].tolist()
+    (torch.Size([2, 3, 32, 32]), [0.0, 0.0, 0.0])
+    """
+
+    def __init__(self, side: int):
+        extra = side - 28
+        self.pad = (extra // 2, extra - extra // 2, extra // 2, extra - extra // 2)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.pad(x, self.pad).expand(-1, 3, -1, -1).contiguous()

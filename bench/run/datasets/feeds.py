@@ -147,8 +147,11 @@ def load(cfg: TrainConfig, spec: DataSpec, device: torch.device) -> Source:
     fmt = memory_format(cfg)
     if spec.source == "fashion-mnist":
         d = fmnist.load(cfg.data_dir, device, False, cfg.limit_train, cfg.limit_test)
-        prepare = (lambda x: x.contiguous(memory_format=fmt)) if cfg.channels_last else (lambda x: x)
-        return DeviceSource(d.train_x, d.train_y, d.test_x, d.test_y, prepare)
+        layout = (lambda x: x.contiguous(memory_format=fmt)) if cfg.channels_last else (lambda x: x)
+        if tuple(spec.input_shape) != tuple(d.train_x.shape[1:]):
+            pad = fmnist.Padded(spec.input_shape[-1])
+            return DeviceSource(d.train_x, d.train_y, d.test_x, d.test_y, lambda x: layout(pad(x)))
+        return DeviceSource(d.train_x, d.train_y, d.test_x, d.test_y, layout)
     if spec.source == "synthetic":
         x, y = synthetic.synthetic(spec.n_train, spec.num_classes, spec.input_shape[1], device)
         return DeviceSource(x, y, None, None, images.Normalise(device, fmt))

@@ -46,7 +46,7 @@ def _only_for(cfg: TrainConfig) -> None:
     given = {"--image-size": cfg.image_size is not None, "--num-classes": cfg.num_classes is not None,
              "--synthetic-size": cfg.synthetic_size is not None, "--limit-train": cfg.limit_train is not None,
              "--limit-test": cfg.limit_test is not None, "--download": cfg.download}
-    applies = {"fashion-mnist": ("--limit-train", "--limit-test", "--download"),
+    applies = {"fashion-mnist": ("--limit-train", "--limit-test", "--download", "--image-size"),
                "synthetic": ("--image-size", "--num-classes", "--synthetic-size"),
                "imagefolder": ("--image-size",)}[cfg.data]
     wrong = [flag for flag, on in given.items() if on and flag not in applies]
@@ -57,9 +57,9 @@ def _only_for(cfg: TrainConfig) -> None:
 
 
 def image_size(cfg: TrainConfig) -> int | None:
-    """The side of the square training images: --image-size or 224 for image sources, None for
-    Fashion-MNIST (whose 28×28 is fixed)."""
-    return None if cfg.data == "fashion-mnist" else cfg.image_size or DEFAULT_IMAGE_SIZE
+    """The side of the square training images: --image-size or 224 for image sources; for
+    Fashion-MNIST --image-size (its images padded to that side) or None (its own 28×28)."""
+    return cfg.image_size if cfg.data == "fashion-mnist" else cfg.image_size or DEFAULT_IMAGE_SIZE
 
 
 def _image_size(cfg: TrainConfig) -> int:
@@ -87,8 +87,9 @@ def _image_folder(cfg: TrainConfig, size: int) -> DataSpec:
 def resolve_data(cfg: TrainConfig) -> DataSpec:
     """The run's DataSpec; UsageError for a source that cannot serve this configuration."""
     _only_for(cfg)
-    if cfg.data == "fashion-mnist":
-        spec = DataSpec("fashion-mnist", FASHION_MNIST_SHAPE, FASHION_MNIST["classes"],
+    if cfg.data == "fashion-mnist":  # --image-size S: padded to S×S, grey repeated over 3 channels
+        shape = FASHION_MNIST_SHAPE if cfg.image_size is None else (3, _image_size(cfg), _image_size(cfg))
+        spec = DataSpec("fashion-mnist", shape, FASHION_MNIST["classes"],
                         min(cfg.limit_train or FASHION_MNIST["n_train"], FASHION_MNIST["n_train"]),
                         min(cfg.limit_test or FASHION_MNIST["n_test"], FASHION_MNIST["n_test"]), True)
     elif cfg.data == "synthetic":
@@ -101,8 +102,11 @@ def resolve_data(cfg: TrainConfig) -> DataSpec:
         raise UsageError(f"unknown --data {cfg.data!r}: choose fashion-mnist, synthetic or imagefolder")
     problem = input_problem(cfg.model, spec.input_shape)
     if problem:
-        pick = "--model resnet18 or resnet50" if cfg.model == "lenet" else "--data synthetic or imagefolder"
-        raise UsageError(f"--model {cfg.model} with --data {cfg.data}: {problem}; use {pick}")
+        fix = "use --model resnet18 or resnet50" if cfg.model == "lenet" else "use --data synthetic or imagefolder"
+        if cfg.data == "fashion-mnist":  # only --image-size makes it 3-channel
+            fix = ("drop --image-size: lenet takes Fashion-MNIST's 1×28×28 as it is" if cfg.model == "lenet" else
+                   f"pass --image-size 32 (Fashion-MNIST padded to 3×32×32), or {fix}")
+        raise UsageError(f"--model {cfg.model} with --data {cfg.data}: {problem}; {fix}")
     if spec.n_train < cfg.batch_size:
         if cfg.data == "imagefolder":
             raise UsageError(f"{Path(cfg.data_dir) / 'train'} holds {spec.n_train} images, fewer than one global "
