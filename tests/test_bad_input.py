@@ -144,3 +144,9 @@ def test_the_types_refuse_what_they_say(tmp_path):
     assert non_negative_int("0") == 0 and in_file(str(tmp_path / "f")) == str(tmp_path / "f")
     with pytest.raises(argparse.ArgumentTypeError, match="is a folder"):
         in_file(str(tmp_path))
+
+
+def test_comma_lists_of_numbers_refuse_zero_and_negatives(capsys):
+    for bad in ("0", "4,-2", "4,x"):
+        rc, out, err = run_in_process("bench.micro", ["--batch", bad, "--device", "cpu"], capsys)
+        assert problems(rc, out, err, ["--batch", repr(bad)]) is None, (bad, err)

@@ -101,14 +101,17 @@ def comma_list(kind=str, choices=None):
 
     >>> comma_list(int)("64,256")
     [64, 256]
+    >>> comma_list(positive_int)("64,0")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: comma-separated positive int values expected, got '64,0'
     """
     def parse(text: str) -> list:
         try:
             items = [kind(t) for t in text.split(",") if t]
-        except ValueError:
+        except (ValueError, argparse.ArgumentTypeError):
             items = []
         if not items or (choices and any(i not in choices for i in items)):
-            what = ", ".join(map(str, choices)) if choices else f"{kind.__name__} values"
+            what = ", ".join(map(str, choices)) if choices else f"{kind.__name__.replace('_', ' ')} values"
             raise argparse.ArgumentTypeError(f"comma-separated {what} expected, got {text!r}")
         return items
     return parse

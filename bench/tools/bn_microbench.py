@@ -224,7 +224,7 @@ def build_parser() -> OneLineParser:
     p.add_argument("--variants", type=comma_list(str, VARIANTS), default=list(VARIANTS),
                    help="comma-separated BN variants (default scratch,nn,fused; fused where its kernels "
                    "run: see python -m bench.variants)")
-    p.add_argument("--batch", type=comma_list(int), default=None, metavar="N[,N...]",
+    p.add_argument("--batch", type=comma_list(positive_int), default=None, metavar="N[,N...]",
                    help="N of every shape, comma-separated for several (default 256; resnet50: 64,256)")
     p.add_argument("--memory-formats", type=comma_list(str, MEMORY_FORMATS), default=None, help="comma-separated: "
                    "contiguous, channels_last (4-d shapes only; default contiguous, and both for resnet50)")
