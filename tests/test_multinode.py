@@ -52,6 +52,17 @@ def test_two_nodes_on_loopback_make_one_world_size_2_run(tmp_path, data_dir):
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [run.name]
 
 
+def test_a_rank_failing_after_the_last_step_fails_both_nodes_at_once(tmp_path, data_dir):
+    """Rank 0 fails after the last collective (/dev/full stands in for a full disk under --results-file)
+    while rank 1 has nothing left to do. The ranks end together, so rank 1 fails too, and neither node's
+    torchrun waits in its exit barrier (up to 300 s) for an agent whose rank failed."""
+    nodes, logs = _start_nodes(tmp_path, data_dir, "--results-file", "/dev/full")
+    assert wait_together(nodes, logs, NODES_DEADLINE_S) == [1, 1], tails(logs)
+    output = "".join(log.read_text() for log in logs)
+    assert "OSError: [Errno 28] No space left on device" in output
+    assert "bench.train: rank 1 stopped: " in output, tails(logs)
+
+
 @pytest.mark.parametrize("srun_rc, requeued", [(0, False), (EXIT_INTERRUPTED, True), (1, False)])
 def test_slurm_script_starts_one_multinode_launcher_per_node(srun_rc, requeued, tmp_path):
     bin_dir = tmp_path / "bin"
