@@ -57,10 +57,9 @@ def test_a_rank_failing_after_the_last_step_fails_both_nodes_at_once(tmp_path, d
     while rank 1 has nothing left to do. The ranks end together, so rank 1 fails too, and neither node's
     torchrun waits in its exit barrier (up to 300 s) for an agent whose rank failed."""
     nodes, logs = _start_nodes(tmp_path, data_dir, "--results-file", "/dev/full")
+    # without the barrier rank 1 has exited 0 by then: its node ends 0, or waits out the deadline
     assert wait_together(nodes, logs, NODES_DEADLINE_S) == [1, 1], tails(logs)
-    output = "".join(log.read_text() for log in logs)
-    assert "OSError: [Errno 28] No space left on device" in output
-    assert "bench.train: rank 1 stopped: " in output, tails(logs)
+    assert "OSError: [Errno 28] No space left on device" in "".join(log.read_text() for log in logs)
 
 
 @pytest.mark.parametrize("srun_rc, requeued", [(0, False), (EXIT_INTERRUPTED, True), (1, False)])
