@@ -11,30 +11,38 @@ from pathlib import Path
 import pytest
 
 from bench.errors import EXIT_INTERRUPTED
+from tests import procs
 from tests.procs import free_port
+from tests.proctree import FAULTHANDLER, tails, wait_together
 
 REPO = Path(__file__).resolve().parents[1]
 DEADLINE_S = 300
+# both nodes together, well under torchrun's 300 s exit barrier: a passing job takes ~15 s on a loaded
+# 2-core machine; past it the test fails with both nodes' stacks and logs (tests.proctree)
+NODES_DEADLINE_S = 120
+
+
+def _start_nodes(tmp_path: Path, data_dir: Path, *extra: str) -> tuple[list[subprocess.Popen], list[Path]]:
+    """launch/multinode.sh twice: two nodes of one rank each, rendezvous on loopback; their logs."""
+    # LOGLEVEL=INFO: torchrun's agents log each stage (rendezvous, workers, exit barrier) for a failure's record
+    env = procs.env(NNODES="2", NPROC_PER_NODE="1", RDZV_HOST="127.0.0.1", RDZV_PORT=str(free_port()),
+                    RDZV_ID=f"loopback-{os.getpid()}-{tmp_path.name}", LOCAL_ADDR="127.0.0.1",
+                    PYTHON=sys.executable, OMP_NUM_THREADS="1", LOGLEVEL="INFO", **FAULTHANDLER)
+    args = ["bash", str(REPO / "launch" / "multinode.sh"), "--device", "cpu", "--data-dir", str(data_dir),
+            "--limit-train", "512", "--limit-test", "100", "--epochs", "1", "--batch-size", "64",
+            "--out", str(tmp_path / "runs"), "--no-profile", *extra]
+    logs = [tmp_path / f"node{i}.log" for i in range(2)]
+    nodes = []
+    for log in logs:  # files, not pipes: a node's output never blocks it, and a hang's record survives it
+        with open(log, "w") as out:
+            nodes.append(subprocess.Popen(args, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+                                          start_new_session=True))
+    return nodes, logs
 
 
 def test_two_nodes_on_loopback_make_one_world_size_2_run(tmp_path, data_dir):
-    data = data_dir
-    env = {**os.environ, "NNODES": "2", "NPROC_PER_NODE": "1", "RDZV_HOST": "127.0.0.1",
-           "RDZV_PORT": str(free_port()), "RDZV_ID": f"loopback-{os.getpid()}", "LOCAL_ADDR": "127.0.0.1",
-           "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
-    args = ["bash", str(REPO / "launch" / "multinode.sh"), "--device", "cpu", "--data-dir", str(data),
-            "--limit-train", "512", "--limit-test", "100", "--epochs", "1", "--batch-size", "64",
-            "--out", str(tmp_path / "runs"), "--no-profile"]
-    nodes = [subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, start_new_session=True) for _ in range(2)]
-    try:
-        outputs = [n.communicate(timeout=DEADLINE_S)[0] for n in nodes]
-    finally:
-        for n in nodes:
-            if n.poll() is None:
-                os.killpg(n.pid, 9)  # the node's whole session: torchrun and its worker
-                n.wait()
-    assert [n.returncode for n in nodes] == [0, 0], "\n----\n".join(outputs)
+    nodes, logs = _start_nodes(tmp_path, data_dir)
+    assert wait_together(nodes, logs, NODES_DEADLINE_S) == [0, 0], tails(logs)
     run = tmp_path / "runs" / "lenet-nn-ws2-b64-s0"
     config = json.loads((run / "config.json").read_text())
     summary = json.loads((run / "summary.json").read_text())
@@ -42,6 +50,16 @@ def test_two_nodes_on_loopback_make_one_world_size_2_run(tmp_path, data_dir):
     assert summary["status"] == "complete" and summary["world_size"] == 2
     assert summary["measured_steps"] == 512 // 64 - 5  # 8 steps, the first 5 warm-up steps untimed
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [run.name]
+
+
+def test_a_rank_failing_after_the_last_step_fails_both_nodes_at_once(tmp_path, data_dir):
+    """Rank 0 fails after the last collective (/dev/full stands in for a full disk under --results-file)
+    while rank 1 has nothing left to do. The ranks end together, so rank 1 fails too, and neither node's
+    torchrun waits in its exit barrier (up to 300 s) for an agent whose rank failed."""
+    nodes, logs = _start_nodes(tmp_path, data_dir, "--results-file", "/dev/full")
+    # without the barrier rank 1 has exited 0 by then: its node ends 0, or waits out the deadline
+    assert wait_together(nodes, logs, NODES_DEADLINE_S) == [1, 1], tails(logs)
+    assert "OSError: [Errno 28] No space left on device" in "".join(log.read_text() for log in logs)
 
 
 @pytest.mark.parametrize("srun_rc, requeued", [(0, False), (EXIT_INTERRUPTED, True), (1, False)])

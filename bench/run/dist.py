@@ -142,6 +142,18 @@ def consecutive_groups(group_size: int, info: DistInfo):
     return mine
 
 
+def end_together(info: DistInfo) -> None:
+    """Every rank waits here for the others once its part of the job is done, before it tears down.
+
+    Rank 0 writes the results after the last collective while the others have nothing left to do. Had
+    they exited already, a failure there would leave their torchrun agent, whose ranks succeeded,
+    waiting up to 300 s in its exit barrier (torchrun's fixed timeout) for the failed node's agent,
+    which never comes. Past this barrier only teardown is left; before it, a failing rank makes every
+    rank fail at once (a lost peer), so every node ends promptly."""
+    if info.distributed:
+        dist.barrier()
+
+
 def teardown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

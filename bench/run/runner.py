@@ -50,6 +50,7 @@ def train(cfg: TrainConfig, stop: stepbounds.StopRequest | None = None) -> dict:
         peers = failure.peer_table()
         summary = run(plan, info, stop)
         results_file.append(cfg.results_file, plan, summary, info.is_main)
+        dist.end_together(info)
         return summary
     except UsageError:
         raise
