@@ -226,14 +226,10 @@ def default_run_name(model: str, variant: str, world_size: int, global_batch: in
     >>> default_run_name("resnet50", "nn", 1, 64, 0, amp="bf16", data="synthetic", image_size=224,
     ...                  channels_last=True, steps=100)
     'resnet50-nn-ws1-b64-syn224-cl-st100-bf16-s0'
-    >>> default_run_name("resnet18", "gn", 1, 256, 0, image_size=32)
-    'resnet18-gn-ws1-b256-pad32-s0'
     """
     name = f"{model}-{variant}-ws{world_size}-b{global_batch}"
-    if data in DATA_TOKENS:
-        name += f"-{DATA_TOKENS[data]}{image_size}"
-    elif image_size:  # Fashion-MNIST padded to a side (--image-size)
-        name += f"-pad{image_size}"
+    if data in DATA_TOKENS or image_size:  # Fashion-MNIST with --image-size: padded to that side
+        name += f"-{DATA_TOKENS.get(data, 'pad')}{image_size}"
     if channels_last:
         name += "-cl"
     if steps:
