@@ -68,4 +68,6 @@ def test_section_draws_the_figure_and_states_the_drop(tmp_path):
     drop = 100 * (sum([0.50, 0.46, 0.53]) - sum([0.87, 0.88, 0.86])) / 3
     assert f"nn at 2 − nn at 32 examples per statistic: {drop:.1f} points [" in md
     assert "34.7" in md  # the Group Normalization anchor, BN at 2 images per GPU
+    rows = {tuple(c.strip() for c in line.split("|")[2:4]) for line in md.splitlines() if line.startswith("| ")}
+    assert {("nn", "2"), ("nn", "32"), ("sync", "all 256"), ("gn", "none (per example)")} <= rows  # flat: no x
     assert small_batch_section(_groups().query("bn_emulate_ranks == 1"), tmp_path / "none") == ""

@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 from analysis.render.mdtable import fmt_number, to_markdown  # noqa: E402
 from analysis.render.figures import legend_outside, save  # noqa: E402
 from analysis.stats.small_batch import ANCHOR, ANCHOR_SOURCE, X, curve, drops  # noqa: E402
+from bench.rundir import BATCH_FREE  # noqa: E402
 
 PNG, CSV = "small_batch.png", "small_batch.csv"
 EXPLAIN = (
@@ -55,6 +56,17 @@ def _sentences(d: pd.DataFrame) -> list[str]:
     return out
 
 
+def _x_label(variant: str, x: float, flat: bool) -> str:
+    """The table's examples-per-statistic cell: a flat line is one configuration, not a point at x.
+
+    >>> _x_label("nn", 32, False), _x_label("sync", 256, True), _x_label("gn", 256, True)
+    ('32', 'all 256', 'none (per example)')
+    """
+    if not flat:
+        return f"{x:g}"
+    return "none (per example)" if variant in BATCH_FREE else f"all {x:g}"
+
+
 def small_batch_section(groups: pd.DataFrame, out_dir: str | Path) -> str:
     """Markdown for the small-batch cliff, figure and CSV into ``out_dir``; "" when the runs hold no
     local variant at two or more emulated rank counts."""
@@ -68,6 +80,7 @@ def small_batch_section(groups: pd.DataFrame, out_dir: str | Path) -> str:
     view = c.assign(acc=[f"{fmt_number(100 * m, '.1f')} [{fmt_number(100 * lo, '.1f')}, {fmt_number(100 * hi, '.1f')}]"
                          for m, lo, hi in zip(c["test_acc_mean"], c["test_acc_ci95_low"], c["test_acc_ci95_high"])])
     view = view[~view["flat"].astype(bool) | (view[X] == view[X].max())]
+    view = view.assign(**{X: [_x_label(v, x, f) for v, x, f in zip(view["variant"], view[X], view["flat"])]})
     table = view[["model", "variant", X, "n_seeds", "acc"]].rename(
         columns={X: "examples per statistic", "n_seeds": "seeds", "acc": "test acc (%) [95 % CI]"})
     anchor = ANCHOR.rename(columns={"images_per_gpu": "images per GPU", "bn_top1_error_pct": "BN top-1 error (%)",
