@@ -80,13 +80,14 @@ def run(variants: list[str], nproc: int, out: str, train_argv: list[str], runs_s
     medians = median_steps(out)
     arms = [medians.get(v, 0.0) for v in [ordered(variants)[0], *ordered(variants)]]
     steps = steps or DEFAULT_STEPS
+    sized = rounds is None
     rounds = rounds or size(runs_s, arms, steps)
     guess = (sum(arms) * rounds * steps / 1e3) if all(arms) else math.nan
     over = guess == guess and guess > runs_s * PHASE_SHARE / (1 - PHASE_SHARE)
+    why = (f"{MIN_ROUNDS} rounds are the fewest it runs" if sized else "as --timing-rounds asks")
     print(f"timing phase: {', '.join(ordered(variants))} interleaved, {rounds} rounds × {steps} steps per arm"
           + (f" (~{guess:.0f} s of steps)" if guess == guess else "")
-          + (f", more than a fifth of the comparison: {MIN_ROUNDS} rounds are the fewest it runs" if over else ""),
-          flush=True)
+          + (f", more than a fifth of the comparison: {why}" if over else ""), flush=True)
     return subprocess.call(command(variants, nproc, out, train_argv, rounds, steps, overwrite))
 
 

@@ -81,3 +81,13 @@ def test_a_sweep_gets_one_timing_phase_per_configuration_at_its_first_seed():
     assert [(variants, ws) for variants, ws, _ in groups] == [(["nn", "scratch"], 1), (["nn", "scratch"], 2)]
     args = groups[0][2]
     assert args[args.index("--seed") + 1] == "0" and args[args.index("--limit-train") + 1] == "1024"
+
+
+@pytest.mark.parametrize("asked, because", [(None, "10 rounds are the fewest it runs"),
+                                            (200, "as --timing-rounds asks")])
+def test_the_announcement_says_why_a_phase_runs_over_its_fifth(asked, because, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(timing_phase, "median_steps", lambda out: {"nn": 500.0, "scratch": 900.0})
+    monkeypatch.setattr(timing_phase.subprocess, "call", lambda cmd: 0)  # announce only; bench.timing not run
+    assert timing_phase.run(["nn", "scratch"], 1, str(tmp_path), [], runs_s=30.0, rounds=asked) == 0
+    line = capsys.readouterr().out
+    assert line.startswith(f"timing phase: nn, scratch interleaved, {asked or 10} rounds") and because in line
