@@ -147,6 +147,6 @@ def test_the_types_refuse_what_they_say(tmp_path):
 
 
 def test_comma_lists_of_numbers_refuse_zero_and_negatives(capsys):
-    for bad in ("0", "4,-2", "4,x"):
+    for bad, item in (("0", "0"), ("4,-2", "-2"), ("4,x", "x")):
         rc, out, err = run_in_process("bench.micro", ["--batch", bad, "--device", "cpu"], capsys)
-        assert problems(rc, out, err, ["--batch", repr(bad)]) is None, (bad, err)
+        assert problems(rc, out, err, ["--batch", item]) is None, (bad, err)
