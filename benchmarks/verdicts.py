@@ -52,10 +52,10 @@ THIRD_COPY = 2  # nn's copies 0 and 1 are bench.timing's baseline and control
 def extra_arms(tc: interleave.TimingConfig, fraction: float):
     """extra_arms for interleave.run: a third copy of nn (A″), and a fresh nn copy whose every step
     ends in busy CPU work of `fraction` × that step's own CPU time. Counted in CPU time, the wait is
-    stretched by a busy machine exactly as the step is, and a preemption inside it adds no overshoot; so the planted
-    ratio of wall-clock medians is 1 + F by construction, however loaded the machine. (A wait of a
-    fixed wall time calibrated beforehand becomes another share of a step a neighbour slowed, and a
-    wall-clock spin overshoots by a scheduler slice whenever it is preempted.)"""
+    stretched by a busy machine exactly as the step is, and a preemption inside it adds no overshoot;
+    so the planted ratio of wall-clock medians is 1 + F by construction, however loaded the machine.
+    (A wait of a fixed wall time calibrated beforehand becomes another share of a step a neighbour
+    slowed, and a wall-clock spin overshoots by a scheduler slice whenever it is preempted.)"""
     def extra(arms: list[interleave.Arm]) -> list[interleave.Arm]:
         total = interleave.SPARE_STEPS + tc.warmup + tc.rounds * tc.steps
         third = interleave.build_arm(arms[0].job.plan, arms[0].job.info, THIRD_COPY, total)

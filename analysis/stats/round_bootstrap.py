@@ -31,8 +31,6 @@ N_BOOT = 2000
 SEED = 0           # a rebuilt report prints the same interval
 MIN_ROUNDS = 3     # fewer rounds: the estimate, no interval
 MAX_NOISE_FLOOR = 0.10  # a control departing from 1 by more: too noisy to tell
-VERDICTS = ("faster", "slower", "within noise", "too noisy to tell", "no interval")
-CONTROL_VERDICTS = ("within noise", "outside noise", "no interval")
 
 
 def _matrix(by_round: Mapping[int, np.ndarray], rounds: list[int]) -> np.ndarray:
@@ -102,11 +100,11 @@ def verdict(low: float, high: float, control_low: float, control_high: float) ->
     >>> verdict(1.2, 1.4, 1.04, 1.12)
     'too noisy to tell'
     """
-    if math.isnan(low) or math.isnan(control_low):
-        return "no interval"
-    if control_verdict(control_low, control_high) != "within noise":
-        return "too noisy to tell"
     floor = noise_floor(control_low, control_high)
+    if math.isnan(low) or math.isnan(floor):
+        return "no interval"
+    if floor > MAX_NOISE_FLOOR:
+        return "too noisy to tell"
     if low > 1.0 + floor:
         return "slower"
     if high < 1.0 / (1.0 + floor):

@@ -122,17 +122,14 @@ def load(data_dir: str | os.PathLike, device: torch.device, download: bool = Fal
     return FashionMNIST(*out)
 
 
-class Padded:
-    """Fashion-MNIST for torchvision's 3-channel networks (``--image-size S``): each 1×28×28 batch
-    zero-padded to S×S, the image centred, and its grey channel repeated three times.
+def padded(x: torch.Tensor, side: int) -> torch.Tensor:
+    """Fashion-MNIST for torchvision's 3-channel networks (``--image-size S``): N×1×H×W images
+    zero-padded to S×S, each centred, and the grey channel repeated three times (a new tensor).
 
-    >>> Padded(32)(torch.ones(2, 1, 28, 28)).shape, Padded(32)(torch.ones(1, 1, 28, 28))[0, :, 0, 0].tolist()
-    (torch.Size([2, 3, 32, 32]), [0.0, 0.0, 0.0])
+    >>> y = padded(torch.ones(2, 1, 28, 28), 32)
+    >>> y.shape, y[0, :, 0, 0].tolist(), y[0, :, 2, 2].tolist()
+    (torch.Size([2, 3, 32, 32]), [0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
     """
-
-    def __init__(self, side: int):
-        extra = side - 28
-        self.pad = (extra // 2, extra - extra // 2, extra // 2, extra - extra // 2)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.pad(x, self.pad).expand(-1, 3, -1, -1).contiguous()
+    extra_h, extra_w = side - x.shape[-2], side - x.shape[-1]
+    pad = (extra_w // 2, extra_w - extra_w // 2, extra_h // 2, extra_h - extra_h // 2)
+    return torch.nn.functional.pad(x, pad).expand(-1, 3, -1, -1).contiguous()

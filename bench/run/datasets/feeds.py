@@ -147,11 +147,11 @@ def load(cfg: TrainConfig, spec: DataSpec, device: torch.device) -> Source:
     fmt = memory_format(cfg)
     if spec.source == "fashion-mnist":
         d = fmnist.load(cfg.data_dir, device, False, cfg.limit_train, cfg.limit_test)
-        layout = (lambda x: x.contiguous(memory_format=fmt)) if cfg.channels_last else (lambda x: x)
-        if tuple(spec.input_shape) != tuple(d.train_x.shape[1:]):
-            pad = fmnist.Padded(spec.input_shape[-1])
-            return DeviceSource(d.train_x, d.train_y, d.test_x, d.test_y, lambda x: layout(pad(x)))
-        return DeviceSource(d.train_x, d.train_y, d.test_x, d.test_y, layout)
+        train_x, test_x = d.train_x, d.test_x
+        if tuple(spec.input_shape) != tuple(train_x.shape[1:]):  # --image-size: padded once, not per step
+            train_x, test_x = (fmnist.padded(x, spec.input_shape[-1]) for x in (train_x, test_x))
+        prepare = (lambda x: x.contiguous(memory_format=fmt)) if cfg.channels_last else (lambda x: x)
+        return DeviceSource(train_x, d.train_y, test_x, d.test_y, prepare)
     if spec.source == "synthetic":
         x, y = synthetic.synthetic(spec.n_train, spec.num_classes, spec.input_shape[1], device)
         return DeviceSource(x, y, None, None, images.Normalise(device, fmt))

@@ -88,7 +88,8 @@ def resolve_data(cfg: TrainConfig) -> DataSpec:
     """The run's DataSpec; UsageError for a source that cannot serve this configuration."""
     _only_for(cfg)
     if cfg.data == "fashion-mnist":  # --image-size S: padded to S×S, grey repeated over 3 channels
-        shape = FASHION_MNIST_SHAPE if cfg.image_size is None else (3, _image_size(cfg), _image_size(cfg))
+        side = None if cfg.image_size is None else _image_size(cfg)
+        shape = FASHION_MNIST_SHAPE if side is None else (3, side, side)
         spec = DataSpec("fashion-mnist", shape, FASHION_MNIST["classes"],
                         min(cfg.limit_train or FASHION_MNIST["n_train"], FASHION_MNIST["n_train"]),
                         min(cfg.limit_test or FASHION_MNIST["n_test"], FASHION_MNIST["n_test"]), True)
