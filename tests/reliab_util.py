@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from tests.procs import free_port
+from tests.proctree import descendants
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -49,21 +50,7 @@ def wait_for(predicate, timeout_s: float, proc: subprocess.Popen | None = None, 
 
 def worker_pid(launcher_pid: int, rank: int) -> int | None:
     """PID of the torchrun worker with RANK=rank among the descendants of `launcher_pid`."""
-    children: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(d.name))
-    todo, seen = [launcher_pid], []
-    while todo:
-        p = todo.pop()
-        for c in children.get(p, []):
-            seen.append(c)
-            todo.append(c)
-    for pid in seen:
+    for pid in descendants(launcher_pid):
         try:
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
